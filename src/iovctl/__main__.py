@@ -1,0 +1,3 @@
+from iovctl.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""Known PF drivers and the VF settings they refuse (measured or from driver source).
+
+A host spec or the real backend may refine this per adapter; unknown drivers are
+assumed to support everything and their refusals are learnt from the kernel's errno.
+"""
+
+from __future__ import annotations
+
+from iovctl.domain.model import VfSetting
+
+V = VfSetting
+
+#: driver -> settings its ndo_set_vf_* refuse.
+UNSUPPORTED_BY_DRIVER: dict[str, frozenset[VfSetting]] = {
+    # Measured on QEMU's 82576 with kernels 6.1 and 6.12 (linux-sriov.md):
+    # link state EOPNOTSUPP, min rate EINVAL, 802.1ad EPROTONOSUPPORT, no RSS query.
+    "igb": frozenset({V.LINK_STATE, V.MIN_RATE, V.VLAN_PROTOCOL, V.QUERY_RSS, V.PVLAN}),
+    # ixgbe: no min rate, no link state before X550; RSS query on 82599.
+    "ixgbe": frozenset({V.MIN_RATE, V.VLAN_PROTOCOL, V.PVLAN}),
+    "i40e": frozenset({V.VLAN_PROTOCOL, V.QUERY_RSS, V.PVLAN}),
+    "ice": frozenset({V.QUERY_RSS, V.PVLAN}),
+    "mlx5_core": frozenset({V.QUERY_RSS, V.PVLAN}),
+}
+
+#: VF driver a PF driver's VFs bind to.
+VF_DRIVER = {
+    "igb": "igbvf",
+    "ixgbe": "ixgbevf",
+    "i40e": "iavf",
+    "ice": "iavf",
+    "mlx5_core": "mlx5_core",
+}
+
+
+def unsupported_settings(driver: str | None) -> frozenset[VfSetting]:
+    return UNSUPPORTED_BY_DRIVER.get(driver or "", frozenset())

@@ -1,0 +1,301 @@
+"""Domain objects: the Hyper-V SR-IOV model in Linux terms.
+
+Field names are the snake_case forms of Hyper-V's properties where one exists
+(``IovWeight`` -> ``iov_weight``); they are also the keys of the ``-o json``
+contract. Pure data: no I/O, no imports beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+
+
+class SriovSupport(enum.StrEnum):
+    """Per-adapter verdict, like ``Get-NetAdapterSriov`` ``SriovSupport``."""
+
+    SUPPORTED = "supported"
+    NOT_CAPABLE = "not-capable"
+    MISSING_PF_DRIVER = "missing-pf-driver"
+    FIRMWARE_DISABLED = "firmware-disabled"
+    NO_IOMMU_SUPPORT = "no-iommu-support"
+    MISSING_ACS = "missing-acs"
+    NO_BUS_RESOURCES = "no-bus-resources"
+    NO_VF_BAR_SPACE = "no-vf-bar-space"
+
+
+class VfSetting(enum.StrEnum):
+    """A per-VF setting a PF driver may or may not support (netlink IFLA_VF_*)."""
+
+    MAC = "mac"
+    VLAN = "vlan"
+    QOS = "qos"
+    VLAN_PROTOCOL = "vlan-protocol"  # 802.1ad (QinQ) on the VF
+    SPOOF_CHECK = "spoof-check"
+    TRUST = "trust"
+    MAX_RATE = "max-rate"
+    MIN_RATE = "min-rate"
+    LINK_STATE = "link-state"
+    QUERY_RSS = "query-rss"
+    PVLAN = "pvlan"  # private VLAN isolation between VFs in the NIC's embedded switch
+
+    @property
+    def label(self) -> str:
+        """Human words for messages: 'the igb driver does not support link state'."""
+        return _SETTING_LABELS[self]
+
+
+_SETTING_LABELS = {
+    VfSetting.MAC: "MAC address",
+    VfSetting.VLAN: "VLAN",
+    VfSetting.QOS: "VLAN priority (qos)",
+    VfSetting.VLAN_PROTOCOL: "802.1ad VLAN protocol",
+    VfSetting.SPOOF_CHECK: "spoof check",
+    VfSetting.TRUST: "trust",
+    VfSetting.MAX_RATE: "max rate",
+    VfSetting.MIN_RATE: "min rate",
+    VfSetting.LINK_STATE: "link state",
+    VfSetting.QUERY_RSS: "RSS query",
+    VfSetting.PVLAN: "private VLAN isolation",
+}
+
+
+class LinkState(enum.StrEnum):
+    AUTO = "auto"
+    ENABLE = "enable"
+    DISABLE = "disable"
+
+
+class VlanProtocol(enum.StrEnum):
+    DOT1Q = "802.1Q"
+    DOT1AD = "802.1ad"
+
+
+class PvlanMode(enum.StrEnum):
+    ISOLATED = "isolated"
+    COMMUNITY = "community"
+    PROMISCUOUS = "promiscuous"
+
+
+class VmState(enum.StrEnum):
+    OFF = "off"
+    RUNNING = "running"
+
+
+class NicStatus(enum.StrEnum):
+    """``Status`` of a VM network adapter.
+
+    ``ok``: on the path it asked for; ``degraded``: wants a VF but runs on the
+    software path (``status_description`` says why); ``off``: the VM is not running.
+    """
+
+    OK = "ok"
+    DEGRADED = "degraded"
+    OFF = "off"
+
+
+class EventLevel(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One unmet prerequisite: stable ``code``, Hyper-V-like ``message``, Linux ``hint``."""
+
+    code: str
+    message: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What readiness is judged on; read from the machine or a host spec."""
+
+    #: CPU vendor ("intel", "amd", ...), informational.
+    cpu_vendor: str = "intel"
+    #: VT-x / AMD-V present and enabled (cpu flag vmx / svm).
+    cpu_virtualization: bool = True
+    #: Second-level address translation (EPT / NPT).
+    cpu_slat: bool = True
+    #: The firmware describes an IOMMU (ACPI DMAR / IVRS table).
+    iommu_present: bool = True
+    #: The kernel uses it (iommu groups exist): off without intel_iommu=on etc.
+    iommu_enabled: bool = True
+    dma_remapping: bool = True
+    interrupt_remapping: bool = True
+    #: "SR-IOV Global Enable" in BIOS/UEFI.
+    firmware_sriov_enabled: bool = True
+    #: Firmware grants the OS native PCIe control (ACPI _OSC); "pci=nomsi"-era BIOSes don't.
+    pcie_native_control: bool = True
+    #: Root ports carry Access Control Services.
+    acs: bool = True
+    #: Kernel built with CONFIG_PCI_IOV.
+    kernel_pci_iov: bool = True
+    #: vfio-pci module available (needed to give a VF to a VM).
+    vfio_pci: bool = True
+    kernel_cmdline: str = ""
+
+
+@dataclass(frozen=True)
+class SriovCapability:
+    """What an SR-IOV capable PF offers, and which VF settings its driver refuses."""
+
+    total_vfs: int
+    #: Queue pairs the PF can hand to VFs (switch ``iov_queue_pair_count``).
+    queue_pairs: int
+    max_queue_pairs_per_vf: int
+    vf_driver: str
+    vf_device_id: str = ""
+    unsupported: frozenset[VfSetting] = frozenset()
+    #: Enough bus numbers for the VFs (NoBusResources when false).
+    bus_resources: bool = True
+    #: The BIOS left MMIO space for the VF BARs (NoVfBarSpace when false).
+    vf_bar_space: bool = True
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """A physical network adapter (PCI function); with ``sriov`` set, an SR-IOV PF."""
+
+    name: str
+    pci_address: str
+    vendor_id: str
+    device_id: str
+    #: Bound PF driver, None when no driver is bound.
+    driver: str | None
+    model: str
+    link_speed_mbps: int
+    numa_node: int
+    mac: str
+    sriov: SriovCapability | None = None
+    #: VFs currently enabled (sriov_numvfs).
+    num_vfs: int = 0
+
+    @property
+    def sriov_enabled(self) -> bool:
+        return self.num_vfs > 0
+
+
+@dataclass(frozen=True)
+class VfSettings:
+    """The settings of one VF as the PF driver holds them. Defaults = scrubbed."""
+
+    mac: str = "00:00:00:00:00:00"
+    vlan: int = 0
+    qos: int = 0
+    vlan_protocol: VlanProtocol = VlanProtocol.DOT1Q
+    spoof_check: bool = True
+    trust: bool = False
+    #: Mbit/s, 0 = unlimited.
+    max_rate: int = 0
+    min_rate: int = 0
+    link_state: LinkState = LinkState.AUTO
+
+    def changed_settings(self, base: VfSettings | None = None) -> list[VfSetting]:
+        """The settings that differ from ``base`` (default: scrubbed)."""
+        base = base or SCRUBBED
+        out = []
+        for attr, setting in _ATTR_SETTING.items():
+            if getattr(self, attr) != getattr(base, attr):
+                out.append(setting)
+        return out
+
+    def with_(self, **changes: object) -> VfSettings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_ATTR_SETTING = {
+    "mac": VfSetting.MAC,
+    "vlan": VfSetting.VLAN,
+    "qos": VfSetting.QOS,
+    "vlan_protocol": VfSetting.VLAN_PROTOCOL,
+    "spoof_check": VfSetting.SPOOF_CHECK,
+    "trust": VfSetting.TRUST,
+    "max_rate": VfSetting.MAX_RATE,
+    "min_rate": VfSetting.MIN_RATE,
+    "link_state": VfSetting.LINK_STATE,
+}
+
+#: A VF with nothing of any tenant on it.
+SCRUBBED = VfSettings()
+
+
+@dataclass(frozen=True)
+class VirtualFunction:
+    """One VF of a PF, as the bus reports it."""
+
+    adapter: str
+    index: int
+    pci_address: str
+    #: Net device name while bound to its net driver; None when unbound or on vfio-pci.
+    netdev: str | None = None
+    iommu_group: int | None = None
+    settings: VfSettings = field(default_factory=VfSettings)
+
+
+@dataclass(frozen=True)
+class PrivateVlan:
+    """Private VLAN membership of a NIC (Hyper-V ``Set-VMNetworkAdapterVlan``)."""
+
+    mode: PvlanMode
+    primary_vlan: int
+    #: Secondary VLAN (isolated/community); promiscuous ports list none.
+    secondary_vlan: int | None = None
+
+
+@dataclass(frozen=True)
+class VirtualSwitch:
+    """An external virtual switch bound to an uplink adapter (``New-VMSwitch``).
+
+    Always has a software path (a Linux bridge on the uplink); with ``iov_enabled``
+    it also offers the uplink's VFs to its NICs. ``iov_enabled`` is fixed at creation.
+    """
+
+    name: str
+    uplink: str
+    iov_enabled: bool
+
+
+@dataclass(frozen=True)
+class VirtualMachine:
+    name: str
+    state: VmState = VmState.OFF
+
+
+@dataclass(frozen=True)
+class NicConfig:
+    """What the admin sets on a VM network adapter; must hold on both paths."""
+
+    switch: str
+    mac: str
+    #: 0 = SR-IOV off for this NIC; 1-100 = on, relative importance when VFs are scarce.
+    iov_weight: int = 100
+    iov_queue_pairs_requested: int = 1
+    vlan: int | None = None
+    pvlan: PrivateVlan | None = None
+    #: Mbit/s; None = unlimited.
+    max_rate: int | None = None
+    allow_mac_spoofing: bool = False
+    trust: bool = False
+
+
+@dataclass(frozen=True)
+class VfAssignment:
+    """The VF a NIC holds: adapter + index, and the queue pairs it got."""
+
+    adapter: str
+    index: int
+    queue_pairs: int
+
+
+@dataclass(frozen=True)
+class Event:
+    seq: int
+    time: float
+    level: EventLevel
+    code: str
+    object_kind: str
+    object_name: str
+    message: str

@@ -1,0 +1,86 @@
+"""Input checks shared by every front end. Each raises InvalidInput naming the object."""
+
+from __future__ import annotations
+
+import re
+
+from iovctl.errors import InvalidInput
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def check_name(kind: str, name: str) -> str:
+    """A VM, switch or NIC name: letters, digits, ``_.-``; no path or shell characters."""
+    if not _NAME_RE.match(name or ""):
+        raise InvalidInput(
+            "invalid-name",
+            f"{kind} name {name!r} is not allowed",
+            "use 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit",
+        )
+    return name
+
+
+def normalize_mac(mac: str, what: str = "MAC address") -> str:
+    """Lower-case ``aa:bb:cc:dd:ee:ff``; accepts ``-`` separators and bare 12 hex digits."""
+    raw = (mac or "").strip().lower().replace("-", ":")
+    if re.fullmatch(r"[0-9a-f]{12}", raw):
+        raw = ":".join(raw[i : i + 2] for i in range(0, 12, 2))
+    if not _MAC_RE.match(raw):
+        raise InvalidInput(
+            "invalid-mac", f"{what} {mac!r} is not a MAC address", "write it as 52:54:00:12:34:56"
+        )
+    first = int(raw[:2], 16)
+    if first & 1:
+        raise InvalidInput(
+            "invalid-mac",
+            f"{what} {mac!r} is a multicast address",
+            "the first octet of a unicast MAC is even, e.g. 52:54:00:12:34:56",
+        )
+    if raw == "00:00:00:00:00:00":
+        raise InvalidInput("invalid-mac", f"{what} {mac!r} is the all-zero address", "pick a unicast MAC")
+    return raw
+
+
+def check_vlan(vlan: int, what: str = "VLAN") -> int:
+    if not 1 <= vlan <= 4094:
+        raise InvalidInput(
+            "invalid-vlan", f"{what} {vlan} is outside 1-4094", "802.1Q VLAN ids run from 1 to 4094"
+        )
+    return vlan
+
+
+def check_weight(weight: int) -> int:
+    if not 0 <= weight <= 100:
+        raise InvalidInput(
+            "invalid-weight",
+            f"IOV weight {weight} is outside 0-100",
+            "0 turns SR-IOV off for the NIC; 1-100 rank NICs when VFs are scarce",
+        )
+    return weight
+
+
+def check_queue_pairs(count: int) -> int:
+    if not 1 <= count <= 4096:
+        raise InvalidInput(
+            "invalid-queue-pairs",
+            f"{count} queue pairs requested",
+            "ask for at least 1 queue pair (more than 1 lets the VF do RSS)",
+        )
+    return count
+
+
+def check_rate(mbps: int) -> int:
+    if not 1 <= mbps <= 10_000_000:
+        raise InvalidInput(
+            "invalid-rate", f"max rate {mbps} Mbit/s is out of range", "give a rate in Mbit/s, >= 1"
+        )
+    return mbps
+
+
+def check_num_vfs(adapter: str, count: int) -> int:
+    if count < 0:
+        raise InvalidInput(
+            "invalid-vf-count", f"adapter {adapter}: VF count {count} is negative", "give 0 or more"
+        )
+    return count

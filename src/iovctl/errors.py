@@ -1,0 +1,92 @@
+"""The one exception tree of iovctl.
+
+Every foreseeable failure is an :class:`IovctlError` carrying a stable kebab-case
+``code``, a ``message`` that names the object, and a ``hint`` that says what to do.
+Adapters translate OS and library errors into these at their edge
+(``raise ... from exc``); the CLI catches them in one place and maps the family to
+an exit code::
+
+    IovctlError                      exit 1
+    ├── InvalidInput                 exit 2   bad MAC, VLAN, weight, name...
+    ├── NotFound                     exit 3   unknown adapter, switch, VM, NIC
+    ├── Conflict                     exit 4   duplicate name, VFs in use, IOV fixed...
+    ├── HardwareError                exit 5   the kernel/driver/simulated NIC refused
+    │   └── UnsupportedVfSetting     exit 5   the driver cannot do this on VFs
+    └── StateError                   exit 6   state store busy, corrupt, too new
+
+Must not import anything but the standard library.
+"""
+
+from __future__ import annotations
+
+
+class IovctlError(Exception):
+    """Base: ``error[code]: message`` + ``hint``."""
+
+    exit_code = 1
+
+    def __init__(self, code: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"error[{self.code}]: {self.message}"
+
+    def to_dict(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+class InvalidInput(IovctlError):
+    """A value the user gave is malformed or out of range."""
+
+    exit_code = 2
+
+
+class NotFound(IovctlError):
+    """A named object does not exist."""
+
+    exit_code = 3
+
+
+class Conflict(IovctlError):
+    """The request contradicts the current state (duplicate, in use, fixed...)."""
+
+    exit_code = 4
+
+
+class HardwareError(IovctlError):
+    """The kernel, the driver or the (simulated) device refused the operation."""
+
+    exit_code = 5
+
+    def __init__(self, code: str, message: str, hint: str = "", errno: int | None = None):
+        super().__init__(code, message, hint)
+        self.errno = errno
+
+
+class UnsupportedVfSetting(HardwareError):
+    """The PF driver does not support a VF setting (e.g. igb and link state)."""
+
+    def __init__(self, driver: str, setting: str, hint: str = "", errno: int | None = None):
+        super().__init__(
+            "vf-setting-unsupported",
+            f"the {driver} driver does not support {setting} on VFs",
+            hint or f"leave {setting} unset for NICs on {driver} adapters",
+            errno,
+        )
+        self.driver = driver
+        self.setting = setting
+
+
+class StateError(IovctlError):
+    """The state store cannot be used (busy, corrupt, written by a newer iovctl)."""
+
+    exit_code = 6
+
+
+EXIT_CODES: dict[str, int] = {
+    cls.__name__: cls.exit_code
+    for cls in (IovctlError, InvalidInput, NotFound, Conflict, HardwareError, StateError)
+}

@@ -1,0 +1,101 @@
+"""Ports: the capabilities services need, as typing Protocols.
+
+Adapters implement them per technology (``adapters/sim`` in memory + SQLite,
+``adapters/linux`` sysfs + netlink, ``adapters/netns`` network namespaces). Each
+method's docstring is its contract; the contract test suite (tests/contract) holds
+every implementation to it. Must not import any adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from iovctl.domain.model import (
+    Adapter,
+    HostFacts,
+    NicConfig,
+    VfSetting,
+    VfSettings,
+    VirtualFunction,
+)
+
+
+class PciBus(Protocol):
+    """The host's PCI view: readiness facts, network PFs, VF count (``sriov_numvfs``)."""
+
+    #: Short name shown to users ("simulated:demo", "linux").
+    backend_name: str
+
+    def host_facts(self) -> HostFacts:
+        """Facts readiness is judged on."""
+        ...
+
+    def adapters(self) -> list[Adapter]:
+        """Every physical network adapter (PFs, not VFs), sorted by name."""
+        ...
+
+    def set_num_vfs(self, adapter: str, count: int) -> None:
+        """Write the VF count with the kernel's rules (drivers/pci/iov.c), no help.
+
+        Raises NotFound for an unknown adapter; HardwareError with code
+        ``vf-count-out-of-range`` (ERANGE) above total VFs, ``vf-count-busy`` (EBUSY)
+        for non-zero to a different non-zero, ``no-pf-driver`` (ENOENT) without a
+        driver able to configure SR-IOV. Writing the current value is a no-op.
+        Returns when the VFs exist (bounded wait), or raises ``vf-create-timeout``.
+        """
+        ...
+
+    def virtual_functions(self, adapter: str) -> list[VirtualFunction]:
+        """The adapter's VFs in index order, each with its current settings."""
+        ...
+
+
+class VfConfigurator(Protocol):
+    """Per-VF settings held by the PF driver (netlink ``IFLA_VF_*``)."""
+
+    def unsupported_vf_settings(self, adapter: str) -> frozenset[VfSetting]:
+        """Settings this adapter's driver refuses on its VFs."""
+        ...
+
+    def set_vf_settings(self, adapter: str, index: int, settings: VfSettings) -> None:
+        """Make VF ``index`` carry exactly ``settings``, in one request.
+
+        Raises UnsupportedVfSetting naming the driver and the setting when the driver
+        refuses a non-default value; HardwareError ``vf-not-found`` for an index out
+        of range. Unsupported settings left at their default are not sent.
+        """
+        ...
+
+
+class HostHardware(PciBus, VfConfigurator, Protocol):
+    """A whole hardware backend: PCI bus and VF configuration together."""
+
+
+class VmRuntime(Protocol):
+    """The hypervisor side: runs VMs and plugs NICs (failover pairs) into them.
+
+    The simulated runtime records; the network-namespace and libvirt runtimes make
+    real devices. Every method is idempotent (``ensure`` semantics).
+    """
+
+    def start_vm(self, vm: str) -> None: ...
+
+    def stop_vm(self, vm: str) -> None: ...
+
+    def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
+        """The synthetic half of the pair, on the switch's software path."""
+        ...
+
+    def unplug_nic(self, vm: str, nic: str) -> None: ...
+
+    def attach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
+        """Give the VF to the VM as the fast half of the NIC's failover pair."""
+        ...
+
+    def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
+        """Take the VF back; traffic continues on the software half."""
+        ...
+
+    def vf_data_path_active(self, vm: str, nic: str) -> bool:
+        """Traffic really flows on the VF (guest has the VF driver and uses it)."""
+        ...

@@ -299,3 +299,27 @@ class Event:
     object_kind: str
     object_name: str
     message: str
+
+
+@dataclass(frozen=True)
+class VmNetworkAdapter:
+    """A VM's NIC (``Get-VMNetworkAdapter``): its config plus the runtime allocation.
+
+    As a failover pair it is one unit: a software (synthetic) interface on the
+    switch's bridge always, and the VF in ``assignment`` when the allocator grants one.
+    """
+
+    id: int
+    vm: str
+    name: str
+    config: NicConfig
+    #: The VF held, None on the software path.
+    assignment: VfAssignment | None = None
+    #: When the NIC last became eligible for a VF (first come, first served).
+    claim_seq: int | None = None
+    #: Why an eligible NIC waits (allocation.WaitReason value), None otherwise.
+    wait_reason: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.vm}/{self.name}"

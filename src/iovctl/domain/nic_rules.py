@@ -5,6 +5,7 @@ from __future__ import annotations
 from iovctl.domain.model import (
     SCRUBBED,
     NicConfig,
+    NicStatus,
     PvlanMode,
     Reason,
     VfSetting,
@@ -50,4 +51,50 @@ def unsupported_reason(
         f"the {driver} driver does not support {words} on VFs; the NIC stays on the "
         "software path so its settings keep holding",
         "drop the setting from the NIC (iovctl nic set) or use an uplink whose driver supports it",
+    )
+
+
+def nic_status(
+    *,
+    running: bool,
+    weight: int,
+    switch_name: str,
+    switch_reasons: list[Reason],
+    unsupported: Reason | None,
+    holding: tuple[str, int, int] | None,
+    wait_reason: str | None,
+    uplink: str,
+    vf_count: int,
+) -> tuple[NicStatus, str]:
+    """``status`` and ``status_description`` of a NIC: which path, and why."""
+    if not running:
+        return NicStatus.OFF, "The VM is not running; a VF is assigned when it starts."
+    if holding is not None:
+        adapter, index, qps = holding
+        pairs = "queue pair" if qps == 1 else "queue pairs"
+        return (
+            NicStatus.OK,
+            f"On VF {index} of {adapter} ({qps} {pairs}); software path on standby.",
+        )
+    if weight == 0:
+        return NicStatus.OK, "SR-IOV is off for this NIC (IOV weight 0): software path."
+    if switch_reasons:
+        first = switch_reasons[0]
+        if first.code == "switch-iov-off":
+            return NicStatus.DEGRADED, f"Software path: {first.message}"
+        return (
+            NicStatus.DEGRADED,
+            f"Software path: switch {switch_name} cannot use SR-IOV: {first.message}",
+        )
+    if unsupported is not None:
+        return NicStatus.DEGRADED, f"Software path: {unsupported.message}"
+    if wait_reason == "queue-pairs-exhausted":
+        return (
+            NicStatus.DEGRADED,
+            f"Software path: no queue pairs left on {uplink}; waiting for a VF.",
+        )
+    return (
+        NicStatus.DEGRADED,
+        f"Software path: all {vf_count} VFs of {uplink} are in use by NICs of equal or "
+        "higher IOV weight; waiting for a VF.",
     )

@@ -158,9 +158,7 @@ def adapter_reason(adapter: Adapter, support: SriovSupport) -> Reason | None:
     return Reason(f"adapter-{support.value}", message.format(**fill), hint.format(**fill))
 
 
-def switch_reasons(
-    switch: VirtualSwitch, uplink: Adapter, facts: HostFacts
-) -> list[Reason]:
+def switch_reasons(switch: VirtualSwitch, uplink: Adapter, facts: HostFacts) -> list[Reason]:
     """Why an IOV switch's VF pool cannot work; empty means it works."""
     reasons: list[Reason] = []
     if not switch.iov_enabled:

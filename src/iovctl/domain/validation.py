@@ -38,7 +38,9 @@ def normalize_mac(mac: str, what: str = "MAC address") -> str:
             "the first octet of a unicast MAC is even, e.g. 52:54:00:12:34:56",
         )
     if raw == "00:00:00:00:00:00":
-        raise InvalidInput("invalid-mac", f"{what} {mac!r} is the all-zero address", "pick a unicast MAC")
+        raise InvalidInput(
+            "invalid-mac", f"{what} {mac!r} is the all-zero address", "pick a unicast MAC"
+        )
     return raw
 
 

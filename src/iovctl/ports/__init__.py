@@ -34,6 +34,10 @@ class PciBus(Protocol):
         """Every physical network adapter (PFs, not VFs), sorted by name."""
         ...
 
+    def adapter(self, name: str) -> Adapter:
+        """One adapter by name; raises NotFound (``unknown-adapter``) naming it."""
+        ...
+
     def set_num_vfs(self, adapter: str, count: int) -> None:
         """Write the VF count with the kernel's rules (drivers/pci/iov.c), no help.
 
@@ -47,6 +51,10 @@ class PciBus(Protocol):
 
     def virtual_functions(self, adapter: str) -> list[VirtualFunction]:
         """The adapter's VFs in index order, each with its current settings."""
+        ...
+
+    def virtual_function(self, adapter: str, index: int) -> VirtualFunction:
+        """One VF with its settings; HardwareError ``vf-not-found`` if out of range."""
         ...
 
 

@@ -1,0 +1,520 @@
+"""Per-VF settings over rtnetlink (``IFLA_VF_*`` on the PF), through pyroute2.
+
+Reads every VF of a PF with one ``RTM_GETLINK`` and writes one VF's settings with one
+``RTM_NEWLINK``; translates the kernel's errno into iovctl errors that name the driver
+and the setting. Kernel names (``IFLA_VF_*``, ``RTEXT_FILTER_*``) stay in this module.
+
+Size of a 256-VF reply (net/core/rtnetlink.c, ``rtnl_vfinfo_size``): without
+statistics one ``IFLA_VF_INFO`` is 196 bytes (MAC 40, broadcast 36, VLAN 16, VLAN
+list 24, rates 28, spoof check/link state/RSS/trust 12 each, nest 4), so 256 VFs take
+~50 KB. With ``IFLA_VF_STATS`` it is ~296 bytes, and the ``IFLA_VFINFO_LIST`` nest,
+whose ``nla_len`` is a u16, silently overflows above ~221 VFs. We therefore always ask
+with ``RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS``. On the receiving side pyroute2
+0.9 reads each datagram through asyncio's datagram transport (``max_size`` 256 KiB;
+its ``rcvsize=16384`` argument is not used for reads), and we set the socket's
+``SO_RCVBUF`` explicitly (:data:`RECEIVE_BUFFER`). The count of decoded entries is
+checked against ``IFLA_NUM_VF``: a short list raises instead of returning fewer VFs
+(the failure mode of the neutron agent above 108 VFs).
+
+Must not import sysfs code, services, the CLI or anything outside the domain model,
+``iovctl.errors`` and pyroute2.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from iovctl.domain.drivers import UNSUPPORTED_BY_DRIVER
+from iovctl.domain.model import (
+    SCRUBBED,
+    LinkState,
+    VfSetting,
+    VfSettings,
+    VlanProtocol,
+)
+from iovctl.errors import HardwareError, InvalidInput, UnsupportedVfSetting
+
+V = VfSetting
+
+#: include/uapi/linux/rtnetlink.h: ask for IFLA_VFINFO_LIST ...
+RTEXT_FILTER_VF = 1 << 0
+#: ... but without IFLA_VF_STATS, which would overflow the u16 nest length (see above).
+RTEXT_FILTER_SKIP_STATS = 1 << 3
+VF_INFO_EXT_MASK = RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS
+
+#: SO_RCVBUF for the rtnetlink socket: 20 times a 256-VF reply (~50 KB). The kernel
+#: caps it at net.core.rmem_max (then doubles it), which still holds one reply.
+RECEIVE_BUFFER = 1 << 20
+
+#: rtnetlink.c rtnl_fill_vfinfo presets spoofchk/trust to -1 ("driver did not report").
+_UNREPORTED = 0xFFFFFFFF
+
+ETH_P_8021Q = 0x8100
+ETH_P_8021AD = 0x88A8
+
+_LINK_STATE_CODES = {LinkState.AUTO: 0, LinkState.ENABLE: 1, LinkState.DISABLE: 2}
+_LINK_STATE_BY_CODE = {code: state for state, code in _LINK_STATE_CODES.items()}
+
+_ATTR_OF_SETTING = {
+    V.MAC: "mac",
+    V.VLAN: "vlan",
+    V.QOS: "qos",
+    V.VLAN_PROTOCOL: "vlan_protocol",
+    V.SPOOF_CHECK: "spoof_check",
+    V.TRUST: "trust",
+    V.MAX_RATE: "max_rate",
+    V.MIN_RATE: "min_rate",
+    V.LINK_STATE: "link_state",
+}
+
+#: Errnos a driver (or rtnetlink.c for a missing ndo_set_vf_*) uses to refuse a setting.
+_REFUSALS = frozenset({errno.EOPNOTSUPP, errno.EPROTONOSUPPORT, errno.EINVAL})
+
+
+def setting_value(settings: VfSettings, setting: VfSetting) -> object:
+    """The value ``settings`` holds for ``setting`` (the VfSettings field behind it)."""
+    return getattr(settings, _ATTR_OF_SETTING[setting])
+
+
+@dataclass(frozen=True)
+class VfReport:
+    """One VF as the PF driver reports it (``ndo_get_vf_config``)."""
+
+    index: int
+    settings: VfSettings
+    #: Settings the driver left unreported (rtnetlink presets them to -1); their value
+    #: in ``settings`` is the scrubbed default.
+    unreported: frozenset[VfSetting] = frozenset()
+
+    def holds(self, setting: VfSetting, desired: VfSettings) -> bool | None:
+        """Whether the VF holds ``desired``'s value for ``setting``; None if unknown."""
+        if setting in self.unreported:
+            return None
+        return setting_value(self.settings, setting) == setting_value(desired, setting)
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def _nla(parent: Any, name: str) -> Any:
+    return parent.get_attr(name) if parent is not None else None
+
+
+def parse_vf_reports(link: Any) -> list[VfReport]:
+    """The VF reports in one decoded RTM_NEWLINK (a pyroute2 ``ifinfmsg``), by index.
+
+    Raises HardwareError ``vf-info-incomplete`` when the message lists fewer VFs than
+    its ``IFLA_NUM_VF`` (truncated reply, or a driver that failed to report some).
+    """
+    num_vfs = link.get_attr("IFLA_NUM_VF")
+    vflist = link.get_attr("IFLA_VFINFO_LIST")
+    entries = vflist.get_attrs("IFLA_VF_INFO") if vflist is not None else []
+    reports = sorted((_parse_vf_info(entry) for entry in entries), key=lambda r: r.index)
+    indexes = [report.index for report in reports]
+    expected = int(num_vfs) if num_vfs is not None else len(reports)
+    if indexes != list(range(expected)):
+        name = link.get_attr("IFLA_IFNAME") or f"ifindex {link.get('index')}"
+        raise HardwareError(
+            "vf-info-incomplete",
+            f"the kernel reported settings for {len(reports)} of the {expected} VFs of {name}",
+            "retry in a few seconds (the driver may still be creating VFs); if it persists, "
+            "compare with: ip -s0 link show " + str(name),
+        )
+    return reports
+
+
+def _parse_vf_info(entry: Any) -> VfReport:
+    mac = _nla(entry, "IFLA_VF_MAC")
+    vlan = _nla(entry, "IFLA_VF_VLAN")
+    rate = _nla(entry, "IFLA_VF_RATE")
+    tx_rate = _nla(entry, "IFLA_VF_TX_RATE")
+    spoofchk = _nla(entry, "IFLA_VF_SPOOFCHK")
+    link_state = _nla(entry, "IFLA_VF_LINK_STATE")
+    trust = _nla(entry, "IFLA_VF_TRUST")
+    vlan_info = _nla(_nla(entry, "IFLA_VF_VLAN_LIST"), "IFLA_VF_VLAN_INFO")
+
+    index = next(int(a["vf"]) for a in (mac, vlan, rate, tx_rate, spoofchk) if a is not None)
+    unreported: set[VfSetting] = set()
+    values: dict[str, Any] = {}
+    if mac is not None:
+        values["mac"] = str(mac["mac"]).lower()
+    if vlan is not None:
+        values["vlan"] = int(vlan["vlan"])
+        values["qos"] = int(vlan["qos"])
+    if vlan_info is not None and int(vlan_info["proto"]) == ETH_P_8021AD:
+        values["vlan_protocol"] = VlanProtocol.DOT1AD
+    if rate is not None:
+        values["max_rate"] = int(rate["max_tx_rate"])
+        values["min_rate"] = int(rate["min_tx_rate"])
+    elif tx_rate is not None:  # kernels before IFLA_VF_RATE (3.16)
+        values["max_rate"] = int(tx_rate["tx_rate"])
+    for nla, field, setting in ((spoofchk, "spoofchk", V.SPOOF_CHECK), (trust, "trust", V.TRUST)):
+        if nla is None or int(nla[field]) == _UNREPORTED:
+            unreported.add(setting)
+        else:
+            values[_ATTR_OF_SETTING[setting]] = bool(nla[field])
+    if link_state is not None:
+        values["link_state"] = _LINK_STATE_BY_CODE.get(
+            int(link_state["link_state"]), LinkState.AUTO
+        )
+    return VfReport(index, SCRUBBED.with_(**values), frozenset(unreported))
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+@dataclass(frozen=True)
+class VfAttribute:
+    """One ``IFLA_VF_*`` attribute of a request and the settings it carries."""
+
+    name: str
+    settings: tuple[VfSetting, ...]
+
+
+@dataclass(frozen=True)
+class VfRequest:
+    """What one RTM_NEWLINK for one VF carries: pyroute2's ``vf=`` spec + its meaning."""
+
+    index: int
+    #: The ``vf={...}`` argument of ``IPRoute.link("set", ...)``.
+    spec: dict[str, Any]
+    #: In the order rtnetlink.c do_setvfinfo applies them (it stops at the first error).
+    attributes: tuple[VfAttribute, ...]
+
+    @property
+    def settings(self) -> tuple[VfSetting, ...]:
+        return tuple(s for attribute in self.attributes for s in attribute.settings)
+
+    @property
+    def empty(self) -> bool:
+        return not self.attributes
+
+
+def validate_vf_settings(settings: VfSettings) -> None:
+    """Reject values the kernel would refuse with a bare EINVAL, before sending them.
+
+    rtnetlink.c rtnl_set_vf_rate: EINVAL when max_tx_rate is set and below min_tx_rate;
+    drivers (igb_ndo_set_vf_vlan, ixgbe, i40e...) refuse VLAN > 4095 or qos > 7.
+    """
+    octets = settings.mac.split(":")
+    if len(octets) != 6 or not all(len(o) == 2 and _is_hex(o) for o in octets):
+        raise InvalidInput("invalid-mac", f"VF MAC address {settings.mac!r} is malformed")
+    if not 0 <= settings.vlan <= 4095:
+        raise InvalidInput("invalid-vlan", f"VF VLAN {settings.vlan} is outside 0-4095")
+    if not 0 <= settings.qos <= 7:
+        raise InvalidInput(
+            "invalid-qos",
+            f"VF VLAN priority (qos) {settings.qos} is outside 0-7",
+            "802.1p priorities are 0-7",
+        )
+    for label, rate in (("max rate", settings.max_rate), ("min rate", settings.min_rate)):
+        if not 0 <= rate <= 0xFFFFFFFF:
+            raise InvalidInput("invalid-rate", f"VF {label} {rate} Mbit/s is out of range")
+    if settings.max_rate and settings.max_rate < settings.min_rate:
+        raise InvalidInput(
+            "invalid-rate",
+            f"VF max rate {settings.max_rate} Mbit/s is below its min rate "
+            f"{settings.min_rate} Mbit/s",
+            "set max rate 0 (unlimited) or at least the min rate",
+        )
+
+
+def _is_hex(text: str) -> bool:
+    try:
+        int(text, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def plan_vf_request(
+    index: int,
+    desired: VfSettings,
+    unsupported: frozenset[VfSetting],
+    current: VfReport | None = None,
+) -> VfRequest:
+    """The one request that makes VF ``index`` carry ``desired``.
+
+    A setting travels when the driver supports it (per the table) or when its value is
+    not the scrubbed default, so scrubbing an igb VF never sends link state. When the
+    VF's ``current`` report is known, settings it already holds stay out too: igb, for
+    one, refuses any rate request while the PF link is down (igb_ndo_set_vf_bw), so a
+    needless "max rate 0" would fail a scrub that changes nothing there.
+    """
+
+    def wanted(setting: VfSetting) -> bool:
+        value = setting_value(desired, setting)
+        if setting in unsupported and value == setting_value(SCRUBBED, setting):
+            return False
+        return current is None or current.holds(setting, desired) is not True
+
+    spec: dict[str, Any] = {"vf": index}
+    attributes: list[VfAttribute] = []
+
+    if wanted(V.MAC):
+        spec["mac"] = desired.mac.lower()
+        attributes.append(VfAttribute("IFLA_VF_MAC", (V.MAC,)))
+
+    vlan_settings = tuple(s for s in (V.VLAN, V.QOS, V.VLAN_PROTOCOL) if wanted(s))
+    if vlan_settings:
+        if desired.vlan_protocol is VlanProtocol.DOT1Q:
+            # IFLA_VF_VLAN: rtnetlink.c passes htons(ETH_P_8021Q) to ndo_set_vf_vlan.
+            spec["vlan"] = {"vlan": desired.vlan, "qos": desired.qos}
+            attributes.append(VfAttribute("IFLA_VF_VLAN", vlan_settings))
+        else:
+            spec["vlan"] = [{"vlan": desired.vlan, "qos": desired.qos, "proto": ETH_P_8021AD}]
+            attributes.append(VfAttribute("IFLA_VF_VLAN_LIST", vlan_settings))
+
+    rate_settings = tuple(s for s in (V.MAX_RATE, V.MIN_RATE) if wanted(s))
+    if rate_settings:
+        spec["rate"] = {"min_tx_rate": desired.min_rate, "max_tx_rate": desired.max_rate}
+        attributes.append(VfAttribute("IFLA_VF_RATE", rate_settings))
+
+    if wanted(V.SPOOF_CHECK):
+        spec["spoofchk"] = int(desired.spoof_check)
+        attributes.append(VfAttribute("IFLA_VF_SPOOFCHK", (V.SPOOF_CHECK,)))
+    if wanted(V.LINK_STATE):
+        spec["link_state"] = _LINK_STATE_CODES[desired.link_state]
+        attributes.append(VfAttribute("IFLA_VF_LINK_STATE", (V.LINK_STATE,)))
+    if wanted(V.TRUST):
+        spec["trust"] = int(desired.trust)
+        attributes.append(VfAttribute("IFLA_VF_TRUST", (V.TRUST,)))
+    return VfRequest(index, spec, tuple(attributes))
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+def refusal_error(
+    code: int,
+    *,
+    adapter: str,
+    driver: str,
+    request: VfRequest,
+    desired: VfSettings,
+    after: VfReport | None,
+) -> HardwareError:
+    """Translate the kernel's errno for ``request`` into an iovctl error.
+
+    do_setvfinfo applies the attributes in a fixed order and stops at the first
+    error, so everything before the culprit is applied. The culprit is found without
+    writing again: (1) EPROTONOSUPPORT comes only from the VLAN protocol; (2) the
+    driver table names settings the driver refuses; (3) otherwise the VF is read back
+    (``after``) and the first attribute it does not hold is the culprit, since the
+    request only carried settings the VF did not hold before. A refusal pinned on one
+    setting becomes UnsupportedVfSetting, except EINVAL on a setting the table says the
+    driver supports: that is a refused value (igb rejects rates while the link is
+    down), reported as HardwareError ``vf-setting-rejected``.
+    """
+    where = f"VF {request.index} of adapter {adapter}"
+    if code not in _REFUSALS:
+        return _other_error(code, adapter=adapter, driver=driver, where=where)
+
+    carried = request.settings
+    if code == errno.EPROTONOSUPPORT and V.VLAN_PROTOCOL in carried:
+        return UnsupportedVfSetting(driver, V.VLAN_PROTOCOL.label, errno=code)
+
+    candidates = list(carried)
+    pinned: VfSetting | None = None
+    if after is not None:
+        for position, attribute in enumerate(request.attributes):
+            missing = [s for s in attribute.settings if after.holds(s, desired) is False]
+            if not missing:
+                continue
+            earlier = [s for a in request.attributes[:position] for s in a.settings]
+            candidates = [*earlier, *attribute.settings]
+            # An earlier setting the driver does not report could be the culprit too.
+            if len(missing) == 1 and all(after.holds(s, desired) for s in earlier):
+                pinned = missing[0]
+            break
+
+    table = UNSUPPORTED_BY_DRIVER.get(driver)
+    known_refusals = [
+        s
+        for s in candidates
+        if table is not None
+        and s in table
+        and (after is None or after.holds(s, desired) is not True)
+    ]
+    if known_refusals:
+        return UnsupportedVfSetting(driver, known_refusals[0].label, errno=code)
+
+    if pinned is None and len(candidates) == 1:
+        pinned = candidates[0]
+    if pinned is not None:
+        setting = pinned
+        if code != errno.EINVAL or table is None:
+            return UnsupportedVfSetting(driver, setting.label, errno=code)
+        value = setting_value(desired, setting)
+        return HardwareError(
+            "vf-setting-rejected",
+            f"the {driver} driver rejected {setting.label} {value} for {where} "
+            f"({errno.errorcode[code]})",
+            _REJECTED_HINTS.get(setting, "check the value against the NIC's limits (dmesg)"),
+            errno=code,
+        )
+
+    labels = ", ".join(s.label for s in candidates) or "the request"
+    return HardwareError(
+        "vf-settings-rejected",
+        f"the {driver} driver refused the settings of {where} ({errno.errorcode[code]}); "
+        f"the refused one is among: {labels}",
+        "check dmesg for the driver's message; apply the settings one at a time with "
+        "'ip link set <pf> vf <n> ...' to find the one it refuses",
+        errno=code,
+    )
+
+
+_REJECTED_HINTS = {
+    V.MAX_RATE: "the PF link must be up and the rate at most the link speed "
+    "(ip link set <pf> up; cat /sys/class/net/<pf>/speed)",
+    V.MIN_RATE: "the min rate must not exceed the max rate or the link speed",
+    V.MAC: "use a unicast MAC address; some drivers refuse changes while the VF is in use",
+    V.VLAN: "VLAN 0-4095, priority 0-7",
+}
+
+
+def _other_error(code: int, *, adapter: str, driver: str, where: str) -> HardwareError:
+    name = errno.errorcode.get(code, str(code))
+    if code in (errno.EPERM, errno.EACCES):
+        return HardwareError(
+            "permission-denied",
+            f"not allowed to change {where} ({name})",
+            "run as root (CAP_NET_ADMIN is needed for VF settings)",
+            errno=code,
+        )
+    if code == errno.ENODEV:
+        return HardwareError(
+            "adapter-gone",
+            f"adapter {adapter} disappeared while changing {where}",
+            "check that the PF driver is loaded: ip link show " + adapter,
+            errno=code,
+        )
+    return HardwareError(
+        "vf-settings-failed",
+        f"the {driver} driver failed to change {where} ({name})",
+        "check dmesg for the driver's message",
+        errno=code,
+    )
+
+
+# ---------------------------------------------------------------------------- adapter
+
+IPRouteFactory = Callable[[], Any]
+
+
+def default_iproute() -> Any:
+    """An rtnetlink socket sized for 256-VF replies (see the module docstring)."""
+    return IPRoute(rcvbuf=RECEIVE_BUFFER)
+
+
+class NetlinkVfs:
+    """VF settings of PFs in the current network namespace, one request each way.
+
+    ``iproute_factory`` returns a pyroute2 ``IPRoute`` (or a stand-in with ``link`` and
+    ``close``); tests pass one over a fake rtnetlink socket. Writes need CAP_NET_ADMIN.
+    """
+
+    def __init__(self, iproute_factory: IPRouteFactory = default_iproute) -> None:
+        self._factory = iproute_factory
+
+    @contextmanager
+    def _socket(self) -> Iterator[Any]:
+        ipr = self._factory()
+        try:
+            yield ipr
+        finally:
+            ipr.close()
+
+    def read(self, ifindex: int, adapter: str = "") -> list[VfReport]:
+        """Every VF of the PF with ``ifindex``, in one RTM_GETLINK; [] without VFs."""
+        with self._socket() as ipr:
+            return self._read(ipr, ifindex, adapter)
+
+    def _read(self, ipr: Any, ifindex: int, adapter: str) -> list[VfReport]:
+        try:
+            replies = ipr.link("get", index=ifindex, ext_mask=VF_INFO_EXT_MASK)
+        except NetlinkError as exc:
+            raise HardwareError(
+                "vf-info-failed",
+                f"cannot read the VFs of adapter {adapter or ifindex}: {exc}",
+                "check that the adapter still exists: ip link show",
+                errno=exc.code,
+            ) from exc
+        return parse_vf_reports(replies[0])
+
+    def write(
+        self,
+        ifindex: int,
+        index: int,
+        settings: VfSettings,
+        *,
+        adapter: str,
+        driver: str,
+        unsupported: frozenset[VfSetting] = frozenset(),
+        current: Sequence[VfReport] | None = None,
+    ) -> VfRequest:
+        """Make VF ``index`` carry ``settings`` with one RTM_NEWLINK; return what was sent.
+
+        Reads the VFs first (one RTM_GETLINK) unless ``current`` is given, to skip
+        settings the VF already holds and to check ``index``. Raises InvalidInput for
+        values no driver accepts, HardwareError ``vf-not-found`` for an index out of
+        range, UnsupportedVfSetting / HardwareError as :func:`refusal_error` says.
+        Needs CAP_NET_ADMIN.
+        """
+        validate_vf_settings(settings)
+        with self._socket() as ipr:
+            reports = list(current) if current is not None else self._read(ipr, ifindex, adapter)
+            if not 0 <= index < len(reports):
+                raise HardwareError(
+                    "vf-not-found",
+                    f"adapter {adapter} has no VF {index} ({len(reports)} VFs enabled)",
+                    f"VF indexes run from 0 to {len(reports) - 1}"
+                    if reports
+                    else f"enable VFs first: iovctl adapter enable {adapter}",
+                )
+            request = plan_vf_request(index, settings, unsupported, reports[index])
+            if request.empty:
+                return request
+            try:
+                # pyroute2's vf filter pops keys from the dict: give it a copy.
+                ipr.link("set", index=ifindex, vf=_copy_spec(request.spec))
+            except NetlinkError as exc:
+                after = self._read_after_refusal(ipr, ifindex, adapter, index)
+                raise refusal_error(
+                    exc.code,
+                    adapter=adapter,
+                    driver=driver,
+                    request=request,
+                    desired=settings,
+                    after=after,
+                ) from exc
+        return request
+
+    def _read_after_refusal(
+        self, ipr: Any, ifindex: int, adapter: str, index: int
+    ) -> VfReport | None:
+        try:
+            reports = self._read(ipr, ifindex, adapter)
+        except HardwareError:
+            return None
+        return reports[index] if index < len(reports) else None
+
+
+def _copy_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in spec.items():
+        if isinstance(value, dict):
+            out[key] = dict(value)
+        elif isinstance(value, list):
+            out[key] = [dict(item) for item in value]
+        else:
+            out[key] = value
+    return out

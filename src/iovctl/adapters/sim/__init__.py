@@ -1,0 +1,1 @@
+"""The simulated host: SR-IOV hardware and VMs in SQLite, with kernel-exact rules."""

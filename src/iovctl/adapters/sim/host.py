@@ -1,0 +1,286 @@
+"""SimulatedHost: the PCI bus and VF configuration of a host spec, with kernel rules.
+
+Hardware state (VF counts, VF settings) lives in SQLite tables on the connection the
+caller gives, so it commits or rolls back with the rest of a command and separate
+commands see one consistent host. Errors carry the errno the real kernel returns
+(drivers/pci/iov.c for sriov_numvfs; the driver's ndo_set_vf_* for settings).
+"""
+
+from __future__ import annotations
+
+import errno
+import sqlite3
+from dataclasses import replace
+from typing import Any
+
+from iovctl.adapters.sim.spec import AdapterSpec, HostSpec
+from iovctl.domain.model import (
+    Adapter,
+    HostFacts,
+    LinkState,
+    VfSetting,
+    VfSettings,
+    VirtualFunction,
+    VlanProtocol,
+)
+from iovctl.domain.readiness import iommu_usable
+from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sim_adapter (
+    name TEXT PRIMARY KEY,
+    num_vfs INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sim_vf (
+    adapter TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    mac TEXT NOT NULL DEFAULT '00:00:00:00:00:00',
+    vlan INTEGER NOT NULL DEFAULT 0,
+    qos INTEGER NOT NULL DEFAULT 0,
+    vlan_protocol TEXT NOT NULL DEFAULT '802.1Q',
+    spoof_check INTEGER NOT NULL DEFAULT 1,
+    trust INTEGER NOT NULL DEFAULT 0,
+    max_rate INTEGER NOT NULL DEFAULT 0,
+    min_rate INTEGER NOT NULL DEFAULT 0,
+    link_state TEXT NOT NULL DEFAULT 'auto',
+    PRIMARY KEY (adapter, idx)
+) WITHOUT ROWID;
+"""
+
+_VF_COLUMNS = "mac, vlan, qos, vlan_protocol, spoof_check, trust, max_rate, min_rate, link_state"
+
+
+def vf_pci_address(spec: AdapterSpec, index: int) -> str:
+    """PCIe SR-IOV: VF n's routing id = PF routing id + offset + n * stride."""
+    domain, bus, devfn = spec.adapter.pci_address.split(":")
+    dev, fn = devfn.split(".")
+    rid = (int(bus, 16) << 8) | (int(dev, 16) << 3) | int(fn)
+    rid += spec.vf_offset + index * spec.vf_stride
+    return f"{domain}:{rid >> 8:02x}:{(rid >> 3) & 0x1F:02x}.{rid & 7}"
+
+
+class SimulatedHost:
+    """Implements ``HostHardware`` (ports) for a host spec. Needs no root, no hardware."""
+
+    def __init__(self, conn: sqlite3.Connection, spec: HostSpec) -> None:
+        self._conn = conn
+        self.spec = spec
+        self.backend_name = f"simulated:{spec.name}"
+        self._by_name = {a.adapter.name: a for a in spec.adapters}
+        self._group_base = {a.adapter.name: 16 + i * 4096 for i, a in enumerate(spec.adapters)}
+
+    def ensure_schema(self) -> None:
+        """Create the hardware tables and power the host on (idempotent)."""
+        # Not executescript(): it would COMMIT the caller's transaction first.
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                self._conn.execute(statement)
+        for a in self.spec.adapters:
+            cur = self._conn.execute(
+                "INSERT OR IGNORE INTO sim_adapter (name, num_vfs) VALUES (?, ?)",
+                (a.adapter.name, a.adapter.num_vfs),
+            )
+            if cur.rowcount:
+                self._create_vfs(a.adapter.name, a.adapter.num_vfs)
+
+    # -- PciBus ---------------------------------------------------------------
+
+    def host_facts(self) -> HostFacts:
+        return self.spec.facts
+
+    def adapters(self) -> list[Adapter]:
+        counts = dict(self._conn.execute("SELECT name, num_vfs FROM sim_adapter").fetchall())
+        out = [_with_count(a.adapter, counts.get(a.adapter.name, 0)) for a in self.spec.adapters]
+        return sorted(out, key=lambda a: a.name)
+
+    def adapter(self, name: str) -> Adapter:
+        spec = self._spec(name)
+        row = self._conn.execute("SELECT num_vfs FROM sim_adapter WHERE name = ?", (name,))
+        found = row.fetchone()
+        return _with_count(spec.adapter, found[0] if found else 0)
+
+    def set_num_vfs(self, adapter: str, count: int) -> None:
+        spec = self._spec(adapter)
+        pf = spec.adapter
+        cap = pf.sriov
+        facts = self.spec.facts
+        if cap is None or not facts.kernel_pci_iov:
+            # No SR-IOV capability: the sriov_numvfs attribute does not exist.
+            raise HardwareError(
+                "sriov-not-capable",
+                f"adapter {adapter} ({pf.model}) has no SR-IOV capability",
+                "pick an SR-IOV capable adapter: iovctl adapter list",
+                errno.ENOENT,
+            )
+        current = self.adapter(adapter).num_vfs
+        if count > cap.total_vfs:
+            # iov.c sriov_numvfs_store: num_vfs > sriov_totalvfs -> -ERANGE
+            raise HardwareError(
+                "vf-count-out-of-range",
+                f"adapter {adapter} ({pf.driver}) supports at most {cap.total_vfs} VFs, not {count}",
+                f"choose a VF count from 0 to {cap.total_vfs}",
+                errno.ERANGE,
+            )
+        if count == current:
+            return  # iov.c: same value is a no-op
+        if pf.driver is None:
+            # iov.c: no driver or no sriov_configure -> -ENOENT
+            raise HardwareError(
+                "no-pf-driver",
+                f"adapter {adapter} has no PF driver bound, so its VFs cannot be configured",
+                f"load the PF driver and check: lspci -k -s {pf.pci_address}",
+                errno.ENOENT,
+            )
+        if current and count:
+            # iov.c: "%d VFs already enabled. Disable before enabling %d VFs" -> -EBUSY
+            raise HardwareError(
+                "vf-count-busy",
+                f"adapter {adapter} ({pf.driver}) already has {current} VFs enabled",
+                "write 0 first, then the new count (iovctl adapter set does this for you)",
+                errno.EBUSY,
+            )
+        if count and not (facts.firmware_sriov_enabled and cap.bus_resources and cap.vf_bar_space):
+            # pci_iov_resource / bus number allocation fails -> -ENOMEM
+            raise HardwareError(
+                "vf-resources-missing",
+                f"adapter {adapter} ({pf.driver}): the firmware left no bus numbers or "
+                "memory space for VFs",
+                "enable SR-IOV in the BIOS/UEFI setup; on Linux pci=realloc may help",
+                errno.ENOMEM,
+            )
+        self._conn.execute("UPDATE sim_adapter SET num_vfs = ? WHERE name = ?", (count, adapter))
+        self._conn.execute("DELETE FROM sim_vf WHERE adapter = ?", (adapter,))
+        self._create_vfs(adapter, count)
+
+    def virtual_functions(self, adapter: str) -> list[VirtualFunction]:
+        spec = self._spec(adapter)
+        rows = self._conn.execute(
+            f"SELECT idx, {_VF_COLUMNS} FROM sim_vf WHERE adapter = ? ORDER BY idx", (adapter,)
+        ).fetchall()
+        return [self._vf(spec, row[0], row[1:]) for row in rows]
+
+    def virtual_function(self, adapter: str, index: int) -> VirtualFunction:
+        """One VF, without reading the others."""
+        spec = self._spec(adapter)
+        row = self._conn.execute(
+            f"SELECT {_VF_COLUMNS} FROM sim_vf WHERE adapter = ? AND idx = ?", (adapter, index)
+        ).fetchone()
+        if row is None:
+            raise self._no_vf(spec, index)
+        return self._vf(spec, index, row)
+
+    # -- VfConfigurator -------------------------------------------------------
+
+    def unsupported_vf_settings(self, adapter: str) -> frozenset[VfSetting]:
+        cap = self._spec(adapter).adapter.sriov
+        return cap.unsupported if cap else frozenset(VfSetting)
+
+    def set_vf_settings(self, adapter: str, index: int, settings: VfSettings) -> None:
+        spec = self._spec(adapter)
+        driver = spec.adapter.driver or "unknown"
+        exists = self._conn.execute(
+            "SELECT 1 FROM sim_vf WHERE adapter = ? AND idx = ?", (adapter, index)
+        ).fetchone()
+        if exists is None:
+            raise self._no_vf(spec, index)  # rtnetlink: vf >= num_vfs -> -EINVAL
+        if settings.qos > 7 or not 0 <= settings.vlan <= 4095:
+            raise HardwareError(
+                "vf-setting-invalid",
+                f"the {driver} driver refuses VLAN {settings.vlan} qos {settings.qos} "
+                f"on VF {index} of {adapter}",
+                "VLAN ids are 0-4095 and the 802.1p priority (qos) is 0-7",
+                errno.EINVAL,
+            )
+        refused = [
+            s for s in settings.changed_settings() if s in self.unsupported_vf_settings(adapter)
+        ]
+        if refused:
+            raise UnsupportedVfSetting(driver, refused[0].label, errno=_REFUSAL_ERRNO[refused[0]])
+        self._conn.execute(
+            "UPDATE sim_vf SET mac = ?, vlan = ?, qos = ?, vlan_protocol = ?, spoof_check = ?,"
+            " trust = ?, max_rate = ?, min_rate = ?, link_state = ? WHERE adapter = ? AND idx = ?",
+            (
+                settings.mac,
+                settings.vlan,
+                settings.qos,
+                settings.vlan_protocol.value,
+                int(settings.spoof_check),
+                int(settings.trust),
+                settings.max_rate,
+                settings.min_rate,
+                settings.link_state.value,
+                adapter,
+                index,
+            ),
+        )
+
+    # -- helpers --------------------------------------------------------------
+
+    def _spec(self, name: str) -> AdapterSpec:
+        spec = self._by_name.get(name)
+        if spec is None:
+            raise NotFound(
+                "unknown-adapter",
+                f"adapter {name!r} does not exist on this host",
+                f"adapters: {', '.join(sorted(self._by_name))} (iovctl adapter list)",
+            )
+        return spec
+
+    def _no_vf(self, spec: AdapterSpec, index: int) -> HardwareError:
+        return HardwareError(
+            "vf-not-found",
+            f"adapter {spec.adapter.name} has no VF {index}",
+            "list the VFs with: iovctl vf list " + spec.adapter.name,
+            errno.EINVAL,
+        )
+
+    def _create_vfs(self, adapter: str, count: int) -> None:
+        self._conn.executemany(
+            "INSERT INTO sim_vf (adapter, idx) VALUES (?, ?)", [(adapter, i) for i in range(count)]
+        )
+
+    def _vf(self, spec: AdapterSpec, index: int, row: tuple[Any, ...]) -> VirtualFunction:
+        facts = self.spec.facts
+        group = None
+        if iommu_usable(facts):
+            # With ACS each VF gets its own group; without, they share the PF's.
+            base = self._group_base[spec.adapter.name]
+            group = base + 1 + index if facts.acs else base
+        mac, vlan, qos, proto, spoof, trust, max_rate, min_rate, link = row
+        settings = VfSettings(
+            mac=str(mac),
+            vlan=int(vlan),
+            qos=int(qos),
+            vlan_protocol=VlanProtocol(proto),
+            spoof_check=bool(spoof),
+            trust=bool(trust),
+            max_rate=int(max_rate),
+            min_rate=int(min_rate),
+            link_state=LinkState(link),
+        )
+        return VirtualFunction(
+            adapter=spec.adapter.name,
+            index=index,
+            pci_address=vf_pci_address(spec, index),
+            netdev=f"{spec.adapter.name}v{index}",
+            iommu_group=group,
+            settings=settings,
+        )
+
+
+# What the driver answers for a refused setting (measured on igb, linux-sriov.md).
+_REFUSAL_ERRNO = {
+    VfSetting.LINK_STATE: errno.EOPNOTSUPP,
+    VfSetting.MIN_RATE: errno.EINVAL,
+    VfSetting.VLAN_PROTOCOL: errno.EPROTONOSUPPORT,
+    VfSetting.QUERY_RSS: errno.EOPNOTSUPP,
+} | {
+    s: errno.EOPNOTSUPP
+    for s in VfSetting
+    if s
+    not in (VfSetting.LINK_STATE, VfSetting.MIN_RATE, VfSetting.VLAN_PROTOCOL, VfSetting.QUERY_RSS)
+}
+
+
+def _with_count(adapter: Adapter, num_vfs: int) -> Adapter:
+    return replace(adapter, num_vfs=num_vfs)

@@ -1,0 +1,74 @@
+"""SimulatedVmRuntime: VMs and their failover pairs, recorded in SQLite.
+
+It keeps what a hypervisor would know (which VM runs, which NIC has which VF plugged)
+so that ``vf_data_path_active`` answers from the runtime, not from the allocator's
+own bookkeeping. Simulated guests always carry a VF driver.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from iovctl.domain.model import NicConfig, VirtualFunction
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sim_vm (name TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sim_vm_nic (
+    vm TEXT NOT NULL,
+    nic TEXT NOT NULL,
+    mac TEXT NOT NULL,
+    vf_pci_address TEXT,
+    PRIMARY KEY (vm, nic)
+) WITHOUT ROWID;
+"""
+
+
+class SimulatedVmRuntime:
+    """Implements ``VmRuntime`` (ports) without any hypervisor."""
+
+    backend_name = "simulated"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def ensure_schema(self) -> None:
+        # Not executescript(): it would COMMIT the caller's transaction first.
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                self._conn.execute(statement)
+
+    def start_vm(self, vm: str) -> None:
+        self._conn.execute("INSERT OR IGNORE INTO sim_vm (name) VALUES (?)", (vm,))
+
+    def stop_vm(self, vm: str) -> None:
+        self._conn.execute("DELETE FROM sim_vm WHERE name = ?", (vm,))
+        self._conn.execute("UPDATE sim_vm_nic SET vf_pci_address = NULL WHERE vm = ?", (vm,))
+
+    def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
+        self._conn.execute(
+            "INSERT INTO sim_vm_nic (vm, nic, mac) VALUES (?, ?, ?)"
+            " ON CONFLICT (vm, nic) DO UPDATE SET mac = excluded.mac",
+            (vm, nic, config.mac),
+        )
+
+    def unplug_nic(self, vm: str, nic: str) -> None:
+        self._conn.execute("DELETE FROM sim_vm_nic WHERE vm = ? AND nic = ?", (vm, nic))
+
+    def attach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
+        self._conn.execute(
+            "UPDATE sim_vm_nic SET vf_pci_address = ? WHERE vm = ? AND nic = ?",
+            (vf.pci_address, vm, nic),
+        )
+
+    def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
+        self._conn.execute(
+            "UPDATE sim_vm_nic SET vf_pci_address = NULL WHERE vm = ? AND nic = ?", (vm, nic)
+        )
+
+    def vf_data_path_active(self, vm: str, nic: str) -> bool:
+        row = self._conn.execute(
+            "SELECT 1 FROM sim_vm_nic JOIN sim_vm ON sim_vm.name = sim_vm_nic.vm"
+            " WHERE vm = ? AND nic = ? AND vf_pci_address IS NOT NULL",
+            (vm, nic),
+        ).fetchone()
+        return row is not None

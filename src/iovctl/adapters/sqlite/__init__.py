@@ -1,0 +1,1 @@
+"""The state store: SQLite (stdlib), one file in the state directory."""

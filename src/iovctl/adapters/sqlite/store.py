@@ -1,0 +1,463 @@
+"""SqliteStore: desired and runtime state of switches, VMs, NICs, events.
+
+One command = one ``transaction()`` (``BEGIN IMMEDIATE``): concurrent processes
+serialize on SQLite's write lock (WAL, generous busy timeout), a killed process
+leaves the last committed state, and a failed command changes nothing.
+``synchronous=NORMAL`` in WAL mode: a power loss may lose the last commits, never
+consistency; a process crash loses nothing committed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from iovctl.adapters.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from iovctl.domain.model import (
+    Event,
+    EventLevel,
+    NicConfig,
+    PrivateVlan,
+    PvlanMode,
+    VfAssignment,
+    VirtualMachine,
+    VirtualSwitch,
+    VmNetworkAdapter,
+    VmState,
+)
+from iovctl.errors import Conflict, NotFound, StateError
+
+DB_NAME = "iovctl.db"
+BUSY_TIMEOUT_S = 120.0
+
+_NIC_COLUMNS = (
+    "id, vm, name, switch, mac, iov_weight, iov_queue_pairs_requested, vlan, pvlan_mode,"
+    " pvlan_primary, pvlan_secondary, max_rate, allow_mac_spoofing, trust, vf_adapter,"
+    " vf_index, iov_queue_pairs_assigned, claim_seq, wait_reason"
+)
+
+
+def _nic_from_row(row: tuple[Any, ...]) -> VmNetworkAdapter:
+    (nic_id, vm, name, switch, mac, weight, qpr, vlan, pmode, pprim, psec, rate, spoof,
+     trust, vf_adapter, vf_index, qpa, claim_seq, wait_reason) = row  # fmt: skip
+    pvlan = PrivateVlan(PvlanMode(pmode), pprim, psec) if pmode else None
+    config = NicConfig(
+        switch=switch,
+        mac=mac,
+        iov_weight=weight,
+        iov_queue_pairs_requested=qpr,
+        vlan=vlan,
+        pvlan=pvlan,
+        max_rate=rate,
+        allow_mac_spoofing=bool(spoof),
+        trust=bool(trust),
+    )
+    assignment = VfAssignment(vf_adapter, vf_index, qpa) if vf_adapter is not None else None
+    return VmNetworkAdapter(nic_id, vm, name, config, assignment, claim_seq, wait_reason)
+
+
+def _config_values(c: NicConfig) -> tuple[Any, ...]:
+    p = c.pvlan
+    return (
+        c.switch,
+        c.mac,
+        c.iov_weight,
+        c.iov_queue_pairs_requested,
+        c.vlan,
+        p.mode.value if p else None,
+        p.primary_vlan if p else None,
+        p.secondary_vlan if p else None,
+        c.max_rate,
+        int(c.allow_mac_spoofing),
+        int(c.trust),
+    )
+
+
+def default_state_dir() -> Path:
+    """Root: /var/lib/iovctl; others: $XDG_STATE_HOME/iovctl (~/.local/state/iovctl)."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/iovctl")
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "iovctl"
+
+
+class SqliteStore:
+    """The state store. ``conn`` is shared with the simulated host's tables."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._depth = 0
+
+    # -- lifecycle ----------------------------------------------------------
+
+    @classmethod
+    def open(cls, state_dir: Path | None) -> SqliteStore:
+        """Open (creating and migrating) the store in ``state_dir``; None = in memory."""
+        if state_dir is None:
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+        else:
+            try:
+                state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise StateError(
+                    "state-dir-unusable",
+                    f"cannot create state directory {state_dir}: {exc.strerror}",
+                    "pass a writable --state-dir or set IOVCTL_STATE_DIR",
+                ) from exc
+            try:
+                conn = sqlite3.connect(
+                    str(state_dir / DB_NAME), timeout=BUSY_TIMEOUT_S, isolation_level=None
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.Error as exc:
+                raise _state_error(exc, state_dir) from exc
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        store = cls(conn)
+        store._migrate()
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _migrate(self) -> None:
+        (version,) = self.conn.execute("PRAGMA user_version").fetchone()
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            (version,) = self.conn.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    "state-too-new",
+                    f"the state store has schema {version}; this iovctl knows up to {SCHEMA_VERSION}",
+                    "upgrade iovctl, or use another --state-dir",
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[target].split(";\n"):
+                    if statement.strip():
+                        self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction; nested uses join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise _state_error(exc, None) from exc
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            self.conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.conn.execute("ROLLBACK")
+            raise _state_error(exc, None) from exc
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A consistent read (deferred transaction): never blocks writers in WAL mode."""
+        if self._depth:
+            yield
+            return
+        self.conn.execute("BEGIN")
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
+    # -- meta and counters ------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def next_seq(self, counter: str) -> int:
+        """A monotonic counter (claim order, MAC addresses): 1, 2, 3..."""
+        row = self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, '1')"
+            " ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+            " RETURNING value",
+            (f"seq:{counter}",),
+        ).fetchone()
+        return int(row[0])
+
+    # -- switches -----------------------------------------------------------
+
+    def add_switch(self, switch: VirtualSwitch) -> None:
+        self.conn.execute(
+            "INSERT INTO switch (name, uplink, iov_enabled, created_at) VALUES (?, ?, ?, ?)",
+            (switch.name, switch.uplink, int(switch.iov_enabled), time.time()),
+        )
+
+    def find_switch(self, name: str) -> VirtualSwitch | None:
+        row = self.conn.execute(
+            "SELECT name, uplink, iov_enabled FROM switch WHERE name = ?", (name,)
+        ).fetchone()
+        return None if row is None else VirtualSwitch(row[0], row[1], bool(row[2]))
+
+    def get_switch(self, name: str) -> VirtualSwitch:
+        switch = self.find_switch(name)
+        if switch is None:
+            names = [s.name for s in self.list_switches()]
+            raise NotFound(
+                "unknown-switch",
+                f"virtual switch {name!r} does not exist",
+                f"switches: {', '.join(names)}"
+                if names
+                else "create one: iovctl switch create NAME --uplink ADAPTER --iov",
+            )
+        return switch
+
+    def find_switch_by_uplink(self, adapter: str) -> VirtualSwitch | None:
+        row = self.conn.execute(
+            "SELECT name, uplink, iov_enabled FROM switch WHERE uplink = ?", (adapter,)
+        ).fetchone()
+        return None if row is None else VirtualSwitch(row[0], row[1], bool(row[2]))
+
+    def list_switches(self) -> list[VirtualSwitch]:
+        rows = self.conn.execute("SELECT name, uplink, iov_enabled FROM switch ORDER BY name")
+        return [VirtualSwitch(r[0], r[1], bool(r[2])) for r in rows]
+
+    def delete_switch(self, name: str) -> None:
+        self.conn.execute("DELETE FROM switch WHERE name = ?", (name,))
+
+    # -- VMs ------------------------------------------------------------------
+
+    def add_vm(self, vm: VirtualMachine) -> None:
+        self.conn.execute(
+            "INSERT INTO vm (name, state, created_at) VALUES (?, ?, ?)",
+            (vm.name, vm.state.value, time.time()),
+        )
+
+    def find_vm(self, name: str) -> VirtualMachine | None:
+        row = self.conn.execute("SELECT name, state FROM vm WHERE name = ?", (name,)).fetchone()
+        return None if row is None else VirtualMachine(row[0], VmState(row[1]))
+
+    def get_vm(self, name: str) -> VirtualMachine:
+        vm = self.find_vm(name)
+        if vm is None:
+            raise NotFound(
+                "unknown-vm", f"VM {name!r} does not exist", "list VMs with: iovctl vm list"
+            )
+        return vm
+
+    def list_vms(self) -> list[VirtualMachine]:
+        rows = self.conn.execute("SELECT name, state FROM vm ORDER BY name")
+        return [VirtualMachine(r[0], VmState(r[1])) for r in rows]
+
+    def set_vm_state(self, name: str, state: VmState) -> None:
+        self.conn.execute("UPDATE vm SET state = ? WHERE name = ?", (state.value, name))
+
+    def delete_vm(self, name: str) -> None:
+        self.conn.execute("DELETE FROM vm WHERE name = ?", (name,))
+
+    # -- NICs -----------------------------------------------------------------
+
+    def add_nic(self, vm: str, name: str, config: NicConfig) -> int:
+        try:
+            cur = self.conn.execute(
+                "INSERT INTO nic (vm, name, switch, mac, iov_weight, iov_queue_pairs_requested,"
+                " vlan, pvlan_mode, pvlan_primary, pvlan_secondary, max_rate,"
+                " allow_mac_spoofing, trust) VALUES (?, ?, ?,?,?,?,?,?,?,?,?,?,?)",
+                (vm, name, *_config_values(config)),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise _nic_conflict(exc, vm, name, config) from exc
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def update_nic_config(self, nic: VmNetworkAdapter, config: NicConfig) -> None:
+        try:
+            self.conn.execute(
+                "UPDATE nic SET switch = ?, mac = ?, iov_weight = ?, iov_queue_pairs_requested = ?,"
+                " vlan = ?, pvlan_mode = ?, pvlan_primary = ?, pvlan_secondary = ?, max_rate = ?,"
+                " allow_mac_spoofing = ?, trust = ? WHERE id = ?",
+                (*_config_values(config), nic.id),
+            )
+        except sqlite3.IntegrityError as exc:
+            raise _nic_conflict(exc, nic.vm, nic.name, config) from exc
+
+    def find_nic(self, vm: str, name: str) -> VmNetworkAdapter | None:
+        row = self.conn.execute(
+            f"SELECT {_NIC_COLUMNS} FROM nic WHERE vm = ? AND name = ?", (vm, name)
+        ).fetchone()
+        return None if row is None else _nic_from_row(row)
+
+    def get_nic(self, vm: str, name: str) -> VmNetworkAdapter:
+        nic = self.find_nic(vm, name)
+        if nic is None:
+            self.get_vm(vm)
+            raise NotFound(
+                "unknown-nic",
+                f"VM {vm} has no network adapter {name!r}",
+                f"list its adapters with: iovctl nic list {vm}",
+            )
+        return nic
+
+    def nic_by_id(self, nic_id: int) -> VmNetworkAdapter:
+        row = self.conn.execute(
+            f"SELECT {_NIC_COLUMNS} FROM nic WHERE id = ?", (nic_id,)
+        ).fetchone()
+        return _nic_from_row(row)
+
+    def list_nics(self, vm: str | None = None) -> list[VmNetworkAdapter]:
+        if vm is None:
+            rows = self.conn.execute(f"SELECT {_NIC_COLUMNS} FROM nic ORDER BY vm, name")
+        else:
+            rows = self.conn.execute(
+                f"SELECT {_NIC_COLUMNS} FROM nic WHERE vm = ? ORDER BY name", (vm,)
+            )
+        return [_nic_from_row(r) for r in rows]
+
+    def nics_on_switch(self, switch: str) -> list[VmNetworkAdapter]:
+        rows = self.conn.execute(f"SELECT {_NIC_COLUMNS} FROM nic WHERE switch = ?", (switch,))
+        return [_nic_from_row(r) for r in rows]
+
+    def claims_on_switch(self, switch: str) -> list[VmNetworkAdapter]:
+        """NICs of running VMs on the switch with weight > 0 (the allocator's candidates)."""
+        rows = self.conn.execute(
+            f"SELECT {', '.join('nic.' + c.strip() for c in _NIC_COLUMNS.split(','))}"
+            " FROM nic JOIN vm ON vm.name = nic.vm"
+            " WHERE nic.switch = ? AND vm.state = 'running' AND nic.iov_weight > 0",
+            (switch,),
+        )
+        return [_nic_from_row(r) for r in rows]
+
+    def nics_holding_vfs(self, adapter: str) -> list[VmNetworkAdapter]:
+        rows = self.conn.execute(
+            f"SELECT {_NIC_COLUMNS} FROM nic WHERE vf_adapter = ? ORDER BY vf_index", (adapter,)
+        )
+        return [_nic_from_row(r) for r in rows]
+
+    def count_nics_on_switch(self, switch: str) -> int:
+        (n,) = self.conn.execute("SELECT COUNT(*) FROM nic WHERE switch = ?", (switch,)).fetchone()
+        return int(n)
+
+    def usage_on_adapter(self, adapter: str) -> tuple[int, int]:
+        """(VFs in use, queue pairs in use) on an uplink."""
+        row = self.conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(iov_queue_pairs_assigned), 0) FROM nic"
+            " WHERE vf_adapter = ?",
+            (adapter,),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def set_assignment(self, nic_id: int, assignment: VfAssignment | None) -> None:
+        a = assignment
+        self.conn.execute(
+            "UPDATE nic SET vf_adapter = ?, vf_index = ?, iov_queue_pairs_assigned = ?,"
+            " wait_reason = NULL WHERE id = ?",
+            (a.adapter if a else None, a.index if a else None, a.queue_pairs if a else 0, nic_id),
+        )
+
+    def set_claim(self, nic_id: int, claim_seq: int | None, wait_reason: str | None) -> None:
+        self.conn.execute(
+            "UPDATE nic SET claim_seq = ?, wait_reason = ? WHERE id = ?",
+            (claim_seq, wait_reason, nic_id),
+        )
+
+    def set_wait_reason(self, nic_id: int, wait_reason: str | None) -> None:
+        self.conn.execute("UPDATE nic SET wait_reason = ? WHERE id = ?", (wait_reason, nic_id))
+
+    def delete_nic(self, nic_id: int) -> None:
+        self.conn.execute("DELETE FROM nic WHERE id = ?", (nic_id,))
+
+    def mac_in_use(self, mac: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM nic WHERE mac = ?", (mac,)).fetchone() is not None
+
+    # -- adapters (desired state) --------------------------------------------------
+
+    def set_desired_num_vfs(self, adapter: str, count: int) -> None:
+        self.conn.execute(
+            "INSERT INTO adapter_config (name, num_vfs) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET num_vfs = excluded.num_vfs",
+            (adapter, count),
+        )
+
+    def desired_num_vfs(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT name, num_vfs FROM adapter_config").fetchall())
+
+    # -- events -------------------------------------------------------------
+
+    def add_event(
+        self, level: EventLevel, code: str, object_kind: str, object_name: str, message: str
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO event (time, level, code, object_kind, object_name, message)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (time.time(), level.value, code, object_kind, object_name, message),
+        )
+
+    def list_events(self, limit: int | None = None, since: int = 0) -> list[Event]:
+        sql = (
+            "SELECT seq, time, level, code, object_kind, object_name, message FROM event"
+            " WHERE seq > ? ORDER BY seq"
+        )
+        params: tuple[Any, ...] = (since,)
+        if limit is not None:
+            sql = f"SELECT * FROM ({sql[: -len(' ORDER BY seq')]} ORDER BY seq DESC LIMIT ?) ORDER BY seq"
+            params = (since, limit)
+        return [
+            Event(r[0], r[1], EventLevel(r[2]), r[3], r[4], r[5], r[6])
+            for r in self.conn.execute(sql, params)
+        ]
+
+
+def _nic_conflict(exc: sqlite3.IntegrityError, vm: str, name: str, config: NicConfig) -> Conflict:
+    text = str(exc)
+    if "nic.mac" in text:
+        return Conflict(
+            "duplicate-mac",
+            f"MAC address {config.mac} is already used by another network adapter",
+            "omit --mac to get a generated one, or pick another",
+        )
+    if "nic.vm, nic.name" in text:
+        return Conflict(
+            "duplicate-name",
+            f"VM {vm} already has a network adapter named {name!r}",
+            "pick another --name, or change it with: iovctl nic set",
+        )
+    return Conflict("state-conflict", f"network adapter {vm}/{name}: {text}", "")
+
+
+def _state_error(exc: sqlite3.Error, state_dir: Path | None) -> StateError:
+    text = str(exc)
+    where = f" in {state_dir}" if state_dir else ""
+    if "locked" in text or "busy" in text:
+        return StateError(
+            "state-busy",
+            f"the state store{where} stayed locked by another iovctl for {BUSY_TIMEOUT_S:.0f} s",
+            "wait for the other iovctl command to finish, then retry",
+        )
+    return StateError(
+        "state-unusable",
+        f"the state store{where} cannot be used: {text}",
+        "check the permissions and free space of the state directory",
+    )

@@ -1,0 +1,1 @@
+"""The command line: parses, calls services, renders. Talks to services only."""

@@ -1,0 +1,199 @@
+"""``iovctl`` entry point: argument parsing and the one place errors become exit codes.
+
+Imports stay lazy so ``iovctl --version`` starts fast; every command runs in one
+state-store transaction (reads in a snapshot).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from iovctl import __version__
+from iovctl.errors import InvalidInput, IovctlError
+
+EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not a foreseeable failure
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InvalidInput("usage", f"{self.prog}: {message}", f"see: {self.prog} --help")
+
+
+def _output_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=("table", "json"),
+        default=argparse.SUPPRESS,
+        help="output format (json is a stable contract)",
+    )
+
+
+def _nic_options(p: argparse.ArgumentParser, *, for_set: bool) -> None:
+    p.add_argument("--mac", help="MAC address (default: generated 52:54:00:xx:xx:xx)")
+    p.add_argument(
+        "--iov-weight", type=int, metavar="0-100", help="0 = SR-IOV off; 1-100 = priority for VFs"
+    )
+    p.add_argument(
+        "--iov-queue-pairs", type=int, metavar="N", help="queue pairs requested (RSS when > 1)"
+    )
+    p.add_argument("--vlan", type=int, metavar="ID", help="access VLAN 1-4094")
+    p.add_argument(
+        "--pvlan", choices=("isolated", "community", "promiscuous"), help="private VLAN mode"
+    )
+    p.add_argument("--primary-vlan", type=int, metavar="ID")
+    p.add_argument("--secondary-vlan", type=int, metavar="ID")
+    p.add_argument("--max-rate", type=int, metavar="MBPS", help="bandwidth limit in Mbit/s")
+    p.add_argument(
+        "--allow-mac-spoofing", action="store_true", default=None, help="turn VF spoof check off"
+    )
+    p.add_argument(
+        "--trust", action="store_true", default=None, help="trusted VF (promiscuous, MAC changes)"
+    )
+    if for_set:
+        p.add_argument("--switch", help="move to another virtual switch")
+        p.add_argument("--untagged", action="store_true", help="remove the access VLAN")
+        p.add_argument("--no-pvlan", action="store_true", help="leave the private VLAN")
+        p.add_argument("--unlimited", action="store_true", help="remove the bandwidth limit")
+        p.add_argument("--no-allow-mac-spoofing", dest="allow_mac_spoofing", action="store_false")
+        p.add_argument("--no-trust", dest="trust", action="store_false")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    _output_option(common)
+    parser = _Parser(
+        prog="iovctl",
+        description="SR-IOV network I/O virtualization for Linux/KVM hosts, the Hyper-V way.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"iovctl {__version__}")
+    parser.add_argument(
+        "--sim",
+        metavar="SPEC",
+        help="simulated host: demo, igb, no-iommu, bios-off or a YAML path (env IOVCTL_SIM)",
+    )
+    parser.add_argument("--state-dir", metavar="DIR", help="state directory (env IOVCTL_STATE_DIR)")
+    sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    def group(name: str, help_: str) -> argparse._SubParsersAction[_Parser]:
+        g = sub.add_parser(name, help=help_, parents=[common])
+        gs = g.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+        gs.required = True
+        return gs
+
+    sub.add_parser(
+        "host", help="host readiness: iov_support and reasons (Get-VMHost)", parents=[common]
+    )
+
+    ad = group("adapter", "SR-IOV adapters (PFs): Get-/Enable-/Disable-/Set-NetAdapterSriov")
+    ad.add_parser("list", parents=[common], help="list network adapters")
+    p = ad.add_parser("show", parents=[common], help="one adapter with its VFs")
+    p.add_argument("name")
+    p = ad.add_parser("enable", parents=[common], help="enable SR-IOV (all VFs by default)")
+    p.add_argument("name")
+    p.add_argument("--num-vfs", type=int, metavar="N")
+    p = ad.add_parser("disable", parents=[common], help="disable SR-IOV; VMs fall back to software")
+    p.add_argument("name")
+    p = ad.add_parser("set", parents=[common], help="set the VF count")
+    p.add_argument("name")
+    p.add_argument("--num-vfs", type=int, metavar="N", required=True)
+    p.add_argument("--force", action="store_true", help="revoke assigned VFs first")
+
+    vf = group("vf", "virtual functions: Get-NetAdapterSriovVf")
+    p = vf.add_parser("list", parents=[common], help="list VFs and who holds them")
+    p.add_argument("adapter", nargs="?")
+
+    sw = group("switch", "virtual switches: New-/Get-/Remove-VMSwitch")
+    p = sw.add_parser("create", parents=[common], help="create an external switch")
+    p.add_argument("name")
+    p.add_argument("--uplink", required=True, metavar="ADAPTER")
+    p.add_argument("--iov", action="store_true", help="enable SR-IOV (fixed at creation)")
+    sw.add_parser("list", parents=[common], help="list switches with IOV counters")
+    p = sw.add_parser("show", parents=[common], help="one switch")
+    p.add_argument("name")
+    p = sw.add_parser("set", parents=[common], help="change a switch (IOV is fixed: refused)")
+    p.add_argument("name")
+    iov = p.add_mutually_exclusive_group(required=True)
+    iov.add_argument("--iov", dest="iov", action="store_true")
+    iov.add_argument("--no-iov", dest="iov", action="store_false")
+    p = sw.add_parser("delete", parents=[common], help="delete a switch without NICs")
+    p.add_argument("name")
+
+    vm = group("vm", "virtual machines: New-/Start-/Stop-/Remove-VM")
+    for verb, help_ in (
+        ("create", "create a VM (off)"),
+        ("delete", "delete a stopped VM and its NICs"),
+        ("show", "one VM with its network adapters"),
+        ("start", "start: NICs get VFs by weight"),
+        ("stop", "stop: VFs are scrubbed and handed on"),
+    ):
+        vm.add_parser(verb, parents=[common], help=help_).add_argument("name")
+    vm.add_parser("list", parents=[common], help="list VMs")
+
+    nic = group("nic", "VM network adapters: Add-/Set-/Remove-VMNetworkAdapter")
+    p = nic.add_parser("add", parents=[common], help="add a NIC to a VM")
+    p.add_argument("vm")
+    p.add_argument("--switch", required=True)
+    p.add_argument("--name")
+    _nic_options(p, for_set=False)
+    p = nic.add_parser("set", parents=[common], help="change a NIC")
+    p.add_argument("vm")
+    p.add_argument("nic")
+    _nic_options(p, for_set=True)
+    p = nic.add_parser("remove", parents=[common], help="remove a NIC")
+    p.add_argument("vm")
+    p.add_argument("nic")
+    p = nic.add_parser("list", parents=[common], help="list NICs with their path and why")
+    p.add_argument("vm", nargs="?")
+    p = nic.add_parser("show", parents=[common], help="one NIC")
+    p.add_argument("vm")
+    p.add_argument("nic")
+
+    p = sub.add_parser("events", help="what happened and why", parents=[common])
+    p.add_argument("--limit", type=int, metavar="N", help="only the last N events")
+    p.add_argument("--since", type=int, default=0, metavar="SEQ", help="events after SEQ")
+
+    p = sub.add_parser("demo", help="narrated tour on a throwaway simulated host")
+    p.add_argument("--keep", metavar="DIR", help="keep the demo's state directory in DIR")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list == ["--version"]:  # fast path: no parser, no services
+        print(f"iovctl {__version__}")
+        return 0
+    try:
+        args = build_parser().parse_args(args_list)
+        from iovctl.cli.commands import run
+
+        return run(args)
+    except IovctlError as exc:
+        _print_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error[interrupted]: interrupted; nothing was changed", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: say so without a traceback unless asked
+        if os.environ.get("IOVCTL_DEBUG"):
+            raise
+        print(f"error[internal]: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(
+            "hint: this is a bug in iovctl; rerun with IOVCTL_DEBUG=1 and report the traceback",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _print_error(exc: IovctlError) -> None:
+    print(str(exc), file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)

@@ -1,0 +1,98 @@
+"""Adapter use cases: ``Enable-/Disable-/Set-NetAdapterSriov`` and VF inventory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iovctl.domain.model import EventLevel
+from iovctl.domain.validation import check_num_vfs
+from iovctl.errors import Conflict, HardwareError
+from iovctl.services.allocation import rebalance, release_vf
+from iovctl.services.context import Context
+from iovctl.services.views import adapter_view, vf_view
+
+
+def list_adapters(ctx: Context) -> list[dict[str, Any]]:
+    return [adapter_view(ctx, a) for a in ctx.hardware.adapters()]
+
+
+def show_adapter(ctx: Context, name: str) -> dict[str, Any]:
+    view = adapter_view(ctx, ctx.hardware.adapter(name))
+    view["virtual_functions"] = list_vfs(ctx, name)
+    return view
+
+
+def list_vfs(ctx: Context, adapter: str | None = None) -> list[dict[str, Any]]:
+    names = [adapter] if adapter else [a.name for a in ctx.hardware.adapters() if a.num_vfs]
+    out: list[dict[str, Any]] = []
+    for name in names:
+        holders = {n.assignment.index: n for n in ctx.store.nics_holding_vfs(name) if n.assignment}
+        out.extend(
+            vf_view(vf, holders.get(vf.index)) for vf in ctx.hardware.virtual_functions(name)
+        )
+    return out
+
+
+def set_num_vfs(ctx: Context, name: str, count: int, *, force: bool = False) -> None:
+    """Set the VF count, doing the kernel's 0-first dance for you.
+
+    Refused (Conflict ``vfs-assigned``, naming the VMs) while VFs are assigned,
+    unless ``force``: then the NICs fall back to the software path first and get
+    VFs again afterwards where the new count allows.
+    """
+    check_num_vfs(name, count)
+    adapter = ctx.hardware.adapter(name)
+    cap = adapter.sriov
+    if cap is not None and count > cap.total_vfs:
+        # Checked before writing 0, so a refused count leaves the VFs as they were.
+        raise HardwareError(
+            "vf-count-out-of-range",
+            f"adapter {name} ({adapter.driver}) supports at most {cap.total_vfs} VFs, not {count}",
+            f"choose a VF count from 0 to {cap.total_vfs}",
+        )
+    if count == adapter.num_vfs:
+        ctx.store.set_desired_num_vfs(name, count)
+        return
+    holders = ctx.store.nics_holding_vfs(name)
+    if holders and not force:
+        users = ", ".join(
+            f"{n.vm} ({n.name} on VF {n.assignment.index})" for n in holders if n.assignment
+        )
+        raise Conflict(
+            "vfs-assigned",
+            f"adapter {name} has VFs assigned to running VMs: {users}",
+            "stop those VMs, or add --force to move their NICs to the software path first",
+        )
+    for nic in holders:
+        release_vf(ctx, nic, f"VF count of {name} changed", "vf-revoked")
+    if adapter.num_vfs and count:
+        ctx.hardware.set_num_vfs(name, 0)  # iov.c: EBUSY unless numvfs is 0 first
+    ctx.hardware.set_num_vfs(name, count)
+    ctx.store.set_desired_num_vfs(name, count)
+    ctx.event(
+        EventLevel.INFO,
+        "adapter-vfs-changed",
+        "adapter",
+        name,
+        f"SR-IOV on {name}: {adapter.num_vfs} -> {count} VFs",
+    )
+    switch = ctx.store.find_switch_by_uplink(name)
+    if switch is not None:
+        rebalance(ctx, switch.name)
+
+
+def enable(ctx: Context, name: str, count: int | None = None) -> None:
+    """``Enable-NetAdapterSriov``: all VFs by default."""
+    adapter = ctx.hardware.adapter(name)
+    if adapter.sriov is None:
+        raise HardwareError(
+            "sriov-not-capable",
+            f"adapter {name} ({adapter.model}) has no SR-IOV capability",
+            "pick an SR-IOV capable adapter: iovctl adapter list",
+        )
+    set_num_vfs(ctx, name, adapter.sriov.total_vfs if count is None else count)
+
+
+def disable(ctx: Context, name: str) -> None:
+    """``Disable-NetAdapterSriov``: revokes VFs given to VMs; their NICs fall back."""
+    set_num_vfs(ctx, name, 0, force=True)

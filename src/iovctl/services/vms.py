@@ -1,0 +1,294 @@
+"""VM and VM network adapter use cases: ``New-VM``, ``Start-/Stop-VM``,
+``Add-/Set-/Remove-VMNetworkAdapter``. VFs follow the VM's life: assigned when it
+starts, returned (scrubbed) when it stops."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from iovctl.domain.model import (
+    EventLevel,
+    NicConfig,
+    PrivateVlan,
+    PvlanMode,
+    VirtualMachine,
+    VmNetworkAdapter,
+    VmState,
+)
+from iovctl.domain.nic_rules import unsupported_reason, vf_settings_for
+from iovctl.domain.validation import (
+    check_name,
+    check_queue_pairs,
+    check_rate,
+    check_vlan,
+    check_weight,
+    normalize_mac,
+)
+from iovctl.errors import Conflict, InvalidInput
+from iovctl.services.allocation import rebalance, release_vf
+from iovctl.services.context import Context
+from iovctl.services.views import NicViewer, vm_view
+
+# -- VMs ----------------------------------------------------------------------
+
+
+def create_vm(ctx: Context, name: str) -> dict[str, Any]:
+    check_name("VM", name)
+    if ctx.store.find_vm(name) is not None:
+        raise Conflict("duplicate-name", f"VM {name!r} already exists", "pick another name")
+    vm = VirtualMachine(name)
+    ctx.store.add_vm(vm)
+    ctx.event(EventLevel.INFO, "vm-created", "vm", name, f"VM {name} created")
+    return vm_view(vm, [])
+
+
+def show_vm(ctx: Context, name: str) -> dict[str, Any]:
+    vm = ctx.store.get_vm(name)
+    nics = ctx.store.list_nics(name)
+    view = vm_view(vm, nics)
+    viewer = NicViewer(ctx)
+    view["network_adapters"] = [viewer.view(n, vm.state) for n in nics]
+    return view
+
+
+def list_vms(ctx: Context) -> list[dict[str, Any]]:
+    by_vm: dict[str, list[VmNetworkAdapter]] = {}
+    for nic in ctx.store.list_nics():
+        by_vm.setdefault(nic.vm, []).append(nic)
+    return [vm_view(vm, by_vm.get(vm.name, [])) for vm in ctx.store.list_vms()]
+
+
+def start_vm(ctx: Context, name: str) -> None:
+    """Start the VM; each NIC gets its software path, and a VF where arbitration allows."""
+    vm = ctx.store.get_vm(name)
+    if vm.state is VmState.RUNNING:
+        return
+    nics = ctx.store.list_nics(name)
+    ctx.runtime.start_vm(name)
+    for nic in nics:
+        ctx.runtime.plug_software_nic(name, nic.name, nic.config)
+    ctx.store.set_vm_state(name, VmState.RUNNING)
+    ctx.event(EventLevel.INFO, "vm-started", "vm", name, f"VM {name} started")
+    for switch in sorted({n.config.switch for n in nics}):
+        rebalance(ctx, switch)
+
+
+def stop_vm(ctx: Context, name: str) -> None:
+    """Stop the VM; its VFs are scrubbed and go to the best waiting NICs."""
+    vm = ctx.store.get_vm(name)
+    if vm.state is VmState.OFF:
+        return
+    nics = ctx.store.list_nics(name)
+    for nic in nics:
+        release_vf(ctx, nic, f"VM {name} stopped")
+        ctx.store.set_claim(nic.id, None, None)
+    ctx.runtime.stop_vm(name)
+    ctx.store.set_vm_state(name, VmState.OFF)
+    ctx.event(EventLevel.INFO, "vm-stopped", "vm", name, f"VM {name} stopped")
+    for switch in sorted({n.config.switch for n in nics if n.assignment is not None}):
+        rebalance(ctx, switch)
+
+
+def delete_vm(ctx: Context, name: str) -> None:
+    vm = ctx.store.get_vm(name)
+    if vm.state is VmState.RUNNING:
+        raise Conflict(
+            "vm-running", f"VM {name} is running", f"stop it first: iovctl vm stop {name}"
+        )
+    for nic in ctx.store.list_nics(name):
+        ctx.runtime.unplug_nic(name, nic.name)
+        ctx.store.delete_nic(nic.id)
+    ctx.store.delete_vm(name)
+    ctx.event(EventLevel.INFO, "vm-deleted", "vm", name, f"VM {name} deleted")
+
+
+# -- NICs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NicChanges:
+    """Fields of a NIC to set; None = leave as is. ``vlan``/``max_rate`` 0 = clear."""
+
+    switch: str | None = None
+    mac: str | None = None
+    iov_weight: int | None = None
+    iov_queue_pairs_requested: int | None = None
+    vlan: int | None = None
+    pvlan: PrivateVlan | None = None
+    clear_pvlan: bool = False
+    max_rate: int | None = None
+    allow_mac_spoofing: bool | None = None
+    trust: bool | None = None
+
+
+def make_pvlan(mode: str, primary: int | None, secondary: int | None) -> PrivateVlan:
+    try:
+        pmode = PvlanMode(mode)
+    except ValueError as exc:
+        raise InvalidInput(
+            "invalid-pvlan",
+            f"private VLAN mode {mode!r} is unknown",
+            "use isolated, community or promiscuous",
+        ) from exc
+    if primary is None:
+        raise InvalidInput(
+            "invalid-pvlan",
+            f"private VLAN mode {mode} needs a primary VLAN",
+            "add --primary-vlan ID (and --secondary-vlan ID for isolated/community)",
+        )
+    check_vlan(primary, "primary VLAN")
+    if secondary is None and pmode is not PvlanMode.PROMISCUOUS:
+        raise InvalidInput(
+            "invalid-pvlan",
+            f"private VLAN mode {mode} needs a secondary VLAN",
+            "add --secondary-vlan ID",
+        )
+    if secondary is not None:
+        check_vlan(secondary, "secondary VLAN")
+        if secondary == primary:
+            raise InvalidInput(
+                "invalid-pvlan",
+                f"secondary VLAN {secondary} equals the primary VLAN",
+                "a secondary VLAN must differ from its primary",
+            )
+    return PrivateVlan(pmode, primary, secondary)
+
+
+def _apply_changes(config: NicConfig, ch: NicChanges) -> NicConfig:
+    out = config
+    if ch.switch is not None:
+        out = replace(out, switch=ch.switch)
+    if ch.mac is not None:
+        out = replace(out, mac=normalize_mac(ch.mac))
+    if ch.iov_weight is not None:
+        out = replace(out, iov_weight=check_weight(ch.iov_weight))
+    if ch.iov_queue_pairs_requested is not None:
+        out = replace(
+            out, iov_queue_pairs_requested=check_queue_pairs(ch.iov_queue_pairs_requested)
+        )
+    if ch.vlan is not None:
+        out = replace(
+            out, vlan=check_vlan(ch.vlan) if ch.vlan else None, pvlan=None if ch.vlan else out.pvlan
+        )
+    if ch.clear_pvlan:
+        out = replace(out, pvlan=None)
+    if ch.pvlan is not None:
+        if ch.vlan:
+            raise InvalidInput(
+                "invalid-pvlan",
+                "a NIC is either in an access VLAN or in a private VLAN, not both",
+                "give --vlan or --pvlan, not both",
+            )
+        out = replace(out, pvlan=ch.pvlan, vlan=None)
+    if ch.max_rate is not None:
+        out = replace(out, max_rate=check_rate(ch.max_rate) if ch.max_rate else None)
+    if ch.allow_mac_spoofing is not None:
+        out = replace(out, allow_mac_spoofing=ch.allow_mac_spoofing)
+    if ch.trust is not None:
+        out = replace(out, trust=ch.trust)
+    return out
+
+
+def _generated_mac(ctx: Context) -> str:
+    # 52:54:00 is the prefix libvirt and QEMU admins know; a counter keeps MACs unique.
+    while True:
+        n = ctx.store.next_seq("mac")
+        mac = f"52:54:00:{(n >> 16) & 0xFF:02x}:{(n >> 8) & 0xFF:02x}:{n & 0xFF:02x}"
+        if not ctx.store.mac_in_use(mac):
+            return mac
+
+
+def add_nic(
+    ctx: Context, vm_name: str, switch: str, name: str | None, changes: NicChanges
+) -> dict[str, Any]:
+    """``Add-VMNetworkAdapter``. Weight defaults to 0 (SR-IOV off), as in Hyper-V."""
+    vm = ctx.store.get_vm(vm_name)
+    ctx.store.get_switch(switch)
+    if name is None:
+        taken = {n.name for n in ctx.store.list_nics(vm_name)}
+        name = next(f"nic{i}" for i in range(len(taken) + 1) if f"nic{i}" not in taken)
+    check_name("network adapter", name)
+    mac = normalize_mac(changes.mac) if changes.mac else None
+    config = _apply_changes(
+        NicConfig(switch=switch, mac=mac or "02:00:00:00:00:00", iov_weight=0),
+        replace(changes, mac=None, switch=None),
+    )
+    config = replace(config, mac=mac or _generated_mac(ctx))
+    ctx.store.add_nic(vm_name, name, config)
+    ctx.event(
+        EventLevel.INFO,
+        "nic-added",
+        "nic",
+        f"{vm_name}/{name}",
+        f"Network adapter {vm_name}/{name} ({config.mac}) connected to {switch}, "
+        f"IOV weight {config.iov_weight}",
+    )
+    if vm.state is VmState.RUNNING:
+        ctx.runtime.plug_software_nic(vm_name, name, config)
+        rebalance(ctx, switch)
+    nic = ctx.store.get_nic(vm_name, name)
+    return NicViewer(ctx).view(nic, vm.state)
+
+
+def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> dict[str, Any]:
+    """``Set-VMNetworkAdapter``: settings hold on both paths; VF follows the weight."""
+    nic = ctx.store.get_nic(vm_name, name)
+    vm = ctx.store.get_vm(vm_name)
+    if changes.switch is not None:
+        ctx.store.get_switch(changes.switch)
+    config = _apply_changes(nic.config, changes)
+    if config == nic.config:
+        return NicViewer(ctx).view(nic, vm.state)
+    ctx.store.update_nic_config(nic, config)
+    ctx.event(
+        EventLevel.INFO, "nic-changed", "nic", nic.label, f"Network adapter {nic.label} changed"
+    )
+    if vm.state is VmState.RUNNING:
+        ctx.runtime.plug_software_nic(vm_name, name, config)
+        a = nic.assignment
+        moved = config.switch != nic.config.switch
+        if config.iov_weight == 0 or moved:
+            why = (
+                "IOV weight set to 0"
+                if config.iov_weight == 0
+                else f"moved to switch {config.switch}"
+            )
+            release_vf(ctx, nic, why)
+            ctx.store.set_claim(nic.id, None, None)
+        elif a is not None:
+            uplink = ctx.hardware.adapter(a.adapter)
+            assert uplink.driver is not None
+            unsupported = ctx.hardware.unsupported_vf_settings(uplink.name)
+            if unsupported_reason(config, uplink.driver, unsupported) is not None:
+                release_vf(ctx, nic, "its new settings are not supported on VFs", "vf-revoked")
+            else:
+                # Settings must hold on the VF path too: rewrite the VF in place.
+                ctx.hardware.set_vf_settings(a.adapter, a.index, vf_settings_for(config))
+        if nic.config.iov_weight == 0 and config.iov_weight > 0:
+            ctx.store.set_claim(nic.id, None, None)
+        for switch in sorted({nic.config.switch, config.switch}):
+            rebalance(ctx, switch)
+    return NicViewer(ctx).view(ctx.store.get_nic(vm_name, name), vm.state)
+
+
+def remove_nic(ctx: Context, vm_name: str, name: str) -> None:
+    nic = ctx.store.get_nic(vm_name, name)
+    release_vf(ctx, nic, "network adapter removed")
+    ctx.runtime.unplug_nic(vm_name, name)
+    ctx.store.delete_nic(nic.id)
+    ctx.event(
+        EventLevel.INFO, "nic-removed", "nic", nic.label, f"Network adapter {nic.label} removed"
+    )
+    if nic.assignment is not None:
+        rebalance(ctx, nic.config.switch)
+
+
+def list_nics(ctx: Context, vm_name: str | None = None) -> list[dict[str, Any]]:
+    if vm_name is not None:
+        ctx.store.get_vm(vm_name)
+    return NicViewer(ctx).views(ctx.store.list_nics(vm_name))
+
+
+def show_nic(ctx: Context, vm_name: str, name: str) -> dict[str, Any]:
+    return NicViewer(ctx).view(ctx.store.get_nic(vm_name, name))

@@ -1,0 +1,84 @@
+"""Wiring: builds a Context (store + hardware + VM runtime) from options.
+
+The only module that knows every adapter. The backend of a state directory is
+fixed when it is first used (``meta.backend``): later commands see the same host.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from iovctl.adapters.sqlite.store import SqliteStore, default_state_dir
+from iovctl.errors import StateError
+from iovctl.services.context import Context
+
+
+@dataclass(frozen=True)
+class Options:
+    state_dir: Path | None = None
+    #: Simulated host spec (built-in name or YAML path); None = what the state dir holds.
+    sim: str | None = None
+    #: Keep the store in memory (tests, benchmarks): nothing persists.
+    in_memory: bool = False
+
+
+def resolve_options(state_dir: str | None, sim: str | None) -> Options:
+    env_dir = os.environ.get("IOVCTL_STATE_DIR")
+    chosen = Path(state_dir) if state_dir else Path(env_dir) if env_dir else default_state_dir()
+    return Options(state_dir=chosen, sim=sim or os.environ.get("IOVCTL_SIM") or None)
+
+
+def open_context(options: Options) -> Context:
+    """Open the state store and the backend it is bound to."""
+    store = SqliteStore.open(None if options.in_memory else options.state_dir)
+    backend = store.get_meta("backend")
+    if options.sim is not None or backend == "sim" or backend is None:
+        return _simulated(store, options)
+    return _linux(store)
+
+
+def _simulated(store: SqliteStore, options: Options) -> Context:
+    from iovctl.adapters.sim.host import SimulatedHost
+    from iovctl.adapters.sim.runtime import SimulatedVmRuntime
+    from iovctl.adapters.sim.spec import load_spec, spec_from_json, spec_to_json
+
+    stored = store.get_meta("sim_spec")
+    if stored is not None:
+        spec = spec_from_json(stored)
+        if options.sim is not None:
+            wanted = load_spec(options.sim)
+            if wanted.name != spec.name:
+                raise StateError(
+                    "state-backend-mismatch",
+                    f"state directory {options.state_dir} holds simulated host {spec.name!r}, "
+                    f"not {wanted.name!r}",
+                    "use another --state-dir (or IOVCTL_STATE_DIR) for another host",
+                )
+    else:
+        if store.get_meta("backend") not in (None, "sim"):
+            raise StateError(
+                "state-backend-mismatch",
+                f"state directory {options.state_dir} belongs to the real host",
+                "use another --state-dir for a simulated host",
+            )
+        spec = load_spec(options.sim or "demo")
+    hardware = SimulatedHost(store.conn, spec)
+    runtime = SimulatedVmRuntime(store.conn)
+    if stored is None:
+        with store.transaction():
+            if store.get_meta("sim_spec") is None:
+                store.set_meta("backend", "sim")
+                store.set_meta("sim_spec", spec_to_json(spec))
+                hardware.ensure_schema()
+                runtime.ensure_schema()
+    return Context(store, hardware, runtime)
+
+
+def _linux(store: SqliteStore) -> Context:
+    raise StateError(
+        "backend-unavailable",
+        "this state directory is bound to the real Linux host, which this build cannot drive",
+        "use --sim demo with another --state-dir",
+    )

@@ -1,0 +1,577 @@
+"""The PCI side of SR-IOV through sysfs: network PFs, their VFs, the VF count, VF drivers.
+
+Every path derives from the ``root`` given to :class:`SysfsPci` (``/`` on a host, a
+fake tree in tests): ``sys/bus/pci/devices``, ``sys/bus/pci/drivers``, ``sys/class/net``,
+``sys/kernel/iommu_groups``. Kernel rules are cited from drivers/pci/iov.c and
+drivers/pci/pci-sysfs.c. Writes go through :meth:`SysfsPci._write`, the one seam tests
+override to inject the kernel's errno. Writing needs root.
+
+Must not import netlink code, services, the CLI or anything beyond the standard
+library, the domain model and ``iovctl.errors``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from iovctl.errors import HardwareError, InvalidInput, NotFound
+
+#: PCI class 0x02xxxx: network controller (include/linux/pci_ids.h PCI_BASE_CLASS_NETWORK).
+NETWORK_CLASS = 0x02
+#: Drivers that take a VF away from the host network stack (no netdev expected).
+NON_NET_VF_DRIVERS = frozenset({"vfio-pci", "pci-stub", "uio_pci_generic", "igb_uio"})
+#: resource file flags (include/linux/ioport.h).
+IORESOURCE_MEM = 0x00000200
+IORESOURCE_UNSET = 0x20000000
+#: resource file lines 7-12 are the SR-IOV VF BARs (PCI_IOV_RESOURCES, include/linux/pci.h).
+IOV_RESOURCE_LINES = range(7, 13)
+
+
+@dataclass(frozen=True)
+class PciFunction:
+    """What sysfs says about one PCI function."""
+
+    address: str
+    class_code: int
+    vendor_id: str
+    device_id: str
+    #: Bound driver, None when unbound.
+    driver: str | None
+    numa_node: int
+    netdevs: tuple[str, ...]
+    #: ``sriov_totalvfs``; None when the function has no SR-IOV capability (or the
+    #: kernel lacks CONFIG_PCI_IOV).
+    total_vfs: int | None
+    num_vfs: int
+    vf_device_id: str
+    is_vf: bool
+
+    @property
+    def netdev(self) -> str | None:
+        return self.netdevs[0] if self.netdevs else None
+
+    @property
+    def is_network(self) -> bool:
+        return self.class_code >> 16 == NETWORK_CLASS
+
+
+@dataclass(frozen=True)
+class VfFunction:
+    """One VF as its PF's ``virtfnN`` link shows it."""
+
+    index: int
+    address: str
+    netdev: str | None
+    iommu_group: int | None
+    driver: str | None
+
+
+class SysfsPci:
+    """PCI functions under ``root``/sys; see the module docstring.
+
+    ``vf_create_timeout`` bounds the wait for VFs (and their netdevs) after enabling
+    them; ``poll_interval`` is the first delay between checks (it grows to 0.5 s).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = "/",
+        *,
+        vf_create_timeout: float = 30.0,
+        poll_interval: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.root = Path(root)
+        self.sys = self.root / "sys"
+        self.devices_dir = self.sys / "bus" / "pci" / "devices"
+        self.drivers_dir = self.sys / "bus" / "pci" / "drivers"
+        self.drivers_probe = self.sys / "bus" / "pci" / "drivers_probe"
+        self.class_net_dir = self.sys / "class" / "net"
+        self.iommu_groups_dir = self.sys / "kernel" / "iommu_groups"
+        self.vf_create_timeout = vf_create_timeout
+        self.poll_interval = poll_interval
+        self._clock = clock
+        self._sleep = sleep
+
+    # ------------------------------------------------------------------ reading
+
+    def device_dir(self, address: str) -> Path:
+        return self.devices_dir / address
+
+    def addresses(self) -> list[str]:
+        """Every PCI function address, sorted."""
+        try:
+            return sorted(entry.name for entry in self.devices_dir.iterdir())
+        except FileNotFoundError:
+            return []
+
+    def function(self, address: str) -> PciFunction:
+        """Read one function; raises NotFound when ``address`` does not exist."""
+        path = self.device_dir(address)
+        if not path.exists():
+            raise NotFound(
+                "unknown-pci-device",
+                f"no PCI function {address}",
+                "list PCI functions with: lspci -D",
+            )
+        total = self._read_int(path / "sriov_totalvfs")
+        return PciFunction(
+            address=address,
+            class_code=self._read_int(path / "class") or 0,
+            vendor_id=_hex_id(self._read_text(path / "vendor")),
+            device_id=_hex_id(self._read_text(path / "device")),
+            driver=self._link_name(path / "driver"),
+            # pci-sysfs.c numa_node_show: -1 (NUMA_NO_NODE) on single-node machines.
+            numa_node=max(self._read_int(path / "numa_node") or 0, 0),
+            netdevs=tuple(self._netdevs(path)),
+            total_vfs=total,
+            num_vfs=(self._read_int(path / "sriov_numvfs") or 0) if total is not None else 0,
+            vf_device_id=_hex_id(self._read_text(path / "sriov_vf_device")),
+            is_vf=(path / "physfn").exists(),
+        )
+
+    def network_pfs(self) -> list[PciFunction]:
+        """Network functions (class 0x02xxxx) that are not VFs (no ``physfn`` link)."""
+        out = []
+        for address in self.addresses():
+            path = self.device_dir(address)
+            code = self._read_int(path / "class")
+            if code is None or code >> 16 != NETWORK_CLASS or (path / "physfn").exists():
+                continue
+            out.append(self.function(address))
+        return out
+
+    def link_speed(self, netdev: str) -> int:
+        """Mbit/s from ``class/net/<if>/speed``; 0 when unknown (-1) or unreadable
+        (the kernel returns EINVAL while the link is down)."""
+        return max(self._read_int(self.class_net_dir / netdev / "speed") or 0, 0)
+
+    def mac(self, netdev: str) -> str:
+        return self._read_text(self.class_net_dir / netdev / "address") or ""
+
+    def ifindex(self, netdev: str) -> int | None:
+        return self._read_int(self.class_net_dir / netdev / "ifindex")
+
+    def drivers_autoprobe(self, address: str) -> bool:
+        return self._read_int(self.device_dir(address) / "sriov_drivers_autoprobe") != 0
+
+    def vfs(self, address: str) -> list[VfFunction]:
+        """The PF's VFs from its ``virtfnN`` links, in index order."""
+        path = self.device_dir(address)
+        out = []
+        for link in path.glob("virtfn*"):
+            suffix = link.name[len("virtfn") :]
+            if not suffix.isdigit():
+                continue
+            vf_path = link.resolve()
+            out.append(
+                VfFunction(
+                    index=int(suffix),
+                    address=vf_path.name,
+                    netdev=next(iter(self._netdevs(link)), None),
+                    iommu_group=_int_or_none(self._link_name(link / "iommu_group")),
+                    driver=self._link_name(link / "driver"),
+                )
+            )
+        return sorted(out, key=lambda vf: vf.index)
+
+    def iommu_group_devices(self, group: int) -> list[str]:
+        try:
+            return sorted(
+                p.name for p in (self.iommu_groups_dir / str(group) / "devices").iterdir()
+            )
+        except FileNotFoundError:
+            return []
+
+    def upstream_bridges(self, address: str) -> list[str]:
+        """PCI bridges between the function and its host bridge, nearest first.
+
+        The real path of ``bus/pci/devices/<bdf>`` runs through them:
+        ``devices/pci0000:00/0000:00:1c.0/0000:01:00.0`` (drivers/pci/probe.c names
+        each device after its bus/devfn below its parent bridge's device).
+        """
+        real = self.device_dir(address).resolve()
+        return [p.name for p in real.parents if _is_pci_address(p.name)]
+
+    def config(self, address: str) -> bytes:
+        """The function's config space; only root reads past the first 64 bytes
+        (pci-sysfs.c pci_read_config). Empty when unreadable."""
+        try:
+            return (self.device_dir(address) / "config").read_bytes()
+        except OSError:
+            return b""
+
+    def vf_bar_unassigned(self, address: str) -> bool:
+        """True when a VF BAR exists but the firmware left it without memory space.
+
+        ``resource`` lines 7-12 are the VF BARs; an unassigned one keeps its flags with
+        IORESOURCE_UNSET or a zero start (setup-res.c pci_assign_resource failure).
+        """
+        text = self._read_text(self.device_dir(address) / "resource")
+        if not text:
+            return False
+        lines = text.splitlines()
+        for number in IOV_RESOURCE_LINES:
+            if number >= len(lines):
+                break
+            try:
+                start, end, flags = (int(field, 16) for field in lines[number].split()[:3])
+            except ValueError:
+                continue
+            if flags & IORESOURCE_MEM and (flags & IORESOURCE_UNSET or (start == 0 and end)):
+                return True
+        return False
+
+    def vf_bus_range_short(self, address: str, total_vfs: int) -> bool:
+        """True when the bridge above the PF does not route the bus numbers the last VF
+        needs (iov.c sriov_enable: "can't enable %d VFs (bus %02x out of range...)").
+
+        VF routing ID = PF routing ID + ``sriov_offset`` + ``sriov_stride`` * (n - 1)
+        (PCIe SR-IOV spec 3.3.10-11, iov.c pci_iov_virtfn_bus); the bridge's subordinate
+        bus number is config byte 0x1A. Unknown (no offset, no bridge) counts as enough.
+        """
+        path = self.device_dir(address)
+        offset = self._read_int(path / "sriov_offset")
+        stride = self._read_int(path / "sriov_stride")
+        if offset is None or stride is None or total_vfs <= 0:
+            return False
+        bus, devfn = _routing_parts(address)
+        last_bus = ((bus << 8 | devfn) + offset + stride * (total_vfs - 1)) >> 8
+        bridges = self.upstream_bridges(address)
+        if not bridges:
+            return False
+        config = self.config(bridges[0])
+        if len(config) < 0x1B:
+            return False
+        return last_bus > config[0x1A]
+
+    # ------------------------------------------------------------------ writing
+
+    def _write(self, path: Path, text: str) -> None:
+        """Write ``text`` to a sysfs attribute with one write(2), so the kernel's
+        errno surfaces as OSError here. The single seam tests override."""
+        fd = os.open(path, os.O_WRONLY)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
+
+    def describe(self, address: str) -> str:
+        """'adapter enp1s0 (0000:01:00.0, driver igb)' for messages."""
+        try:
+            function = self.function(address)
+        except NotFound:
+            return f"PCI function {address}"
+        name = function.netdev or address
+        return f"adapter {name} ({address}, driver {function.driver or 'none'})"
+
+    def set_num_vfs(self, address: str, count: int) -> None:
+        """Write ``sriov_numvfs`` with the kernel's rules, then wait for the VFs.
+
+        iov.c sriov_numvfs_store: the same value is a no-op; above ``sriov_totalvfs``
+        ERANGE; no driver or one without ``sriov_configure`` ENOENT; non-zero to another
+        non-zero EBUSY (0 first); ENOMEM when bus numbers or VF BAR space run out; EIO
+        from the device. Each becomes a HardwareError naming the adapter and its driver.
+        Returns when the VFs (and, with autoprobe on, their netdevs) exist; raises
+        ``vf-create-timeout`` after ``vf_create_timeout`` seconds. Needs root.
+        """
+        if count < 0:
+            raise InvalidInput("invalid-vf-count", f"VF count {count} is negative")
+        function = self.function(address)
+        if function.total_vfs is None:
+            raise HardwareError(
+                "sriov-not-capable",
+                f"{self.describe(address)} has no SR-IOV capability",
+                "use an SR-IOV capable adapter (lspci -vvv shows 'Single Root I/O "
+                "Virtualization'), and a kernel with CONFIG_PCI_IOV",
+            )
+        if count == function.num_vfs:
+            return
+        try:
+            self._write(self.device_dir(address) / "sriov_numvfs", str(count))
+        except OSError as exc:
+            raise self._numvfs_error(function, count, exc) from exc
+        actual = self._read_int(self.device_dir(address) / "sriov_numvfs") or 0
+        if actual != count:
+            # iov.c: a driver's sriov_configure may enable fewer VFs than asked.
+            raise HardwareError(
+                "vf-count-short",
+                f"{self.describe(address)} enabled {actual} VFs instead of {count}",
+                "check dmesg for the driver's reason (queue or MSI-X limits)",
+            )
+        self.wait_for_vfs(address, count)
+
+    def _numvfs_error(self, function: PciFunction, count: int, exc: OSError) -> HardwareError:
+        who = self.describe(function.address)
+        driver = function.driver or "none"
+        total = function.total_vfs or 0
+        code = exc.errno
+        if code == errno.ERANGE:
+            return HardwareError(
+                "vf-count-out-of-range",
+                f"{who} supports at most {total} VFs, {count} asked",
+                f"choose 0-{total} (sriov_totalvfs)",
+                errno=code,
+            )
+        if code == errno.EBUSY:
+            if count == 0:
+                return HardwareError(
+                    "vf-count-busy",
+                    f"{who} refused to remove its VFs: the {driver} driver reports them in use",
+                    "detach the VFs from running VMs first",
+                    errno=code,
+                )
+            return HardwareError(
+                "vf-count-busy",
+                f"{who} already has {function.num_vfs} VFs; the kernel changes the VF count "
+                "only from or to 0",
+                f"disable its VFs first (write 0), then enable {count}",
+                errno=code,
+            )
+        if code == errno.ENOENT:
+            return HardwareError(
+                "no-pf-driver",
+                f"{who}: no bound driver can configure SR-IOV (needs sriov_configure)",
+                f"bind the adapter's PF driver (modprobe; lspci -k -s {function.address})",
+                errno=code,
+            )
+        if code == errno.ENOMEM:
+            if self.vf_bus_range_short(function.address, max(count, 1)):
+                return HardwareError(
+                    "no-bus-resources",
+                    f"{who}: not enough PCI bus numbers for {count} VFs",
+                    "enable SR-IOV in the BIOS so it reserves bus numbers, or boot with "
+                    "pci=assign-busses",
+                    errno=code,
+                )
+            return HardwareError(
+                "no-vf-bar-space",
+                f"{who}: no memory space for the BARs of {count} VFs",
+                "enable 'Above 4G decoding' and SR-IOV in the BIOS, or boot with pci=realloc",
+                errno=code,
+            )
+        if code in (errno.EACCES, errno.EPERM):
+            return HardwareError(
+                "permission-denied",
+                f"not allowed to set the VF count of {who}",
+                "run as root",
+                errno=code,
+            )
+        if code == errno.EINVAL:
+            return HardwareError(
+                "vf-count-rejected",
+                f"{who}: the {driver} driver rejected {count} VFs (EINVAL)",
+                "check dmesg for the driver's reason",
+                errno=code,
+            )
+        if code == errno.EIO:
+            return HardwareError(
+                "vf-enable-failed",
+                f"{who}: the device failed to enable {count} VFs (EIO)",
+                "check dmesg; reloading the driver or resetting the device may help",
+                errno=code,
+            )
+        return HardwareError(
+            "vf-count-failed",
+            f"{who}: setting {count} VFs failed ({exc.strerror or exc})",
+            "check dmesg for the driver's reason",
+            errno=code,
+        )
+
+    def wait_for_vfs(self, address: str, count: int, timeout: float | None = None) -> None:
+        """Poll until the PF shows exactly ``count`` VFs, each ready, or raise.
+
+        A VF is ready when its ``virtfnN`` link exists and, if a network driver got
+        bound to it (autoprobe on), its netdev is registered: VF creation and probing
+        run asynchronously on some NICs (i40e, mlx5), and the driver link appears
+        before the probe registers the netdev (dd.c really_probe). Raises HardwareError
+        ``vf-create-timeout`` after ``timeout`` (default ``vf_create_timeout``) seconds.
+        """
+        bound = self.vf_create_timeout if timeout is None else timeout
+        deadline = self._clock() + bound
+        delay = self.poll_interval
+        autoprobe = self.drivers_autoprobe(address)
+        while True:
+            pending = self._pending_vfs(address, count, autoprobe)
+            if not pending:
+                return
+            if self._clock() >= deadline:
+                raise HardwareError(
+                    "vf-create-timeout",
+                    f"{self.describe(address)}: {pending} after {bound:g} s",
+                    "some NICs need a minute for many VFs: retry with a longer timeout, "
+                    "and check dmesg",
+                )
+            self._sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def _pending_vfs(self, address: str, count: int, autoprobe: bool) -> str:
+        vfs = self.vfs(address)
+        if len(vfs) != count:
+            return f"{len(vfs)} of {count} VFs present"
+        if autoprobe:
+            waiting = [
+                vf.address
+                for vf in vfs
+                if vf.driver is not None
+                and vf.driver not in NON_NET_VF_DRIVERS
+                and vf.netdev is None
+            ]
+            if waiting:
+                return f"VFs {', '.join(waiting)} have no network interface yet"
+        return ""
+
+    def set_drivers_autoprobe(self, address: str, enabled: bool) -> None:
+        """Whether new VFs get a driver bound (``sriov_drivers_autoprobe``); set it to
+        False before enabling VFs meant for vfio-pci. Needs root."""
+        try:
+            self._write(self.device_dir(address) / "sriov_drivers_autoprobe", str(int(enabled)))
+        except OSError as exc:
+            raise HardwareError(
+                "autoprobe-failed",
+                f"cannot set sriov_drivers_autoprobe of {self.describe(address)}: "
+                f"{exc.strerror or exc}",
+                "run as root; the file exists only on SR-IOV PFs",
+                errno=exc.errno,
+            ) from exc
+
+    def bind_vfio(self, vf_address: str) -> None:
+        """Give a VF to ``vfio-pci``: ``driver_override``, unbind, ``drivers_probe``.
+
+        Idempotent. Raises HardwareError ``no-iommu`` when the VF has no IOMMU group
+        (vfio-pci's probe fails with EINVAL without one), ``vfio-pci-missing`` when the
+        driver is not loaded, ``vfio-bind-failed`` when the probe did not take it.
+        Needs root.
+        """
+        vf = self.function(vf_address)
+        if vf.driver == "vfio-pci":
+            return
+        path = self.device_dir(vf_address)
+        if not (path / "iommu_group").exists():
+            raise HardwareError(
+                "no-iommu",
+                f"VF {vf_address} has no IOMMU group, so vfio-pci cannot take it",
+                "enable the IOMMU: intel_iommu=on or amd_iommu=on on the kernel command line",
+            )
+        if not (self.drivers_dir / "vfio-pci").exists():
+            raise HardwareError(
+                "vfio-pci-missing",
+                "the vfio-pci driver is not loaded",
+                "modprobe vfio-pci",
+            )
+        self._rebind(vf_address, "vfio-pci")
+        if self._link_name(path / "driver") != "vfio-pci":
+            raise HardwareError(
+                "vfio-bind-failed",
+                f"vfio-pci did not bind VF {vf_address}",
+                "check dmesg for 'vfio-pci' errors (IOMMU group, interrupt remapping)",
+            )
+
+    def bind_default_driver(self, vf_address: str) -> str | None:
+        """Hand a VF back to the driver the kernel picks (its net driver); return it.
+
+        Clears ``driver_override``, unbinds, probes. Returns None when no driver took
+        the VF (VF driver module not loaded). Needs root.
+        """
+        self._rebind(vf_address, "")
+        return self._link_name(self.device_dir(vf_address) / "driver")
+
+    def _rebind(self, vf_address: str, override: str) -> None:
+        path = self.device_dir(vf_address)
+        try:
+            # pci-sysfs.c driver_override_store: a lone newline clears the override.
+            self._write(path / "driver_override", override or "\n")
+            current = self._link_name(path / "driver")
+            if current is not None:
+                self._write(self.drivers_dir / current / "unbind", vf_address)
+            self._write(self.drivers_probe, vf_address)
+        except OSError as exc:
+            raise HardwareError(
+                "vf-bind-failed",
+                f"cannot rebind VF {vf_address} to {override or 'its default driver'}: "
+                f"{exc.strerror or exc}",
+                "run as root; check dmesg",
+                errno=exc.errno,
+            ) from exc
+
+    # ------------------------------------------------------------------ helpers
+
+    def _netdevs(self, device: Path) -> list[str]:
+        # Net devices of a PCI function sit in its net/ directory, or one level below
+        # for drivers that put a bus device in between (virtio-pci: virtioN/net/ethX).
+        names = _list(device / "net")
+        if not names:
+            for child in _list(device):
+                if child.startswith("virtio"):
+                    names.extend(_list(device / child / "net"))
+        return sorted(names)
+
+    @staticmethod
+    def _read_text(path: Path) -> str | None:
+        try:
+            return path.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def _read_int(self, path: Path) -> int | None:
+        text = self._read_text(path)
+        if not text:
+            return None
+        try:
+            return int(text, 0)
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _link_name(path: Path) -> str | None:
+        try:
+            return os.path.basename(os.readlink(path))
+        except OSError:
+            return None
+
+
+def _list(path: Path) -> list[str]:
+    try:
+        return [entry.name for entry in path.iterdir()]
+    except OSError:
+        return []
+
+
+def _hex_id(text: str | None) -> str:
+    """'0x8086' -> '8086'."""
+    if not text:
+        return ""
+    return text.lower().removeprefix("0x")
+
+
+def _int_or_none(text: str | None) -> int | None:
+    return int(text) if text is not None and text.isdigit() else None
+
+
+def _is_pci_address(name: str) -> bool:
+    """'0000:00:1c.0' (domain:bus:slot.function)."""
+    parts = name.split(":")
+    return (
+        len(parts) == 3
+        and len(parts[0]) == 4
+        and len(parts[1]) == 2
+        and "." in parts[2]
+        and all(_is_hex_digits(p) for p in (parts[0], parts[1], *parts[2].split(".")))
+    )
+
+
+def _is_hex_digits(text: str) -> bool:
+    return bool(text) and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _routing_parts(address: str) -> tuple[int, int]:
+    """Bus number and devfn of '0000:01:00.0'."""
+    _, bus, slot_fn = address.split(":")
+    slot, function = slot_fn.split(".")
+    return int(bus, 16), int(slot, 16) << 3 | int(function, 16)

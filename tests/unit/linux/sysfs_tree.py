@@ -14,6 +14,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 INTEL_CPUINFO = """\
 processor\t: 0
@@ -343,7 +344,7 @@ def build(root: Path, spec: HostSpec) -> Tree:
     return tree
 
 
-def igb_host(num_vfs: int = 0, **pf_changes: object) -> HostSpec:
+def igb_host(num_vfs: int = 0, **pf_changes: Any) -> HostSpec:
     """One 82576 PF (igb) behind a root port with ``num_vfs`` VFs bound to igbvf."""
     pf = PfSpec(num_vfs=num_vfs)
     for key, value in pf_changes.items():

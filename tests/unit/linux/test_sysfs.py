@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,7 +54,7 @@ def test_pf_fields(tmp_path: Path) -> None:
     ],
 )
 def test_pf_field_edge_cases(
-    tmp_path: Path, changes: dict[str, object], field: str, expected: object
+    tmp_path: Path, changes: dict[str, Any], field: str, expected: object
 ) -> None:
     build(tmp_path, igb_host(**changes))
     pf = SysfsPci(tmp_path).function("0000:01:00.0")

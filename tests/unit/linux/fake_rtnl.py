@@ -1,0 +1,257 @@
+"""An in-memory rtnetlink "kernel" for one PF, answering pyroute2 with real messages.
+
+It plugs into ``IPRoute(use_socket=...)`` (pyroute2's ``IPEngine`` provides the socket
+plumbing), so the adapter's real code path runs: request encoding, the datagram
+read, message decoding. RTM_GETLINK answers with IFLA_NUM_VF and IFLA_VFINFO_LIST,
+encoded by pyroute2's own ``ifinfmsg``. RTM_NEWLINK applies VF attributes like
+net/core/rtnetlink.c do_setvfinfo (fixed order, stop at the first error) with a
+driver's errno rules; the default rules are igb's (drivers/net/ethernet/intel/igb,
+measured in linux-sriov.md).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyroute2.iproute.ipmock import IPEngine
+from pyroute2.netlink import NLMSG_ERROR
+from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWLINK
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+ETH_P_8021Q = 0x8100
+UNREPORTED = 0xFFFFFFFF
+
+
+@dataclass
+class FakeVf:
+    mac: str = "00:00:00:00:00:00"
+    vlan: int = 0
+    qos: int = 0
+    proto: int = ETH_P_8021Q
+    min_rate: int = 0
+    max_rate: int = 0
+    spoofchk: int = 1
+    link_state: int = 0
+    trust: int = 0
+
+
+@dataclass
+class IgbRules:
+    """igb's ndo_set_vf_* answers (igb_main.c)."""
+
+    link_up: bool = True
+    link_speed: int = 1000
+
+    def check(self, attr: str, value: dict[str, Any], num_vfs: int) -> int:
+        if value.get("vf", 0) >= num_vfs:
+            return errno.EINVAL
+        if attr == "IFLA_VF_MAC" and int(value["mac"].split(":")[0], 16) & 1:
+            return errno.EINVAL
+        if attr in ("IFLA_VF_VLAN", "IFLA_VF_VLAN_INFO"):
+            if value["vlan"] > 4095 or value["qos"] > 7:
+                return errno.EINVAL
+            if value.get("proto", ETH_P_8021Q) != ETH_P_8021Q:
+                return errno.EPROTONOSUPPORT
+        if attr == "IFLA_VF_RATE":
+            # igb_ndo_set_vf_bw: EINVAL for a min rate, a down link, above link speed.
+            if value["min_tx_rate"] or not self.link_up:
+                return errno.EINVAL
+            if value["max_tx_rate"] > self.link_speed:
+                return errno.EINVAL
+        if attr in ("IFLA_VF_LINK_STATE", "IFLA_VF_RSS_QUERY_EN"):
+            return errno.EOPNOTSUPP
+        return 0
+
+
+#: do_setvfinfo's order.
+KERNEL_ORDER = (
+    "IFLA_VF_MAC",
+    "IFLA_VF_VLAN",
+    "IFLA_VF_VLAN_LIST",
+    "IFLA_VF_TX_RATE",
+    "IFLA_VF_RATE",
+    "IFLA_VF_SPOOFCHK",
+    "IFLA_VF_LINK_STATE",
+    "IFLA_VF_RSS_QUERY_EN",
+    "IFLA_VF_TRUST",
+)
+
+
+def vf_info(index: int, vf: FakeVf, *, report_spoofchk: bool = True) -> tuple[str, dict[str, Any]]:
+    """One IFLA_VF_INFO as rtnl_fill_vfinfo builds it (with RTEXT_FILTER_SKIP_STATS)."""
+    return (
+        "IFLA_VF_INFO",
+        {
+            "attrs": [
+                ("IFLA_VF_MAC", {"vf": index, "mac": vf.mac}),
+                ("IFLA_VF_VLAN", {"vf": index, "vlan": vf.vlan, "qos": vf.qos}),
+                (
+                    "IFLA_VF_RATE",
+                    {"vf": index, "min_tx_rate": vf.min_rate, "max_tx_rate": vf.max_rate},
+                ),
+                ("IFLA_VF_TX_RATE", {"vf": index, "tx_rate": vf.max_rate}),
+                (
+                    "IFLA_VF_SPOOFCHK",
+                    {"vf": index, "spoofchk": vf.spoofchk if report_spoofchk else UNREPORTED},
+                ),
+                ("IFLA_VF_LINK_STATE", {"vf": index, "link_state": vf.link_state}),
+                ("IFLA_VF_RSS_QUERY_EN", {"vf": index, "rss_query_en": UNREPORTED}),
+                ("IFLA_VF_TRUST", {"vf": index, "trust": vf.trust}),
+                (
+                    "IFLA_VF_VLAN_LIST",
+                    {
+                        "attrs": [
+                            (
+                                "IFLA_VF_VLAN_INFO",
+                                {"vf": index, "vlan": vf.vlan, "qos": vf.qos, "proto": vf.proto},
+                            )
+                        ]
+                    },
+                ),
+            ]
+        },
+    )
+
+
+def link_message(
+    ifindex: int,
+    ifname: str,
+    vfs: list[FakeVf],
+    *,
+    num_vfs: int | None = None,
+    report_spoofchk: bool = True,
+    sequence_number: int = 0,
+) -> ifinfmsg:
+    """The RTM_NEWLINK reply for the PF, encoded (``.data`` holds the bytes)."""
+    msg = ifinfmsg()
+    msg["header"]["type"] = RTM_NEWLINK
+    msg["header"]["sequence_number"] = sequence_number
+    msg["family"] = 0
+    msg["index"] = ifindex
+    msg["attrs"] = [
+        ("IFLA_IFNAME", ifname),
+        ("IFLA_NUM_VF", len(vfs) if num_vfs is None else num_vfs),
+        (
+            "IFLA_VFINFO_LIST",
+            {
+                "attrs": [
+                    vf_info(i, vf, report_spoofchk=report_spoofchk) for i, vf in enumerate(vfs)
+                ]
+            },
+        ),
+    ]
+    msg.encode()
+    return msg
+
+
+@dataclass
+class Recorded:
+    get_ext_masks: list[int] = field(default_factory=list)
+    #: Each RTM_NEWLINK's VF attributes, as (name, fields) in message order.
+    set_requests: list[list[tuple[str, dict[str, Any]]]] = field(default_factory=list)
+
+
+class FakeRtnl(IPEngine):  # type: ignore[misc]
+    """rtnetlink for one PF with ``num_vfs`` VFs; see the module docstring."""
+
+    def __init__(
+        self,
+        num_vfs: int = 4,
+        *,
+        ifindex: int = 3,
+        ifname: str = "enp1s0",
+        rules: IgbRules | None = None,
+        report_spoofchk: bool = True,
+        reported_vfs: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.ifindex = ifindex
+        self.ifname = ifname
+        self.vfs = [FakeVf() for _ in range(num_vfs)]
+        self.rules = rules or IgbRules()
+        self.report_spoofchk = report_spoofchk
+        #: Entries actually listed (fewer than IFLA_NUM_VF: a short reply).
+        self.reported_vfs = reported_vfs
+        self.recorded = Recorded()
+        self.processors[RTM_GETLINK] = self._get
+        self.processors[RTM_NEWLINK] = self._set
+
+    def _ack(self, request: Any, code: int) -> None:
+        """NLMSG_ERROR as af_netlink.c netlink_ack sends it: -errno (0 = ACK), then the
+        request's header, and on an error the whole request."""
+        length = request["header"]["length"]
+        original = bytes(request.data[request.offset : request.offset + (length if code else 16)])
+        body = struct.pack("<i", -code) + original
+        seq = request["header"]["sequence_number"]
+        self.loopback_w.send(struct.pack("<IHHII", 16 + len(body), NLMSG_ERROR, 0, seq, 0) + body)
+
+    def _get(self, request: Any) -> None:
+        tag = request["header"]["sequence_number"]
+        if request.get("index") != self.ifindex:
+            return self._ack(request, errno.ENODEV)
+        self.recorded.get_ext_masks.append(request.get_attr("IFLA_EXT_MASK") or 0)
+        listed = self.vfs[: self.reported_vfs] if self.reported_vfs is not None else self.vfs
+        reply = link_message(
+            self.ifindex,
+            self.ifname,
+            listed,
+            num_vfs=len(self.vfs),
+            report_spoofchk=self.report_spoofchk,
+            sequence_number=tag,
+        )
+        self.loopback_w.send(reply.data)
+        self._ack(request, 0)
+
+    def _set(self, request: Any) -> None:
+        if request.get("index") != self.ifindex:
+            return self._ack(request, errno.ENODEV)
+        code = 0
+        vflist = request.get_attr("IFLA_VFINFO_LIST")
+        for entry in vflist.get_attrs("IFLA_VF_INFO") if vflist is not None else []:
+            attrs = [(name, dict(value)) for name, value in _attrs(entry)]
+            self.recorded.set_requests.append(attrs)
+            code = self._apply(dict(attrs))
+            if code:
+                break
+        self._ack(request, code)
+
+    def _apply(self, attrs: dict[str, Any]) -> int:
+        for name in KERNEL_ORDER:
+            if name not in attrs:
+                continue
+            value = attrs[name]
+            if name == "IFLA_VF_VLAN_LIST":
+                value = value["IFLA_VF_VLAN_INFO"]
+                check_name = "IFLA_VF_VLAN_INFO"
+            else:
+                check_name = name
+            code = self.rules.check(check_name, value, len(self.vfs))
+            if code:
+                return code
+            vf = self.vfs[value["vf"]]
+            if name == "IFLA_VF_MAC":
+                vf.mac = value["mac"]
+            elif name in ("IFLA_VF_VLAN", "IFLA_VF_VLAN_LIST"):
+                vf.vlan, vf.qos = value["vlan"], value["qos"]
+                vf.proto = value.get("proto", ETH_P_8021Q)
+            elif name == "IFLA_VF_RATE":
+                vf.min_rate, vf.max_rate = value["min_tx_rate"], value["max_tx_rate"]
+            elif name == "IFLA_VF_SPOOFCHK":
+                vf.spoofchk = value["spoofchk"]
+            elif name == "IFLA_VF_TRUST":
+                vf.trust = value["trust"]
+        return 0
+
+
+def _attrs(entry: Any) -> list[tuple[str, Any]]:
+    out = []
+    for name, value in entry["attrs"]:
+        if name == "IFLA_VF_VLAN_LIST":
+            info = value.get_attr("IFLA_VF_VLAN_INFO")
+            out.append((name, {"IFLA_VF_VLAN_INFO": dict(info)}))
+        else:
+            out.append((name, dict(value)))
+    return out

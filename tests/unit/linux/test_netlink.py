@@ -1,0 +1,432 @@
+"""NetlinkVfs: 256-VF replies, the one-request write and its rules, errno attribution."""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import Any
+
+import pytest
+from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+from iovctl.adapters.linux.netlink import (
+    RTEXT_FILTER_SKIP_STATS,
+    RTEXT_FILTER_VF,
+    VF_INFO_EXT_MASK,
+    NetlinkVfs,
+    VfReport,
+    parse_vf_reports,
+    plan_vf_request,
+    refusal_error,
+)
+from iovctl.domain.drivers import unsupported_settings
+from iovctl.domain.model import SCRUBBED, LinkState, VfSetting, VfSettings, VlanProtocol
+from iovctl.errors import HardwareError, InvalidInput, UnsupportedVfSetting
+
+from .fake_rtnl import ETH_P_8021Q, FakeRtnl, FakeVf, IgbRules, link_message
+
+V = VfSetting
+IGB = unsupported_settings("igb")
+TENANT = SCRUBBED.with_(
+    mac="52:54:00:aa:bb:01", vlan=100, qos=3, spoof_check=False, trust=True, max_rate=500
+)
+
+
+def netlink_over(fake: FakeRtnl) -> NetlinkVfs:
+    return NetlinkVfs(lambda: IPRoute(use_socket=fake))
+
+
+def decode(data: bytes) -> Any:
+    msg = ifinfmsg(data)
+    msg.decode()
+    return msg
+
+
+def numbered_vfs(count: int) -> list[FakeVf]:
+    return [
+        FakeVf(
+            mac=f"52:54:00:00:{i >> 8:02x}:{i & 0xFF:02x}",
+            vlan=i + 1,
+            qos=i % 8,
+            max_rate=i * 10,
+            spoofchk=i % 2,
+            trust=(i + 1) % 2,
+            link_state=i % 3,
+        )
+        for i in range(count)
+    ]
+
+
+def check_numbered(reports: list[VfReport], count: int) -> None:
+    assert [r.index for r in reports] == list(range(count))
+    for i, report in enumerate(reports):
+        assert report.settings == VfSettings(
+            mac=f"52:54:00:00:{i >> 8:02x}:{i & 0xFF:02x}",
+            vlan=i + 1,
+            qos=i % 8,
+            spoof_check=bool(i % 2),
+            trust=bool((i + 1) % 2),
+            max_rate=i * 10,
+            link_state=[LinkState.AUTO, LinkState.ENABLE, LinkState.DISABLE][i % 3],
+        )
+
+
+# ---------------------------------------------------------------------------- 256 VFs
+
+
+def test_256_vf_message_decodes_through_the_adapter_parser() -> None:
+    """A real RTM_NEWLINK with 256 IFLA_VF_INFO, encoded by pyroute2's ifinfmsg."""
+    message = link_message(3, "enp1s0", numbered_vfs(256))
+
+    # Past every historical fixed buffer (16 KiB pyroute2 rcvsize, 32 KiB, 108/127 VFs),
+    # and below the u16 nest limit because stats are skipped.
+    assert 40_000 < len(message.data) < 65_535
+
+    check_numbered(parse_vf_reports(decode(message.data)), 256)
+
+
+def test_256_vfs_read_through_a_real_ipr_socket() -> None:
+    """The whole read path: pyroute2 request, one datagram of ~41 KB, our parser."""
+    fake = FakeRtnl(256)
+    fake.vfs = numbered_vfs(256)
+
+    reports = netlink_over(fake).read(3, "enp1s0")
+
+    check_numbered(reports, 256)
+    assert fake.recorded.get_ext_masks == [RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS]
+
+
+def test_ext_mask_skips_stats() -> None:
+    assert VF_INFO_EXT_MASK == 0b1001
+
+
+def test_short_vf_list_is_an_error_not_fewer_vfs() -> None:
+    fake = FakeRtnl(256, reported_vfs=108)
+    with pytest.raises(HardwareError) as caught:
+        netlink_over(fake).read(3, "enp1s0")
+    assert caught.value.code == "vf-info-incomplete"
+    assert "108 of the 256" in caught.value.message
+
+
+def test_pf_without_vfs() -> None:
+    assert netlink_over(FakeRtnl(0)).read(3, "enp1s0") == []
+
+
+def _attribute_offset(data: bytes | bytearray, start: int, end: int, kind: int) -> int:
+    """Offset of the first netlink attribute of type ``kind`` in data[start:end]."""
+    offset = start
+    while offset < end:
+        length, found = struct.unpack_from("<HH", data, offset)
+        if found & 0x3FFF == kind:
+            return offset
+        offset += (length + 3) & ~3
+    raise AssertionError(f"no attribute {kind}")
+
+
+def test_unknown_vf_attributes_are_ignored() -> None:
+    """Kernels since 5.x add IFLA_VF_BROADCAST (13), which pyroute2 0.9 does not name."""
+    data = bytearray(link_message(3, "enp1s0", [FakeVf(mac="52:54:00:00:00:07")]).data)
+    vfinfo_list = _attribute_offset(data, 32, len(data), 22)  # after nlmsghdr + ifinfomsg
+    vf_info = vfinfo_list + 4
+    broadcast = struct.pack("<HH", 36, 13) + b"\xff" * 6 + bytes(26)
+    data[vf_info + 4 : vf_info + 4] = broadcast  # first attribute inside IFLA_VF_INFO
+    struct.pack_into("<I", data, 0, len(data))
+    for offset in (vfinfo_list, vf_info):
+        (length,) = struct.unpack_from("<H", data, offset)
+        struct.pack_into("<H", data, offset, length + len(broadcast))
+
+    message = decode(bytes(data))
+    (entry,) = message.get_attr("IFLA_VFINFO_LIST").get_attrs("IFLA_VF_INFO")
+    assert len(entry["attrs"]) == 10  # the broadcast one is there, under no known name
+
+    (report,) = parse_vf_reports(message)
+    assert report.settings.mac == "52:54:00:00:00:07"
+
+
+def test_unreported_spoof_check_and_trust() -> None:
+    """rtnl_fill_vfinfo presets spoofchk and trust to -1 for drivers that don't say."""
+    fake = FakeRtnl(1, report_spoofchk=False)
+    (report,) = netlink_over(fake).read(3, "enp1s0")
+    assert V.SPOOF_CHECK in report.unreported
+    assert report.settings.spoof_check is True  # the scrubbed default stands in
+    assert report.holds(V.SPOOF_CHECK, SCRUBBED) is None
+
+
+def test_8021ad_is_read_from_the_vlan_list() -> None:
+    message = link_message(3, "enp1s0", [FakeVf(vlan=5, proto=0x88A8)])
+    (report,) = parse_vf_reports(decode(message.data))
+    assert report.settings.vlan_protocol is VlanProtocol.DOT1AD
+
+
+# ---------------------------------------------------------------------------- request plan
+
+
+def test_scrubbing_an_igb_vf_never_sends_link_state() -> None:
+    request = plan_vf_request(0, SCRUBBED, IGB)
+    assert "link_state" not in request.spec
+    assert V.LINK_STATE not in request.settings
+    assert V.MIN_RATE not in request.settings
+    # The settings igb supports travel even at their defaults: that is what scrubs.
+    assert request.spec == {
+        "vf": 0,
+        "mac": "00:00:00:00:00:00",
+        "vlan": {"vlan": 0, "qos": 0},
+        "rate": {"min_tx_rate": 0, "max_tx_rate": 0},
+        "spoofchk": 1,
+        "trust": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("desired", "present", "absent"),
+    [
+        (SCRUBBED.with_(link_state=LinkState.DISABLE), {"link_state"}, set()),
+        (SCRUBBED.with_(min_rate=10, max_rate=100), {"rate"}, {"link_state"}),
+        (SCRUBBED.with_(vlan_protocol=VlanProtocol.DOT1AD, vlan=7), {"vlan"}, {"link_state"}),
+    ],
+)
+def test_unsupported_settings_travel_when_not_default(
+    desired: VfSettings, present: set[str], absent: set[str]
+) -> None:
+    spec = plan_vf_request(2, desired, IGB).spec
+    assert present <= spec.keys()
+    assert not absent & spec.keys()
+
+
+def test_unknown_driver_gets_every_setting() -> None:
+    request = plan_vf_request(0, SCRUBBED, frozenset())
+    assert request.spec["link_state"] == 0
+    assert set(request.settings) == set(V) - {V.QUERY_RSS, V.PVLAN}
+
+
+def test_8021ad_uses_the_vlan_list() -> None:
+    desired = SCRUBBED.with_(vlan=7, qos=2, vlan_protocol=VlanProtocol.DOT1AD)
+    request = plan_vf_request(0, desired, frozenset())
+    assert request.spec["vlan"] == [{"vlan": 7, "qos": 2, "proto": 0x88A8}]
+    assert request.attributes[1].name == "IFLA_VF_VLAN_LIST"
+
+
+def test_settings_the_vf_already_holds_stay_out() -> None:
+    current = VfReport(0, TENANT.with_(max_rate=0))
+    request = plan_vf_request(0, TENANT, IGB, current)
+    assert request.spec == {"vf": 0, "rate": {"min_tx_rate": 0, "max_tx_rate": 500}}
+
+
+def test_unreported_settings_are_always_sent() -> None:
+    current = VfReport(0, SCRUBBED, frozenset({V.SPOOF_CHECK}))
+    request = plan_vf_request(0, SCRUBBED, IGB, current)
+    assert request.spec == {"vf": 0, "spoofchk": 1}
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def test_write_round_trip_in_one_request() -> None:
+    fake = FakeRtnl(4)
+    netlink = netlink_over(fake)
+
+    netlink.write(3, 2, TENANT, adapter="enp1s0", driver="igb", unsupported=IGB)
+
+    assert len(fake.recorded.set_requests) == 1
+    assert fake.vfs[2] == FakeVf(
+        mac="52:54:00:aa:bb:01", vlan=100, qos=3, max_rate=500, spoofchk=0, trust=1
+    )
+    assert netlink.read(3)[2].settings == TENANT
+
+
+def test_write_sends_vf_attributes_pyroute2_encodes() -> None:
+    fake = FakeRtnl(4)
+    netlink_over(fake).write(3, 1, TENANT, adapter="enp1s0", driver="igb", unsupported=IGB)
+    (sent,) = fake.recorded.set_requests
+    assert dict(sent) == {
+        "IFLA_VF_MAC": {"vf": 1, "mac": "52:54:00:aa:bb:01"},
+        "IFLA_VF_VLAN": {"vf": 1, "vlan": 100, "qos": 3},
+        "IFLA_VF_RATE": {"vf": 1, "min_tx_rate": 0, "max_tx_rate": 500},
+        "IFLA_VF_SPOOFCHK": {"vf": 1, "spoofchk": 0},
+        "IFLA_VF_TRUST": {"vf": 1, "trust": 1},
+    }
+
+
+def test_scrub_of_an_already_clean_vf_sends_nothing() -> None:
+    fake = FakeRtnl(2)
+    request = netlink_over(fake).write(
+        3, 0, SCRUBBED, adapter="enp1s0", driver="igb", unsupported=IGB
+    )
+    assert request.empty
+    assert fake.recorded.set_requests == []
+
+
+def test_scrub_with_link_down_does_not_touch_the_rate() -> None:
+    """igb_ndo_set_vf_bw refuses everything while the link is down."""
+    fake = FakeRtnl(2, rules=IgbRules(link_up=False))
+    fake.vfs[0] = FakeVf(mac="52:54:00:aa:bb:01", vlan=9, trust=1)
+    netlink_over(fake).write(3, 0, SCRUBBED, adapter="enp1s0", driver="igb", unsupported=IGB)
+    assert fake.vfs[0] == FakeVf()
+
+
+@pytest.mark.parametrize(
+    ("change", "label", "code"),
+    [
+        ({"link_state": LinkState.DISABLE}, "link state", errno.EOPNOTSUPP),
+        ({"link_state": LinkState.ENABLE}, "link state", errno.EOPNOTSUPP),
+        ({"min_rate": 100}, "min rate", errno.EINVAL),
+        ({"vlan_protocol": VlanProtocol.DOT1AD}, "802.1ad VLAN protocol", errno.EPROTONOSUPPORT),
+    ],
+)
+def test_igb_refusals_name_driver_and_setting(
+    change: dict[str, Any], label: str, code: int
+) -> None:
+    fake = FakeRtnl(4)
+    with pytest.raises(UnsupportedVfSetting) as caught:
+        netlink_over(fake).write(
+            3, 1, TENANT.with_(**change), adapter="enp1s0", driver="igb", unsupported=IGB
+        )
+    error = caught.value
+    assert (
+        str(error)
+        == f"error[vf-setting-unsupported]: the igb driver does not support {label} on VFs"
+    )
+    assert (error.driver, error.errno) == ("igb", code)
+    assert len(fake.recorded.set_requests) == 1  # no retries
+
+
+def test_unknown_driver_refusal_is_attributed_by_reading_back() -> None:
+    """No table row: the first attribute the VF does not hold afterwards is the culprit."""
+    fake = FakeRtnl(4)  # behaves like igb, but we call the driver "acme"
+    with pytest.raises(UnsupportedVfSetting) as caught:
+        netlink_over(fake).write(
+            3, 0, TENANT.with_(link_state=LinkState.DISABLE), adapter="enp1s0", driver="acme"
+        )
+    assert caught.value.setting == "link state"
+    # Everything before it in do_setvfinfo's order was applied.
+    assert fake.vfs[0].mac == TENANT.mac
+
+
+def test_einval_on_a_supported_setting_is_a_rejected_value() -> None:
+    fake = FakeRtnl(4, rules=IgbRules(link_up=False))
+    with pytest.raises(HardwareError) as caught:
+        netlink_over(fake).write(3, 0, TENANT, adapter="enp1s0", driver="igb", unsupported=IGB)
+    error = caught.value
+    assert not isinstance(error, UnsupportedVfSetting)
+    assert error.code == "vf-setting-rejected"
+    assert "the igb driver rejected max rate 500" in error.message
+    assert "link must be up" in error.hint
+
+
+def test_vf_index_out_of_range_is_checked_before_sending() -> None:
+    fake = FakeRtnl(4)
+    with pytest.raises(HardwareError) as caught:
+        netlink_over(fake).write(3, 4, TENANT, adapter="enp1s0", driver="igb", unsupported=IGB)
+    assert caught.value.code == "vf-not-found"
+    assert fake.recorded.set_requests == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"qos": 8},
+        {"vlan": 4096},
+        {"max_rate": 10, "min_rate": 20},
+        {"mac": "52:54:00:aa:bb"},
+        {"max_rate": -1},
+    ],
+)
+def test_values_no_driver_accepts_are_invalid_input(bad: dict[str, Any]) -> None:
+    fake = FakeRtnl(4)
+    with pytest.raises(InvalidInput):
+        netlink_over(fake).write(3, 0, TENANT.with_(**bad), adapter="enp1s0", driver="igb")
+    assert fake.recorded.set_requests == []
+
+
+def test_unknown_ifindex() -> None:
+    with pytest.raises(HardwareError) as caught:
+        netlink_over(FakeRtnl(1)).read(99, "gone0")
+    assert caught.value.code == "vf-info-failed"
+
+
+# ---------------------------------------------------------------------------- attribution
+
+
+def _request(desired: VfSettings, unsupported: frozenset[VfSetting] = frozenset()) -> Any:
+    return plan_vf_request(0, desired, unsupported)
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (errno.EPERM, "permission-denied"),
+        (errno.ENODEV, "adapter-gone"),
+        (errno.EIO, "vf-settings-failed"),
+    ],
+)
+def test_other_errnos(code: int, expected: str) -> None:
+    error = refusal_error(
+        code, adapter="enp1s0", driver="igb", request=_request(TENANT), desired=TENANT, after=None
+    )
+    assert error.code == expected
+    assert error.errno == code
+
+
+def test_unattributable_refusal_lists_the_candidates() -> None:
+    """Unknown driver, no read-back: several settings could be the one."""
+    error = refusal_error(
+        errno.EOPNOTSUPP,
+        adapter="enp1s0",
+        driver="acme",
+        request=_request(TENANT),
+        desired=TENANT,
+        after=None,
+    )
+    assert error.code == "vf-settings-rejected"
+    assert "MAC address" in error.message and "trust" in error.message
+
+
+def test_single_setting_request_is_attributed_without_read_back() -> None:
+    request = plan_vf_request(0, TENANT, frozenset(), VfReport(0, TENANT.with_(trust=False)))
+    error = refusal_error(
+        errno.EOPNOTSUPP,
+        adapter="enp1s0",
+        driver="acme",
+        request=request,
+        desired=TENANT,
+        after=None,
+    )
+    assert isinstance(error, UnsupportedVfSetting)
+    assert error.setting == "trust"
+
+
+def test_unreported_earlier_setting_keeps_it_ambiguous() -> None:
+    """Spoof check unreported before the first mismatch: it could be the culprit."""
+    desired = TENANT.with_(link_state=LinkState.DISABLE)
+    after = VfReport(
+        0, desired.with_(link_state=LinkState.AUTO, trust=False), frozenset({V.SPOOF_CHECK})
+    )
+    error = refusal_error(
+        errno.EOPNOTSUPP,
+        adapter="enp1s0",
+        driver="acme",
+        request=_request(desired),
+        desired=desired,
+        after=after,
+    )
+    assert error.code == "vf-settings-rejected"
+
+
+def test_table_beats_read_back_for_known_drivers() -> None:
+    desired = TENANT.with_(min_rate=10)
+    after = VfReport(0, TENANT)  # everything before the rate applied, min rate did not
+    error = refusal_error(
+        errno.EINVAL,
+        adapter="enp1s0",
+        driver="igb",
+        request=_request(desired, IGB),
+        desired=desired,
+        after=after,
+    )
+    assert isinstance(error, UnsupportedVfSetting)
+    assert error.setting == "min rate"
+
+
+def test_proto_constant() -> None:
+    assert ETH_P_8021Q == 0x8100

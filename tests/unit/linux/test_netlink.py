@@ -319,18 +319,24 @@ def test_vf_index_out_of_range_is_checked_before_sending() -> None:
     with pytest.raises(HardwareError) as caught:
         netlink_over(fake).write(3, 4, TENANT, adapter="enp1s0", driver="igb", unsupported=IGB)
     assert caught.value.code == "vf-not-found"
+    assert caught.value.errno == errno.EINVAL
+    assert fake.recorded.set_requests == []
+
+
+@pytest.mark.parametrize("bad", [{"qos": 8}, {"vlan": 4096}, {"vlan": -1}])
+def test_vlan_and_qos_out_of_range_never_reach_the_driver(bad: dict[str, Any]) -> None:
+    fake = FakeRtnl(4)
+    with pytest.raises(HardwareError) as caught:
+        netlink_over(fake).write(3, 0, TENANT.with_(**bad), adapter="enp1s0", driver="igb")
+    assert caught.value.code == "vf-setting-invalid"
+    assert caught.value.errno == errno.EINVAL
+    assert "igb" in caught.value.message and "enp1s0" in caught.value.message
     assert fake.recorded.set_requests == []
 
 
 @pytest.mark.parametrize(
     "bad",
-    [
-        {"qos": 8},
-        {"vlan": 4096},
-        {"max_rate": 10, "min_rate": 20},
-        {"mac": "52:54:00:aa:bb"},
-        {"max_rate": -1},
-    ],
+    [{"max_rate": 10, "min_rate": 20}, {"mac": "52:54:00:aa:bb"}, {"max_rate": -1}],
 )
 def test_values_no_driver_accepts_are_invalid_input(bad: dict[str, Any]) -> None:
     fake = FakeRtnl(4)

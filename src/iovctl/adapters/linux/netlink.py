@@ -197,23 +197,25 @@ class VfRequest:
         return not self.attributes
 
 
-def validate_vf_settings(settings: VfSettings) -> None:
+def validate_vf_settings(settings: VfSettings, *, adapter: str = "", driver: str = "") -> None:
     """Reject values the kernel would refuse with a bare EINVAL, before sending them.
 
-    rtnetlink.c rtnl_set_vf_rate: EINVAL when max_tx_rate is set and below min_tx_rate;
-    drivers (igb_ndo_set_vf_vlan, ixgbe, i40e...) refuse VLAN > 4095 or qos > 7.
+    Drivers refuse VLAN > 4095 or qos > 7 (igb_ndo_set_vf_vlan, ixgbe, i40e...):
+    HardwareError ``vf-setting-invalid`` (EINVAL), as the simulated host reports it.
+    rtnetlink.c rtnl_set_vf_rate refuses a max rate below the min rate; a MAC must
+    have six octets: InvalidInput.
     """
+    if not 0 <= settings.vlan <= 4095 or not 0 <= settings.qos <= 7:
+        raise HardwareError(
+            "vf-setting-invalid",
+            f"the {driver or 'PF'} driver refuses VLAN {settings.vlan} qos {settings.qos} "
+            f"on the VFs of {adapter or 'the adapter'}",
+            "VLAN ids are 0-4095 and the 802.1p priority (qos) is 0-7",
+            errno=errno.EINVAL,
+        )
     octets = settings.mac.split(":")
     if len(octets) != 6 or not all(len(o) == 2 and _is_hex(o) for o in octets):
         raise InvalidInput("invalid-mac", f"VF MAC address {settings.mac!r} is malformed")
-    if not 0 <= settings.vlan <= 4095:
-        raise InvalidInput("invalid-vlan", f"VF VLAN {settings.vlan} is outside 0-4095")
-    if not 0 <= settings.qos <= 7:
-        raise InvalidInput(
-            "invalid-qos",
-            f"VF VLAN priority (qos) {settings.qos} is outside 0-7",
-            "802.1p priorities are 0-7",
-        )
     for label, rate in (("max rate", settings.max_rate), ("min rate", settings.min_rate)):
         if not 0 <= rate <= 0xFFFFFFFF:
             raise InvalidInput("invalid-rate", f"VF {label} {rate} Mbit/s is out of range")
@@ -464,12 +466,13 @@ class NetlinkVfs:
         """Make VF ``index`` carry ``settings`` with one RTM_NEWLINK; return what was sent.
 
         Reads the VFs first (one RTM_GETLINK) unless ``current`` is given, to skip
-        settings the VF already holds and to check ``index``. Raises InvalidInput for
-        values no driver accepts, HardwareError ``vf-not-found`` for an index out of
-        range, UnsupportedVfSetting / HardwareError as :func:`refusal_error` says.
+        settings the VF already holds and to check ``index``. Raises
+        :func:`validate_vf_settings`'s errors for values no driver accepts,
+        HardwareError ``vf-not-found`` (EINVAL) for an index out of range,
+        UnsupportedVfSetting / HardwareError as :func:`refusal_error` says.
         Needs CAP_NET_ADMIN.
         """
-        validate_vf_settings(settings)
+        validate_vf_settings(settings, adapter=adapter, driver=driver)
         with self._socket() as ipr:
             reports = list(current) if current is not None else self._read(ipr, ifindex, adapter)
             if not 0 <= index < len(reports):
@@ -479,6 +482,7 @@ class NetlinkVfs:
                     f"VF indexes run from 0 to {len(reports) - 1}"
                     if reports
                     else f"enable VFs first: iovctl adapter enable {adapter}",
+                    errno=errno.EINVAL,
                 )
             request = plan_vf_request(index, settings, unsupported, reports[index])
             if request.empty:

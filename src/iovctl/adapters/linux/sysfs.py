@@ -290,6 +290,7 @@ class SysfsPci:
                 f"{self.describe(address)} has no SR-IOV capability",
                 "use an SR-IOV capable adapter (lspci -vvv shows 'Single Root I/O "
                 "Virtualization'), and a kernel with CONFIG_PCI_IOV",
+                errno=errno.ENOENT,  # there is no sriov_numvfs to open
             )
         if count == function.num_vfs:
             return

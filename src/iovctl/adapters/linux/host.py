@@ -1,0 +1,230 @@
+"""The real Linux hardware backend: ``HostHardware`` over sysfs, rtnetlink and pci.ids.
+
+:class:`LinuxHost` composes :class:`~iovctl.adapters.linux.sysfs.SysfsPci` (PFs, VF
+count, VF drivers), :class:`~iovctl.adapters.linux.readiness.HostProbe` (host facts),
+:class:`~iovctl.adapters.linux.netlink.NetlinkVfs` (VF settings) and
+:class:`~iovctl.adapters.linux.pciids.PciIds` (model names), and names adapters the way
+admins do: by their PF's network interface (the PCI address when no driver is bound).
+
+Must not import services, the CLI or other adapters.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from iovctl.adapters.linux.netlink import NetlinkVfs, VfReport
+from iovctl.adapters.linux.pciids import PciIds
+from iovctl.adapters.linux.readiness import HostProbe
+from iovctl.adapters.linux.sysfs import PciFunction, SysfsPci
+from iovctl.domain.drivers import VF_DRIVER, unsupported_settings
+from iovctl.domain.model import (
+    Adapter,
+    HostFacts,
+    SriovCapability,
+    VfSetting,
+    VfSettings,
+    VirtualFunction,
+)
+from iovctl.errors import HardwareError, NotFound
+
+#: Queue pairs one VF gets, per PF driver; 1 when unknown (every VF has at least one).
+#: igbvf uses 1; ixgbevf 2 with <= 32 VFs (ixgbe_sriov.c), iavf up to 16 (i40e, ice).
+VF_QUEUE_PAIRS = {"igb": 1, "ixgbe": 2, "i40e": 4, "ice": 4, "mlx5_core": 8}
+
+
+class LinuxHost:
+    """SR-IOV hardware of this Linux host (or of a fake tree under ``root``).
+
+    ``vf_create_timeout`` bounds the wait for new VFs. ``sysfs``, ``netlink``,
+    ``pci_ids`` and ``probe`` replace the parts built from ``root`` (tests).
+    Reading needs no privileges (ACS needs root, see HostProbe.acs); changing the VF
+    count, VF settings or VF drivers needs root.
+    """
+
+    backend_name = "linux"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = "/",
+        *,
+        vf_create_timeout: float = 30.0,
+        sysfs: SysfsPci | None = None,
+        netlink: NetlinkVfs | None = None,
+        pci_ids: PciIds | None = None,
+        probe: HostProbe | None = None,
+        kernel_release: str | None = None,
+    ) -> None:
+        self.sysfs = sysfs or SysfsPci(root, vf_create_timeout=vf_create_timeout)
+        self.netlink = netlink or NetlinkVfs()
+        self.pci_ids = pci_ids or PciIds(root)
+        self.probe = probe or HostProbe(root, sysfs=self.sysfs, kernel_release=kernel_release)
+
+    # ------------------------------------------------------------------ PciBus
+
+    def host_facts(self) -> HostFacts:
+        return self.probe.facts()
+
+    def adapters(self) -> list[Adapter]:
+        """Every network PF, named by its interface (PCI address when it has none)."""
+        return sorted((self._adapter(pf) for pf in self.sysfs.network_pfs()), key=lambda a: a.name)
+
+    def adapter(self, name: str) -> Adapter:
+        """One adapter; raises NotFound ``unknown-adapter``."""
+        return self._adapter(self._pf(name))
+
+    def set_num_vfs(self, adapter: str, count: int) -> None:
+        """See PciBus.set_num_vfs; errors come from SysfsPci.set_num_vfs. Needs root."""
+        self.sysfs.set_num_vfs(self._pf(adapter).address, count)
+
+    def virtual_functions(self, adapter: str) -> list[VirtualFunction]:
+        """The adapter's VFs in index order, with the settings the PF driver reports."""
+        pf = self._pf(adapter)
+        name = _name(pf)
+        vfs = self.sysfs.vfs(pf.address)
+        if not vfs:
+            return []
+        reports = {report.index: report for report in self._reports(pf)}
+        return [
+            VirtualFunction(
+                adapter=name,
+                index=vf.index,
+                pci_address=vf.address,
+                netdev=vf.netdev,
+                iommu_group=vf.iommu_group,
+                settings=reports[vf.index].settings if vf.index in reports else VfSettings(),
+            )
+            for vf in vfs
+        ]
+
+    def virtual_function(self, adapter: str, index: int) -> VirtualFunction:
+        """One VF with its settings; HardwareError ``vf-not-found`` if out of range.
+
+        rtnetlink has no per-VF read: this is one RTM_GETLINK for all of the PF's VFs.
+        """
+        for vf in self.virtual_functions(adapter):
+            if vf.index == index:
+                return vf
+        raise self._no_vf(self._pf(adapter), index)
+
+    # ------------------------------------------------------------------ VfConfigurator
+
+    def unsupported_vf_settings(self, adapter: str) -> frozenset[VfSetting]:
+        return unsupported_settings(self._pf(adapter).driver)
+
+    def set_vf_settings(self, adapter: str, index: int, settings: VfSettings) -> None:
+        """See VfConfigurator.set_vf_settings; one RTM_NEWLINK (NetlinkVfs.write).
+        Needs root."""
+        pf = self._pf(adapter)
+        name = _name(pf)
+        if not 0 <= index < pf.num_vfs:
+            raise self._no_vf(pf, index)
+        self.netlink.write(
+            self._ifindex(pf),
+            index,
+            settings,
+            adapter=name,
+            driver=pf.driver or "unknown",
+            unsupported=unsupported_settings(pf.driver),
+        )
+
+    # ------------------------------------------------------------------ VF drivers
+
+    def set_vf_drivers_autoprobe(self, adapter: str, enabled: bool) -> None:
+        """Whether VFs created from now on get their driver bound. Needs root."""
+        self.sysfs.set_drivers_autoprobe(self._pf(adapter).address, enabled)
+
+    def bind_vf_to_vfio(self, adapter: str, index: int) -> None:
+        """Hand VF ``index`` to vfio-pci (see SysfsPci.bind_vfio). Needs root."""
+        self.sysfs.bind_vfio(self._vf_address(adapter, index))
+
+    def bind_vf_to_default_driver(self, adapter: str, index: int) -> str | None:
+        """Give VF ``index`` back to its net driver; returns the driver bound or None."""
+        return self.sysfs.bind_default_driver(self._vf_address(adapter, index))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _pf(self, name: str) -> PciFunction:
+        pfs = self.sysfs.network_pfs()
+        for pf in pfs:
+            if name in (pf.netdev, pf.address):
+                return pf
+        known = ", ".join(sorted(_name(pf) for pf in pfs)) or "none"
+        raise NotFound(
+            "unknown-adapter",
+            f"no physical network adapter named {name!r} on this host",
+            f"known adapters: {known} (iovctl adapter list)",
+        )
+
+    def _adapter(self, pf: PciFunction) -> Adapter:
+        netdev = pf.netdev
+        return Adapter(
+            name=_name(pf),
+            pci_address=pf.address,
+            vendor_id=pf.vendor_id,
+            device_id=pf.device_id,
+            driver=pf.driver,
+            model=self.pci_ids.model(pf.vendor_id, pf.device_id),
+            link_speed_mbps=self.sysfs.link_speed(netdev) if netdev else 0,
+            numa_node=pf.numa_node,
+            mac=self.sysfs.mac(netdev) if netdev else "",
+            sriov=self._capability(pf),
+            num_vfs=pf.num_vfs,
+        )
+
+    def _capability(self, pf: PciFunction) -> SriovCapability | None:
+        if pf.total_vfs is None:
+            return None
+        per_vf = VF_QUEUE_PAIRS.get(pf.driver or "", 1)
+        vf_driver = VF_DRIVER.get(pf.driver or "", "")
+        if not vf_driver:
+            vf_driver = next((vf.driver for vf in self.sysfs.vfs(pf.address) if vf.driver), "")
+        return SriovCapability(
+            total_vfs=pf.total_vfs,
+            queue_pairs=pf.total_vfs * per_vf,
+            max_queue_pairs_per_vf=per_vf,
+            vf_driver=vf_driver,
+            vf_device_id=pf.vf_device_id,
+            unsupported=unsupported_settings(pf.driver),
+            bus_resources=not self.sysfs.vf_bus_range_short(pf.address, pf.total_vfs),
+            vf_bar_space=not self.sysfs.vf_bar_unassigned(pf.address),
+        )
+
+    def _reports(self, pf: PciFunction) -> list[VfReport]:
+        if pf.netdev is None:
+            return []
+        return self.netlink.read(self._ifindex(pf), _name(pf))
+
+    def _ifindex(self, pf: PciFunction) -> int:
+        ifindex = self.sysfs.ifindex(pf.netdev) if pf.netdev else None
+        if ifindex is None:
+            raise HardwareError(
+                "no-pf-netdev",
+                f"adapter {_name(pf)} has no network interface, so its VFs cannot be configured",
+                f"bind its PF driver ({pf.driver or 'none bound'}); check: lspci -k -s {pf.address}",
+            )
+        return ifindex
+
+    def _vf_address(self, adapter: str, index: int) -> str:
+        pf = self._pf(adapter)
+        for vf in self.sysfs.vfs(pf.address):
+            if vf.index == index:
+                return vf.address
+        raise self._no_vf(pf, index)
+
+    @staticmethod
+    def _no_vf(pf: PciFunction, index: int) -> HardwareError:
+        name = _name(pf)
+        return HardwareError(
+            "vf-not-found",
+            f"adapter {name} has no VF {index} ({pf.num_vfs} VFs enabled)",
+            f"VF indexes run from 0 to {pf.num_vfs - 1}"
+            if pf.num_vfs
+            else f"enable VFs first: iovctl adapter enable {name}",
+            errno=errno.EINVAL,  # what rtnetlink answers for vf >= num_vfs
+        )
+
+
+def _name(pf: PciFunction) -> str:
+    return pf.netdev or pf.address

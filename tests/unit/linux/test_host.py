@@ -1,0 +1,207 @@
+"""LinuxHost over a fake sysfs tree and an in-memory rtnetlink: the HostHardware port."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pyroute2 import IPRoute
+
+from iovctl.adapters.linux.host import LinuxHost
+from iovctl.adapters.linux.netlink import NetlinkVfs
+from iovctl.domain.drivers import unsupported_settings
+from iovctl.domain.model import SCRUBBED, LinkState, SriovCapability, VirtualFunction
+from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
+from iovctl.ports import HostHardware
+
+from .fake_rtnl import FakeRtnl, FakeVf
+from .kernel_seams import KernelSysfs
+from .sysfs_tree import DeviceSpec, HostSpec, PfSpec, Tree, build, igb_host
+
+PCI_IDS = "8086  Intel Corporation\n\t10c9  82576 Gigabit Network Connection\n"
+
+
+def make_host(
+    tmp_path: Path, spec: HostSpec, fake: FakeRtnl | None = None
+) -> tuple[LinuxHost, Tree, FakeRtnl]:
+    spec.pci_ids = PCI_IDS
+    tree = build(tmp_path, spec)
+    fake = fake or FakeRtnl(spec.pfs[0].num_vfs)
+    host = LinuxHost(
+        tmp_path,
+        sysfs=KernelSysfs(tree, vf_create_timeout=2, poll_interval=0.01),
+        netlink=NetlinkVfs(lambda: IPRoute(use_socket=fake)),
+        kernel_release=spec.kernel_release,
+    )
+    return host, tree, fake
+
+
+def test_is_a_host_hardware(tmp_path: Path) -> None:
+    host: HostHardware = make_host(tmp_path, igb_host())[0]
+    assert host.backend_name == "linux"
+
+
+def test_adapters(tmp_path: Path) -> None:
+    spec = igb_host(num_vfs=2)
+    spec.pfs.append(
+        PfSpec(
+            address="0000:02:00.0",
+            netdev="eno1",
+            ifindex=2,
+            driver="e1000e",
+            device="0x10d3",
+            total_vfs=None,
+            bridge="0000:00:03.0",
+            numa_node="1",
+            speed="-1",
+        )
+    )
+    host = make_host(tmp_path, spec)[0]
+
+    eno1, enp1s0 = host.adapters()
+
+    assert enp1s0.name == "enp1s0"
+    assert enp1s0.pci_address == "0000:01:00.0"
+    assert (enp1s0.vendor_id, enp1s0.device_id, enp1s0.driver) == ("8086", "10c9", "igb")
+    assert enp1s0.model == "Intel Corporation 82576 Gigabit Network Connection"
+    assert (enp1s0.link_speed_mbps, enp1s0.numa_node) == (1000, 0)
+    assert enp1s0.mac == "52:54:00:12:34:56"
+    assert enp1s0.num_vfs == 2
+    assert enp1s0.sriov == SriovCapability(
+        total_vfs=7,
+        queue_pairs=7,
+        max_queue_pairs_per_vf=1,
+        vf_driver="igbvf",
+        vf_device_id="10ca",
+        unsupported=unsupported_settings("igb"),
+    )
+    assert eno1.sriov is None
+    assert (eno1.numa_node, eno1.link_speed_mbps) == (1, 0)
+    assert eno1.model == "Intel Corporation 8086:10d3"
+
+
+def test_pf_without_driver_is_named_by_address(tmp_path: Path) -> None:
+    host = make_host(tmp_path, igb_host(driver=None, netdev=None))[0]
+    (adapter,) = host.adapters()
+    assert adapter.name == "0000:01:00.0"
+    assert adapter.driver is None
+    assert adapter.mac == ""
+    assert adapter.sriov is not None
+
+
+def test_firmware_resource_problems_show_in_the_capability(tmp_path: Path) -> None:
+    host = make_host(tmp_path, igb_host(vf_bar_unassigned=True))[0]
+    capability = host.adapter("enp1s0").sriov
+    assert capability is not None
+    assert not capability.vf_bar_space
+    assert capability.bus_resources
+
+
+def test_unknown_adapter(tmp_path: Path) -> None:
+    host = make_host(tmp_path, igb_host())[0]
+    with pytest.raises(NotFound) as caught:
+        host.set_num_vfs("eth9", 2)
+    assert caught.value.code == "unknown-adapter"
+    assert "eth9" in caught.value.message
+    assert "enp1s0" in caught.value.hint
+
+
+def test_other_pci_functions_are_not_adapters(tmp_path: Path) -> None:
+    spec = igb_host()
+    spec.devices.append(DeviceSpec("0000:00:1f.2", "0x010601", "ahci"))
+    host = make_host(tmp_path, spec)[0]
+    with pytest.raises(NotFound):
+        host.virtual_functions("0000:00:1f.2")
+
+
+def test_set_num_vfs_then_virtual_functions(tmp_path: Path) -> None:
+    host, _, fake = make_host(tmp_path, igb_host(), FakeRtnl(4))
+    fake.vfs[1] = FakeVf(mac="52:54:00:00:00:01", vlan=10, link_state=2)
+
+    host.set_num_vfs("enp1s0", 4)
+    vfs = host.virtual_functions("enp1s0")
+
+    assert [vf.pci_address for vf in vfs] == [
+        "0000:01:10.0",
+        "0000:01:10.2",
+        "0000:01:10.4",
+        "0000:01:10.6",
+    ]
+    assert vfs[1] == VirtualFunction(
+        adapter="enp1s0",
+        index=1,
+        pci_address="0000:01:10.2",
+        netdev="enp1s0v1",
+        iommu_group=31,
+        settings=SCRUBBED.with_(mac="52:54:00:00:00:01", vlan=10, link_state=LinkState.DISABLE),
+    )
+    assert host.adapter("0000:01:00.0").num_vfs == 4  # by PCI address too
+
+
+def test_virtual_function(tmp_path: Path) -> None:
+    host, _, fake = make_host(tmp_path, igb_host(num_vfs=3))
+    fake.vfs[2] = FakeVf(vlan=7)
+    vf = host.virtual_function("enp1s0", 2)
+    assert (vf.index, vf.pci_address, vf.settings.vlan) == (2, "0000:01:10.4", 7)
+    with pytest.raises(HardwareError) as caught:
+        host.virtual_function("enp1s0", 3)
+    assert caught.value.code == "vf-not-found"
+
+
+def test_no_vfs_no_netlink(tmp_path: Path) -> None:
+    host, _, fake = make_host(tmp_path, igb_host())
+    assert host.virtual_functions("enp1s0") == []
+    assert fake.recorded.get_ext_masks == []
+
+
+def test_set_vf_settings(tmp_path: Path) -> None:
+    host, _, fake = make_host(tmp_path, igb_host(num_vfs=2))
+    wanted = SCRUBBED.with_(mac="52:54:00:aa:00:01", vlan=20, trust=True, max_rate=100)
+
+    host.set_vf_settings("enp1s0", 1, wanted)
+
+    assert host.virtual_functions("enp1s0")[1].settings == wanted
+    assert len(fake.recorded.set_requests) == 1
+
+
+def test_set_vf_settings_refusal_names_igb(tmp_path: Path) -> None:
+    host = make_host(tmp_path, igb_host(num_vfs=2))[0]
+    with pytest.raises(UnsupportedVfSetting, match="the igb driver does not support link state"):
+        host.set_vf_settings("enp1s0", 0, SCRUBBED.with_(link_state=LinkState.ENABLE))
+
+
+@pytest.mark.parametrize("index", [-1, 2, 7])
+def test_set_vf_settings_index_out_of_range(tmp_path: Path, index: int) -> None:
+    host, _, fake = make_host(tmp_path, igb_host(num_vfs=2))
+    with pytest.raises(HardwareError) as caught:
+        host.set_vf_settings("enp1s0", index, SCRUBBED)
+    assert caught.value.code == "vf-not-found"
+    assert fake.recorded.set_requests == []
+
+
+def test_unsupported_vf_settings_come_from_the_driver_table(tmp_path: Path) -> None:
+    host = make_host(tmp_path, igb_host())[0]
+    assert host.unsupported_vf_settings("enp1s0") == unsupported_settings("igb")
+
+
+def test_vf_drivers(tmp_path: Path) -> None:
+    host, tree, _ = make_host(tmp_path, igb_host(num_vfs=1))
+    (tree.bus / "drivers" / "vfio-pci").mkdir()
+    host.bind_vf_to_vfio("enp1s0", 0)
+    assert host.sysfs.function("0000:01:10.0").driver == "vfio-pci"
+    assert host.bind_vf_to_default_driver("enp1s0", 0) == "igbvf"
+    with pytest.raises(HardwareError) as caught:
+        host.bind_vf_to_vfio("enp1s0", 3)
+    assert caught.value.code == "vf-not-found"
+
+
+def test_autoprobe(tmp_path: Path) -> None:
+    host = make_host(tmp_path, igb_host())[0]
+    host.set_vf_drivers_autoprobe("enp1s0", False)
+    host.set_num_vfs("enp1s0", 2)
+    assert [vf.netdev for vf in host.virtual_functions("enp1s0")] == [None, None]
+
+
+def test_host_facts(tmp_path: Path) -> None:
+    facts = make_host(tmp_path, igb_host())[0].host_facts()
+    assert facts.iommu_enabled and facts.acs and facts.vfio_pci

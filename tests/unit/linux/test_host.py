@@ -10,7 +10,13 @@ from pyroute2 import IPRoute
 from iovctl.adapters.linux.host import LinuxHost
 from iovctl.adapters.linux.netlink import NetlinkVfs
 from iovctl.domain.drivers import unsupported_settings
-from iovctl.domain.model import SCRUBBED, LinkState, SriovCapability, VirtualFunction
+from iovctl.domain.model import (
+    SCRUBBED,
+    LinkState,
+    SriovCapability,
+    VfSetting,
+    VirtualFunction,
+)
 from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
 from iovctl.ports import HostHardware
 
@@ -182,6 +188,14 @@ def test_set_vf_settings_index_out_of_range(tmp_path: Path, index: int) -> None:
 def test_unsupported_vf_settings_come_from_the_driver_table(tmp_path: Path) -> None:
     host = make_host(tmp_path, igb_host())[0]
     assert host.unsupported_vf_settings("enp1s0") == unsupported_settings("igb")
+
+
+def test_igb_without_82576_has_no_vf_rate_limit(tmp_path: Path) -> None:
+    """igb_ndo_set_vf_bw: EOPNOTSUPP unless the MAC is an 82576 (i350 here)."""
+    host = make_host(tmp_path, igb_host(device="0x1521"))[0]
+    assert host.unsupported_vf_settings("enp1s0") == unsupported_settings("igb") | {
+        VfSetting.MAX_RATE
+    }
 
 
 def test_vf_drivers(tmp_path: Path) -> None:

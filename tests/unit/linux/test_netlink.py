@@ -429,9 +429,25 @@ def test_table_beats_read_back_for_known_drivers() -> None:
         request=_request(desired, IGB),
         desired=desired,
         after=after,
+        unsupported=IGB,
     )
     assert isinstance(error, UnsupportedVfSetting)
     assert error.setting == "min rate"
+
+
+def test_table_refusal_needs_no_read_back() -> None:
+    desired = TENANT.with_(link_state=LinkState.DISABLE)
+    error = refusal_error(
+        errno.EOPNOTSUPP,
+        adapter="enp1s0",
+        driver="igb",
+        request=_request(desired, IGB),
+        desired=desired,
+        after=None,
+        unsupported=IGB,
+    )
+    assert isinstance(error, UnsupportedVfSetting)
+    assert error.setting == "link state"
 
 
 def test_proto_constant() -> None:

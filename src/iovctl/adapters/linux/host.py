@@ -18,7 +18,7 @@ from iovctl.adapters.linux.netlink import NetlinkVfs, VfReport
 from iovctl.adapters.linux.pciids import PciIds
 from iovctl.adapters.linux.readiness import HostProbe
 from iovctl.adapters.linux.sysfs import PciFunction, SysfsPci
-from iovctl.domain.drivers import VF_DRIVER, unsupported_settings
+from iovctl.domain.drivers import UNSUPPORTED_BY_DRIVER, VF_DRIVER
 from iovctl.domain.model import (
     Adapter,
     HostFacts,
@@ -28,6 +28,10 @@ from iovctl.domain.model import (
     VirtualFunction,
 )
 from iovctl.errors import HardwareError, NotFound
+
+#: 82576 device ids (e1000_hw.h E1000_DEV_ID_82576*): the only igb MAC whose VFs can be
+#: rate limited; igb_ndo_set_vf_bw answers EOPNOTSUPP on i350 and the others.
+IGB_82576_DEVICES = frozenset({"10c9", "10e6", "10e7", "10e8", "150a", "150d", "1518", "1526"})
 
 #: Queue pairs one VF gets, per PF driver; 1 when unknown (every VF has at least one).
 #: igbvf uses 1; ixgbevf 2 with <= 32 VFs (ixgbe_sriov.c), iavf up to 16 (i40e, ice).
@@ -111,7 +115,7 @@ class LinuxHost:
     # ------------------------------------------------------------------ VfConfigurator
 
     def unsupported_vf_settings(self, adapter: str) -> frozenset[VfSetting]:
-        return unsupported_settings(self._pf(adapter).driver)
+        return self._unsupported(self._pf(adapter)) or frozenset()
 
     def set_vf_settings(self, adapter: str, index: int, settings: VfSettings) -> None:
         """See VfConfigurator.set_vf_settings; one RTM_NEWLINK (NetlinkVfs.write).
@@ -126,7 +130,7 @@ class LinuxHost:
             settings,
             adapter=name,
             driver=pf.driver or "unknown",
-            unsupported=unsupported_settings(pf.driver),
+            unsupported=self._unsupported(pf),
         )
 
     # ------------------------------------------------------------------ VF drivers
@@ -186,10 +190,21 @@ class LinuxHost:
             max_queue_pairs_per_vf=per_vf,
             vf_driver=vf_driver,
             vf_device_id=pf.vf_device_id,
-            unsupported=unsupported_settings(pf.driver),
+            unsupported=self._unsupported(pf) or frozenset(),
             bus_resources=not self.sysfs.vf_bus_range_short(pf.address, pf.total_vfs),
             vf_bar_space=not self.sysfs.vf_bar_unassigned(pf.address),
         )
+
+    @staticmethod
+    def _unsupported(pf: PciFunction) -> frozenset[VfSetting] | None:
+        """The driver table's refusals for this PF, refined by device; None when the
+        table does not know the driver (then the kernel's errno decides)."""
+        table = UNSUPPORTED_BY_DRIVER.get(pf.driver or "")
+        if table is None:
+            return None
+        if pf.driver == "igb" and pf.device_id not in IGB_82576_DEVICES:
+            return table | {VfSetting.MAX_RATE}
+        return table
 
     def _reports(self, pf: PciFunction) -> list[VfReport]:
         if pf.netdev is None:

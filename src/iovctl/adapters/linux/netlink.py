@@ -31,7 +31,6 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
-from iovctl.domain.drivers import UNSUPPORTED_BY_DRIVER
 from iovctl.domain.model import (
     SCRUBBED,
     LinkState,
@@ -302,13 +301,15 @@ def refusal_error(
     request: VfRequest,
     desired: VfSettings,
     after: VfReport | None,
+    unsupported: frozenset[VfSetting] | None = None,
 ) -> HardwareError:
     """Translate the kernel's errno for ``request`` into an iovctl error.
 
     do_setvfinfo applies the attributes in a fixed order and stops at the first
     error, so everything before the culprit is applied. The culprit is found without
     writing again: (1) EPROTONOSUPPORT comes only from the VLAN protocol; (2) the
-    driver table names settings the driver refuses; (3) otherwise the VF is read back
+    driver table (``unsupported``; None for a driver the table does not know) names
+    settings the driver refuses; (3) otherwise the VF is read back
     (``after``) and the first attribute it does not hold is the culprit, since the
     request only carried settings the VF did not hold before. A refusal pinned on one
     setting becomes UnsupportedVfSetting, except EINVAL on a setting the table says the
@@ -337,7 +338,7 @@ def refusal_error(
                 pinned = missing[0]
             break
 
-    table = UNSUPPORTED_BY_DRIVER.get(driver)
+    table = unsupported
     known_refusals = [
         s
         for s in candidates
@@ -460,12 +461,13 @@ class NetlinkVfs:
         *,
         adapter: str,
         driver: str,
-        unsupported: frozenset[VfSetting] = frozenset(),
+        unsupported: frozenset[VfSetting] | None = None,
         current: Sequence[VfReport] | None = None,
     ) -> VfRequest:
         """Make VF ``index`` carry ``settings`` with one RTM_NEWLINK; return what was sent.
 
-        Reads the VFs first (one RTM_GETLINK) unless ``current`` is given, to skip
+        ``unsupported``: what the driver table says the driver refuses; None when the
+        table does not know the driver (everything is sent, the kernel decides). Reads the VFs first (one RTM_GETLINK) unless ``current`` is given, to skip
         settings the VF already holds and to check ``index``. Raises
         :func:`validate_vf_settings`'s errors for values no driver accepts,
         HardwareError ``vf-not-found`` (EINVAL) for an index out of range,
@@ -484,7 +486,7 @@ class NetlinkVfs:
                     else f"enable VFs first: iovctl adapter enable {adapter}",
                     errno=errno.EINVAL,
                 )
-            request = plan_vf_request(index, settings, unsupported, reports[index])
+            request = plan_vf_request(index, settings, unsupported or frozenset(), reports[index])
             if request.empty:
                 return request
             try:
@@ -499,6 +501,7 @@ class NetlinkVfs:
                     request=request,
                     desired=settings,
                     after=after,
+                    unsupported=unsupported,
                 ) from exc
         return request
 

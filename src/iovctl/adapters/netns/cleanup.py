@@ -1,0 +1,73 @@
+"""Remove every kernel object the namespace backends created, found by name.
+
+Works from names alone (see ``names``), so it also cleans up after a process that
+was killed mid-operation: VM and NIC namespaces (``iov-*``; with them go their veth
+pairs, bridges, tc and nftables objects, and the VF netdevs in the host), then the
+host's switch bridges and synthetic veth ends (``iov*``). Needs root.
+
+Must not import services, the CLI or the store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from iovctl.adapters.netns import names
+from iovctl.adapters.netns.kernel import Links, list_netns, remove_netns, wait_until
+
+
+@dataclass
+class CleanupReport:
+    """What :func:`cleanup` removed."""
+
+    namespaces: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+
+
+def leftovers(
+    netns_prefix: str = names.NETNS_PREFIX,
+    link_prefix: str = names.HOST_IFNAME_PREFIX,
+    links: Links | None = None,
+) -> tuple[list[str], list[str]]:
+    """Namespaces and host links that match the prefixes (what cleanup would remove)."""
+    own = links is None
+    links = links or Links()
+    try:
+        host = [n for n in links.names() if n.startswith(link_prefix)]
+    finally:
+        if own:
+            links.close()
+    return list_netns(netns_prefix), host
+
+
+def cleanup(
+    netns_prefix: str = names.NETNS_PREFIX,
+    link_prefix: str = names.HOST_IFNAME_PREFIX,
+    extra_links: tuple[str, ...] = (),
+) -> CleanupReport:
+    """Delete namespaces starting with ``netns_prefix`` and host links starting with
+    ``link_prefix`` (plus ``extra_links``: emulated PF netdevs named without the prefix).
+
+    Idempotent; waits (bounded) until the kernel has really torn the objects down.
+    """
+    report = CleanupReport()
+    links = Links()
+    try:
+        # VM namespaces first: their VFs die with them instead of being left half-moved.
+        spaces = sorted(list_netns(netns_prefix), key=lambda n: not n.startswith("iov-vm-"))
+        for ns in spaces:
+            remove_netns(ns)
+            report.namespaces.append(ns)
+        for name in links.names():
+            if name.startswith(link_prefix) or name in extra_links:
+                links.delete(name)
+                report.links.append(name)
+        wait_until(
+            lambda: (
+                not leftovers(netns_prefix, link_prefix, links)[1]
+                and not any(n in extra_links for n in links.names())
+            )
+        )
+    finally:
+        links.close()
+    return report

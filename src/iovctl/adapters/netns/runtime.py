@@ -1,0 +1,327 @@
+"""NetnsVmRuntime: VMs as network namespaces, each NIC a failover pair.
+
+Implements ``VmRuntime`` (ports). VM ``web`` is namespace ``iov-vm-web``. Its NIC
+``nic0`` is a *failover master*, a Linux bridge named ``nic0`` inside the namespace
+that carries the NIC's MAC and its one IPv4 address, with at most one active port:
+
+- the **synthetic** half: a veth ``syn<crc>`` whose other end ``iovs<crc>`` is a port
+  of the switch's Linux bridge (``iovbr<crc>``, the software path, with the uplink's
+  PF as its uplink port);
+- the **VF** half, while the allocator grants one: the VF netdev itself, moved into
+  the namespace, given the NIC's MAC and enslaved to the master.
+
+A bond would do this in a real guest; there is no bonding module here, and a bridge
+with a single forwarding port behaves the same to the workload: the address, the
+routes and every socket live on the master, which never changes. Switching paths is
+link state, done by iovctl: ``attach_vf`` takes the synthetic port down (its host end
+loses carrier, so the host bridge forgets the MAC there) and brings the VF up;
+``detach_vf`` does the reverse and returns the VF to the host. Never are both ports
+up, so the two paths to the same L2 network never form a loop. After each switch a
+gratuitous ARP from the master tells every bridge on the way (host bridge, the NIC's
+embedded switch, the world) where the MAC lives now, as bonding does on failover.
+See docs/failover.md.
+
+Every method is idempotent and needs root. Must not import the CLI, the store or other
+adapters; it imports ``services.views.bridge_name`` so that the bridge it builds is the
+one ``switch show`` reports.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+from iovctl.adapters.netns import names
+from iovctl.adapters.netns.kernel import (
+    NO_IPV6_ADDRESSES,
+    Links,
+    ensure_netns,
+    gratuitous_arp,
+    netns_exists,
+    quiet_ipv6,
+    remove_netns,
+    tolerate,
+)
+from iovctl.domain.model import NicConfig, PvlanMode, VirtualFunction
+from iovctl.errors import HardwareError
+from iovctl.services.views import bridge_name
+
+#: Picks the VM's IPv4 identity for a NIC: (vm, nic, config) -> address or None.
+AddressPlan = Callable[[str, str, NicConfig], ipaddress.IPv4Interface | None]
+
+DEFAULT_SUBNET = ipaddress.IPv4Network("10.77.0.0/16")
+IFF_UP = 0x1
+
+
+def mac_address_plan(subnet: ipaddress.IPv4Network = DEFAULT_SUBNET) -> AddressPlan:
+    """Address from the MAC's low bytes: stable for the NIC, unique while MACs are.
+
+    The first 256 addresses are left to the world and the host (``.0.1`` is the
+    world's address in the emulation).
+    """
+    usable = subnet.num_addresses - 512
+
+    def plan(vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface:
+        low = int(config.mac.replace(":", "")[-6:], 16)
+        host = subnet.network_address + 256 + low % usable
+        return ipaddress.IPv4Interface(f"{host}/{subnet.prefixlen}")
+
+    return plan
+
+
+class NetnsVmRuntime:
+    """Implements ``VmRuntime`` with network namespaces. Root."""
+
+    backend_name = "netns"
+
+    def __init__(
+        self,
+        uplink_of: Callable[[str], str],
+        *,
+        address_of: AddressPlan | None = None,
+        links: Links | None = None,
+    ) -> None:
+        #: Switch name -> uplink adapter (its PF netdev in the host namespace).
+        self._uplink_of = uplink_of
+        self._address_of = address_of or mac_address_plan()
+        self._links = links or Links()
+
+    def close(self) -> None:
+        self._links.close()
+
+    # -- VMs -------------------------------------------------------------------
+
+    def start_vm(self, vm: str) -> None:
+        ns = names.vm_netns(vm)
+        if ensure_netns(ns):
+            quiet_ipv6(ns)  # the NIC's IPv4 address is its identity; no SLAAC chatter
+
+    def stop_vm(self, vm: str) -> None:
+        """Return every VF to the host, then delete the namespace and its veths."""
+        ns = names.vm_netns(vm)
+        if not netns_exists(ns):
+            return
+        for message in self._links(ns).get_links():
+            name = str(message.get("IFLA_IFNAME"))
+            if name.startswith("syn"):
+                self._links.delete(name, ns)  # its host end goes with it, now
+            elif message.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "veth":
+                self._return_to_host(ns, message)
+        self._links.forget(ns)
+        remove_netns(ns)
+
+    # -- the synthetic half ------------------------------------------------------
+
+    def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
+        """Ensure the NIC's master (MAC, address) and its synthetic port on the switch."""
+        self.start_vm(vm)
+        ns = names.vm_netns(vm)
+        links = self._links
+        bridge = self._ensure_switch_bridge(config.switch)
+        master = self._ensure_master(ns, vm, nic, config)
+        syn, host_end = names.synthetic_vm_ifname(nic), names.synthetic_host_ifname(vm, nic)
+        if links.index(syn, ns) is None:
+            links.delete(host_end)  # half of a pair left by a killed command
+            links.add(
+                f"creating the synthetic NIC of {vm}/{nic}",
+                ifname=host_end,
+                kind="veth",
+                peer={"ifname": syn, "net_ns_fd": ns},
+            )
+        host_index = links.index(host_end)
+        links.set(
+            f"plugging {vm}/{nic} into switch {config.switch}",
+            index=host_index,
+            master=bridge,
+            state="up",
+            IFLA_AF_SPEC=NO_IPV6_ADDRESSES,
+        )
+        isolated = config.pvlan is not None and config.pvlan.mode is PvlanMode.ISOLATED
+        links.brport(f"isolating {vm}/{nic}", host_end, isolated=int(isolated))
+        vf_ports = self._vf_ports(ns, master)
+        for port in vf_ports:  # a MAC change must hold on the VF too
+            links.set(f"setting the MAC of {vm}/{nic}", ns, index=port["index"], address=config.mac)
+        links.set(
+            f"attaching the synthetic NIC of {vm}/{nic}",
+            ns,
+            index=links.index(syn, ns),
+            address=config.mac,
+            master=master,
+            state="down" if vf_ports else "up",
+        )
+
+    def unplug_nic(self, vm: str, nic: str) -> None:
+        ns = names.vm_netns(vm)
+        links = self._links
+        if netns_exists(ns):
+            master = links.index(names.nic_ifname(nic), ns)
+            if master is not None:
+                for port in self._vf_ports(ns, master):
+                    self._return_to_host(ns, port)
+                links.delete(names.nic_ifname(nic), ns)
+            links.delete(names.synthetic_vm_ifname(nic), ns)
+        links.delete(names.synthetic_host_ifname(vm, nic))
+
+    # -- the VF half ----------------------------------------------------------------
+
+    def attach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
+        """Move the VF into the VM under the NIC's master and make it the active path."""
+        ns = names.vm_netns(vm)
+        links = self._links
+        netdev = self._vf_netdev(vf)
+        master = links.index(names.nic_ifname(nic), ns) if netns_exists(ns) else None
+        if master is None:
+            raise HardwareError(
+                "nic-not-plugged",
+                f"network adapter {vm}/{nic} has no software half to pair VF {vf.index} with",
+                "start the VM first (iovctl vm start); its NICs get their software path then",
+            )
+        mac = str(links(ns).get_links(master)[0].get("IFLA_ADDRESS"))
+        if links.index(netdev, ns) is None:
+            host_index = links.index(netdev)
+            if host_index is None:
+                raise HardwareError(
+                    "vf-netdev-missing",
+                    f"VF {vf.index} of {vf.adapter} has no netdev {netdev} in the host",
+                    "the VF may belong to another VM; check: iovctl vf list",
+                )
+            links.set(f"taking {netdev} down", index=host_index, state="down")
+            links.set(f"giving {netdev} to VM {vm}", index=host_index, net_ns_fd=ns)
+        vf_index = links.index(netdev, ns)
+        links.set(
+            f"pairing {netdev} with {vm}/{nic}",
+            ns,
+            index=vf_index,
+            address=mac,
+            master=master,
+            IFLA_AF_SPEC=NO_IPV6_ADDRESSES,
+        )
+        # Synthetic down first: both halves up would be a loop between the two paths.
+        syn = links.index(names.synthetic_vm_ifname(nic), ns)
+        if syn is not None:
+            links.set(f"parking the synthetic NIC of {vm}/{nic}", ns, index=syn, state="down")
+        links.set(f"switching {vm}/{nic} to {netdev}", ns, index=vf_index, state="up")
+        self._announce(ns, vm, nic, mac)
+
+    def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
+        """Switch the NIC back to the synthetic half and return the VF to the host."""
+        ns = names.vm_netns(vm)
+        if not netns_exists(ns):
+            return
+        links = self._links
+        message = links.get(self._vf_netdev(vf), ns)
+        syn = links.index(names.synthetic_vm_ifname(nic), ns)
+        if message is not None:
+            links.set(
+                f"unpairing VF {vf.index}", ns, index=message["index"], state="down", master=0
+            )
+        if syn is not None:
+            links.set(f"switching {vm}/{nic} to its synthetic NIC", ns, index=syn, state="up")
+            master = links.get(names.nic_ifname(nic), ns)
+            if master is not None:
+                self._announce(ns, vm, nic, str(master.get("IFLA_ADDRESS")))
+        if message is not None:
+            self._return_to_host(ns, message)
+
+    def vf_data_path_active(self, vm: str, nic: str) -> bool:
+        """A VF is a port of the NIC's master and is up (so it carries the traffic)."""
+        ns = names.vm_netns(vm)
+        if not netns_exists(ns):
+            return False
+        master = self._links.index(names.nic_ifname(nic), ns)
+        if master is None:
+            return False
+        return any(p["flags"] & IFF_UP for p in self._vf_ports(ns, master))
+
+    # -- helpers ------------------------------------------------------------------
+
+    def address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
+        """The IPv4 identity the NIC's master carries."""
+        return self._address_of(vm, nic, config)
+
+    def _ensure_switch_bridge(self, switch: str) -> int:
+        links = self._links
+        name = bridge_name(switch)
+        links.add(f"creating the bridge of switch {switch}", ifname=name, kind="bridge")
+        index = links.index(name)
+        links.set(
+            f"starting the bridge of switch {switch}",
+            index=index,
+            state="up",
+            IFLA_AF_SPEC=NO_IPV6_ADDRESSES,
+        )
+        uplink = self._uplink_of(switch)
+        message = links.get(uplink)
+        if message is None:
+            raise HardwareError(
+                "uplink-missing",
+                f"the uplink {uplink} of switch {switch} has no netdev in this host",
+                "check the adapter: iovctl adapter show " + uplink,
+            )
+        if message.get("IFLA_MASTER") != index:
+            links.set(
+                f"attaching {uplink} to switch {switch}",
+                index=message["index"],
+                master=index,
+                state="up",
+            )
+        assert index is not None
+        return index
+
+    def _ensure_master(self, ns: str, vm: str, nic: str, config: NicConfig) -> int:
+        links = self._links
+        name = names.nic_ifname(nic)
+        # ageing 0: the master never remembers a MAC behind a port that may go away.
+        links.add(f"creating NIC {vm}/{nic}", ns, ifname=name, kind="bridge", br_ageing_time=0)
+        index = links.index(name, ns)
+        assert index is not None
+        links.set(f"configuring NIC {vm}/{nic}", ns, index=index, address=config.mac, state="up")
+        address = self.address(vm, nic, config)
+        ipr = links(ns)
+        current = [
+            (str(a.get("IFA_ADDRESS")), int(a["prefixlen"]))
+            for a in ipr.get_addr(index=index, family=2)
+        ]
+        wanted = (str(address.ip), address.network.prefixlen) if address else None
+        for ip, prefix in current:
+            if (ip, prefix) != wanted:
+                with tolerate(errno.EADDRNOTAVAIL):
+                    ipr.addr("del", index=index, address=ip, prefixlen=prefix)
+        if wanted and wanted not in current:
+            with tolerate(errno.EEXIST):
+                ipr.addr("add", index=index, address=wanted[0], prefixlen=wanted[1])
+        return index
+
+    def _vf_ports(self, ns: str, master: int) -> list[Any]:
+        """Ports of the master that are VFs (everything but the synthetic veth)."""
+        return [
+            m
+            for m in self._links(ns).get_links()
+            if m.get("IFLA_MASTER") == master and not str(m.get("IFLA_IFNAME")).startswith("syn")
+        ]
+
+    def _return_to_host(self, ns: str, message: Any) -> None:
+        name = str(message.get("IFLA_IFNAME"))
+        self._links.set(
+            f"returning {name} to the host", ns, index=message["index"], state="down", master=0
+        )
+        self._links.set(f"returning {name} to the host", ns, index=message["index"], net_ns_pid=1)
+
+    def _vf_netdev(self, vf: VirtualFunction) -> str:
+        if vf.netdev is None:
+            raise HardwareError(
+                "vf-netdev-missing",
+                f"VF {vf.index} of {vf.adapter} has no netdev (unbound or on vfio-pci)",
+                "network-namespace VMs need VFs bound to their net driver",
+            )
+        return vf.netdev
+
+    def _announce(self, ns: str, vm: str, nic: str, mac: str) -> None:
+        message = self._links.get(names.nic_ifname(nic), ns)
+        ipv4 = None
+        if message is not None:
+            for a in self._links(ns).get_addr(index=message["index"], family=2):
+                ipv4 = str(a.get("IFA_ADDRESS"))
+        gratuitous_arp(ns, names.nic_ifname(nic), mac, ipv4)

@@ -1,0 +1,178 @@
+"""Emulation specs: which SR-IOV NICs to build from kernel devices, and the world.
+
+Format (YAML, or one of :data:`BUILTIN_EMULATIONS` by name)::
+
+    name: lab                          # required
+    world: {netns: iov-world, address: 10.77.0.1/16}
+    adapters:                          # required, at least one
+      - name: iove0                    # required; up to 11 characters
+        total_vfs: 8                   # 1-255, default 8
+        mode: veb                      # veb | vepa | isolated (the embedded switch)
+        mac: "02:10:00:00:00:01"       # PF MAC, default derived from the index
+        link_speed_mbps: 10000
+
+Loading validates everything and raises InvalidInput(``invalid-emulation-spec``).
+Pure: must not import pyroute2 or touch the kernel.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from iovctl.adapters.netns.names import MAX_ADAPTER_NAME, WORLD_NETNS
+from iovctl.domain.validation import normalize_mac
+from iovctl.errors import InvalidInput, NotFound
+
+
+class SwitchMode(enum.StrEnum):
+    """How the NIC's embedded switch connects its functions (PF, VFs) and the wire."""
+
+    #: Virtual Ethernet Bridge: VF-to-VF frames are switched inside the NIC.
+    VEB = "veb"
+    #: Virtual Ethernet Port Aggregator: every frame goes out the wire; the adjacent
+    #: switch (the world's bridge, hairpin on) reflects frames between functions.
+    VEPA = "vepa"
+    #: Private-VLAN isolated: VFs reach the wire and the PF, never each other.
+    ISOLATED = "isolated"
+
+
+@dataclass(frozen=True)
+class EmulatedAdapterSpec:
+    name: str
+    total_vfs: int
+    mode: SwitchMode
+    mac: str
+    link_speed_mbps: int
+    #: PCI address shown to users (made up: emulated NICs sit on bus 0xe0 and up).
+    pci_address: str
+
+
+@dataclass(frozen=True)
+class EmulationSpec:
+    name: str
+    adapters: tuple[EmulatedAdapterSpec, ...]
+    #: Namespace playing the outside world, with its bridge and address.
+    world_netns: str
+    world_address: ipaddress.IPv4Interface
+    document: dict[str, Any]
+
+    def adapter(self, name: str) -> EmulatedAdapterSpec | None:
+        return next((a for a in self.adapters if a.name == name), None)
+
+
+BUILTIN_EMULATIONS: dict[str, dict[str, Any]] = {
+    "veb": {"name": "veb", "adapters": [{"name": "iove0", "mode": "veb"}]},
+    "vepa": {"name": "vepa", "adapters": [{"name": "iove0", "mode": "vepa"}]},
+    "isolated": {"name": "isolated", "adapters": [{"name": "iove0", "mode": "isolated"}]},
+    "trio": {
+        "name": "trio",
+        "adapters": [
+            {"name": "iove0", "mode": "veb"},
+            {"name": "iove1", "mode": "vepa"},
+            {"name": "iove2", "mode": "isolated"},
+        ],
+    },
+}
+
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def _fail(where: str, problem: str) -> InvalidInput:
+    return InvalidInput(
+        "invalid-emulation-spec",
+        f"emulation spec: {where}: {problem}",
+        "see the format in the iovctl.adapters.netns.spec docstring",
+    )
+
+
+def _adapter(raw: Any, i: int) -> EmulatedAdapterSpec:
+    where = f"adapters[{i}]"
+    if not isinstance(raw, dict):
+        raise _fail(where, "must be a mapping")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > MAX_ADAPTER_NAME:
+        raise _fail(
+            f"{where}.name",
+            f"must be a letter then letters/digits/_/-, at most {MAX_ADAPTER_NAME} characters,"
+            f" not {name!r}",
+        )
+    total = raw.get("total_vfs", 8)
+    if not isinstance(total, int) or isinstance(total, bool) or not 1 <= total <= 255:
+        raise _fail(f"adapter {name}.total_vfs", f"must be 1-255, not {total!r}")
+    try:
+        mode = SwitchMode(raw.get("mode", "veb"))
+    except ValueError as exc:
+        raise _fail(f"adapter {name}.mode", "must be veb, vepa or isolated") from exc
+    try:
+        mac = normalize_mac(str(raw.get("mac", f"02:10:00:00:{i // 256:02x}:{i % 256 + 1:02x}")))
+    except InvalidInput as exc:
+        raise _fail(f"adapter {name}.mac", exc.message) from exc
+    speed = raw.get("link_speed_mbps", 10000)
+    if not isinstance(speed, int) or speed <= 0:
+        raise _fail(f"adapter {name}.link_speed_mbps", f"must be a positive integer, not {speed!r}")
+    return EmulatedAdapterSpec(name, total, mode, mac, speed, f"0000:{0xE0 + i:02x}:00.0")
+
+
+def parse_emulation(doc: Any) -> EmulationSpec:
+    """Validate an emulation spec document (parsed YAML/JSON)."""
+    if not isinstance(doc, dict):
+        raise _fail("document", "must be a mapping")
+    name = doc.get("name")
+    if not isinstance(name, str) or not name:
+        raise _fail("name", "is required")
+    raw_adapters = doc.get("adapters")
+    if not isinstance(raw_adapters, list) or not raw_adapters:
+        raise _fail("adapters", "must be a non-empty list")
+    adapters = tuple(_adapter(raw, i) for i, raw in enumerate(raw_adapters))
+    for key in ("name", "mac"):
+        values = [getattr(a, key) for a in adapters]
+        dupes = sorted({v for v in values if values.count(v) > 1})
+        if dupes:
+            raise _fail("adapters", f"duplicate {key}: {', '.join(dupes)}")
+    world = doc.get("world") or {}
+    if not isinstance(world, dict):
+        raise _fail("world", "must be a mapping")
+    world_netns = str(world.get("netns", WORLD_NETNS))
+    if not world_netns.startswith("iov-") or "/" in world_netns:
+        raise _fail(
+            "world.netns", f"must start with 'iov-' (cleanup finds it), not {world_netns!r}"
+        )
+    try:
+        address = ipaddress.IPv4Interface(str(world.get("address", "10.77.0.1/16")))
+    except ValueError as exc:
+        raise _fail("world.address", str(exc)) from exc
+    return EmulationSpec(name, adapters, world_netns, address, doc)
+
+
+def load_emulation(name_or_path: str) -> EmulationSpec:
+    """A built-in emulation by name, or a YAML file by path."""
+    if name_or_path in BUILTIN_EMULATIONS:
+        return parse_emulation(BUILTIN_EMULATIONS[name_or_path])
+    path = Path(name_or_path)
+    if not path.is_file():
+        raise NotFound(
+            "unknown-emulation-spec",
+            f"emulation spec {name_or_path!r} is neither built in nor a file",
+            f"built-in: {', '.join(BUILTIN_EMULATIONS)}; or the path of a YAML emulation spec",
+        )
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise _fail(str(path), f"not valid YAML: {exc}") from exc
+    return parse_emulation(doc)
+
+
+def emulation_to_json(spec: EmulationSpec) -> str:
+    return json.dumps(spec.document, sort_keys=True)
+
+
+def emulation_from_json(text: str) -> EmulationSpec:
+    return parse_emulation(json.loads(text))

@@ -85,6 +85,8 @@ ETH_P_ALL = 0x0003
 MIN_BURST_BYTES = 128 * 1024
 
 _ZERO_MAC = "00:00:00:00:00:00"
+#: Ageing time of the embedded switch's FDB: one day, in centiseconds.
+ESW_AGEING_CS = 86400 * 100
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,15 @@ class EmulatedNic:
         links = self._links
         world = self.spec.world_netns
         vepa = a.mode is SwitchMode.VEPA
-        links.add("creating the embedded switch", ns, ifname=names.ESW, kind="bridge")
+        # Learnt MACs never age out while nothing moves (a NIC's filters do not either):
+        # a quiet VM on a VF stays reachable; moves relearn at once.
+        links.add(
+            "creating the embedded switch",
+            ns,
+            ifname=names.ESW,
+            kind="bridge",
+            br_ageing_time=ESW_AGEING_CS,
+        )
         esw = links.index(names.ESW, ns)
         links.set("starting the embedded switch", ns, index=esw, state="up")
         # The wire: uplink (NIC) <-> w<adapter> (a port of the world's bridge).
@@ -341,10 +351,22 @@ class EmulatedNic:
             )
         links = self._links
         port = links.index(names.vf_switch_port(index), ns)
-        # MAC filter: the embedded switch's static entry for the VF's MAC.
-        if old.mac != settings.mac and old.mac != _ZERO_MAC:
-            self._forget_mac(ns, old.mac)
-        if settings.mac != _ZERO_MAC:
+        assert port is not None
+        # A previous tenant's MAC must not stay behind on this port.
+        if old.mac != settings.mac:
+            self._forget_port_macs(ns, port)
+        # The VF netdev adopts its MAC while it is in the host (a VF driver would).
+        vf_dev = links.index(names.vf_netdev(adapter, index))
+        if vf_dev is not None:
+            mac = settings.mac if settings.mac != _ZERO_MAC else _factory_mac(adapter, index)
+            links.set(f"setting the MAC of VF {index} of {adapter}", index=vf_dev, address=mac)
+        chain = self._nft_vf_chain(spec, index, settings, create=False)
+        run_tool(["nft", "-f", "-"], ns, stdin="\n".join(chain) + "\n")
+        self._set_rate(ns, index, settings.max_rate)
+        if spec.mode is SwitchMode.VEPA and settings.mac != _ZERO_MAC:
+            # Nothing is learnt in VEPA mode (functions' frames bypass the switch on the
+            # way out), so the MAC filter is a static entry; added last, because from
+            # now on frames for this MAC go to the VF, in the VM or not.
             try:
                 links(ns).fdb(
                     "replace",
@@ -357,14 +379,6 @@ class EmulatedNic:
                 raise kernel_error(
                     f"setting the MAC filter of VF {index} of {adapter}", exc
                 ) from exc
-        # The VF netdev adopts its MAC while it is in the host (a VF driver would).
-        vf_dev = links.index(names.vf_netdev(adapter, index))
-        if vf_dev is not None:
-            mac = settings.mac if settings.mac != _ZERO_MAC else _factory_mac(adapter, index)
-            links.set(f"setting the MAC of VF {index} of {adapter}", index=vf_dev, address=mac)
-        chain = self._nft_vf_chain(spec, index, settings, create=False)
-        run_tool(["nft", "-f", "-"], ns, stdin="\n".join(chain) + "\n")
-        self._set_rate(ns, index, settings.max_rate)
         links.set(
             f"recording the settings of VF {index} of {adapter}",
             ns,
@@ -461,7 +475,10 @@ class EmulatedNic:
             f"configuring the switch port of VF {index}",
             sw_port,
             ns,
-            learning=0,
+            # VEB/isolated: the switch learns the VF's MAC from its frames (the spoof
+            # check makes that the VF's own MAC) and relearns it at once when the VM
+            # announces a path switch. VEPA: static entries instead (see settings).
+            learning=int(spec.mode is not SwitchMode.VEPA),
             unicast_flood=0,
             isolated=int(spec.mode is not SwitchMode.VEB),
         )
@@ -519,24 +536,21 @@ class EmulatedNic:
         ]
         if script:
             run_tool(["nft", "-f", "-"], ns, stdin="\n".join(script) + "\n")
-        with tolerate(errno.ENOENT):
-            for entry in links(ns).fdb("dump"):
-                if entry.get("state") == NUD_NOARP and entry.get("NDA_MASTER"):
-                    self._forget_mac(ns, entry.get("NDA_LLADDR"))
 
-    def _forget_mac(self, ns: str, mac: str) -> None:
-        """Remove the static FDB entry for ``mac`` wherever it is."""
+    def _forget_port_macs(self, ns: str, port: int) -> None:
+        """Remove every learnt or static FDB entry that points at switch port ``port``."""
         ipr = self._links(ns)
         for entry in ipr.fdb("dump"):
-            if entry.get("NDA_LLADDR") == mac and entry.get("state") == NUD_NOARP:
-                with tolerate(errno.ENOENT):
-                    ipr.fdb(
-                        "del",
-                        ifindex=entry["ifindex"],
-                        lladdr=mac,
-                        state=NUD_NOARP,
-                        flags=NTF_MASTER,
-                    )
+            if entry["ifindex"] != port or entry.get("state") & 0x80:  # NUD_PERMANENT: own
+                continue
+            with tolerate(errno.ENOENT):
+                ipr.fdb(
+                    "del",
+                    ifindex=port,
+                    lladdr=entry.get("NDA_LLADDR"),
+                    state=entry.get("state"),
+                    flags=NTF_MASTER,
+                )
 
     def _nft_vf_chain(
         self, spec: EmulatedAdapterSpec, index: int, settings: VfSettings, *, create: bool

@@ -1,0 +1,112 @@
+"""Nothing is left behind: after deleting through the services plus cleanup, and after
+a process was killed in the middle of building a VM's failover pair."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from tests.privileged.lab import Lab, probe
+
+from iovctl.adapters.netns import names
+from iovctl.adapters.netns.cleanup import cleanup, leftovers
+from iovctl.adapters.netns.kernel import Links, list_netns, run_tool, wait_until
+from iovctl.services import adapters, switches, vms
+from iovctl.services.views import bridge_name
+
+pytestmark = pytest.mark.privileged
+
+
+def _host_state() -> tuple[set[str], set[str], str]:
+    """Namespaces, host links and the host's nftables ruleset."""
+    links = Links()
+    try:
+        host_links = set(links.names())
+    finally:
+        links.close()
+    return set(list_netns()), host_links, run_tool(["nft", "list", "ruleset"])
+
+
+def test_deleting_everything_leaves_nothing_behind(make_lab: Callable[..., Lab]) -> None:
+    before = _host_state()
+    lab = make_lab("vepa", num_vfs=2)
+    a = lab.add_vm("a", weight=100, max_rate=500)
+    b = lab.add_vm("b", weight=0)
+    assert probe(lab.ns(a), "ping", lab.ip(b), "2")["received"] == 2
+    for vm in (a, b):
+        lab.call(vms.stop_vm, vm)
+        lab.call(vms.delete_vm, vm)
+    lab.call(adapters.set_num_vfs, lab.adapter, 0)
+    lab.call(switches.delete, lab.switch)
+    # VMs are gone with their namespaces and synthetic veths; the switch's bridge and
+    # the emulated NIC are hardware-side objects that cleanup removes.
+    assert not [n for n in list_netns() if n.startswith(f"iov-vm-{lab.tag}")]
+    cleanup(netns_prefix=f"iov-nic-{lab.adapter}", extra_links=(lab.adapter,))
+    cleanup(netns_prefix=lab.world, link_prefix="iovbr")
+    assert wait_until(lambda: _host_state() == before)
+
+
+_KILLED_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from iovctl.adapters.netns.nic import EmulatedNic
+    from iovctl.adapters.netns.runtime import NetnsVmRuntime
+    from iovctl.adapters.netns.spec import parse_emulation
+    from iovctl.domain.model import NicConfig
+    tag, state = sys.argv[1], Path(sys.argv[2])
+    spec = parse_emulation({"name": tag, "world": {"netns": "iov-w" + tag},
+                            "adapters": [{"name": "ie" + tag, "total_vfs": 4}]})
+    nic = EmulatedNic(spec)
+    nic.ensure()
+    nic.set_num_vfs("ie" + tag, 4)
+    runtime = NetnsVmRuntime(lambda switch: "ie" + tag)
+    config = NicConfig(switch="sw" + tag, mac="52:54:00:77:00:01")
+    runtime.plug_software_nic(tag + "k", "nic0", config)
+    runtime.attach_vf(tag + "k", "nic0", nic.virtual_function("ie" + tag, 0))
+    state.write_text("built")
+    while True:  # building more VMs when the kill arrives
+        for i in range(1, 4):
+            runtime.plug_software_nic(f"{tag}k{i}", "nic0", config)
+    """
+)
+
+
+def test_cleanup_after_a_killed_process(tmp_path: Path) -> None:
+    before = _host_state()
+    tag = uuid.uuid4().hex[:6]
+    state = tmp_path / "state"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_SCRIPT, tag, str(state)])
+    try:
+        assert wait_until(state.exists, timeout=30), "the builder never got going"
+        time.sleep(0.3)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+        spaces, _ = leftovers(f"iov-vm-{tag}")
+        assert spaces  # there is something to clean up
+        # What `iovctl` cleanup does with prefixes "iov-" and "iov", scoped to this test.
+        ours = [bridge_name(f"sw{tag}"), f"ie{tag}"]
+        ours += [names.synthetic_host_ifname(vm, "nic0") for vm in _killed_vms(tag)]
+        removed = []
+        for prefix in (f"iov-vm-{tag}", f"iov-nic-ie{tag}", f"iov-w{tag}"):
+            removed += cleanup(
+                netns_prefix=prefix, link_prefix=ours[0], extra_links=tuple(ours)
+            ).namespaces
+        assert f"iov-nic-ie{tag}" in removed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert wait_until(lambda: _host_state() == before)
+    assert not [n for n in list_netns() if names.NETNS_PREFIX in n and tag in n]
+
+
+def _killed_vms(tag: str) -> list[str]:
+    return [f"{tag}k", *(f"{tag}k{i}" for i in range(1, 4))]

@@ -1,0 +1,78 @@
+"""Failover that holds connections: a TCP connection lives through VF removal and return.
+
+An echo client in the VM sends one UDP datagram and one TCP message every 10 ms to
+the world while iovctl takes the VF away (``nic set --iov-weight 0``, and the VF
+count dropping to 0) and gives it back. The longest silence is the failover gap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from tests.privileged.lab import Background, Lab, counters
+
+from iovctl.services import adapters, vms
+
+pytestmark = pytest.mark.privileged
+
+
+def _echo_run(lab: Lab, vm: str, seconds: float, port: str) -> Background:
+    Background(lab.world, "echo-server", port, str(seconds + 8), ready=True)
+    return Background(lab.ns(vm), "echo-client", lab.world_ip, port, str(seconds))
+
+
+def test_tcp_connection_survives_vf_removal_and_return(make_lab: Callable[..., Lab]) -> None:
+    lab = make_lab("veb", num_vfs=1)
+    vm = lab.add_vm("t", weight=100)
+    assert lab.nic(vm)["vf_data_path_active"] is True
+    vf = lab.vf_netdev(vm)
+
+    client = _echo_run(lab, vm, 3.0, "7001")
+    time.sleep(0.7)
+    lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(iov_weight=0))  # VF removed
+    assert lab.nic(vm)["iov_usage"] is False
+    time.sleep(0.8)
+    syn_tx = counters(lab.ns(vm), "syn" + _crc_of_nic())["tx"]
+    lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(iov_weight=100))  # VF returns
+    assert lab.nic(vm)["vf_data_path_active"] is True
+    vf_tx = counters(lab.ns(vm), vf)["tx"]
+    time.sleep(0.5)
+    result = client.result()
+    print(f"failover over weight 0/100: {result}")
+
+    assert result["tcp_error"] is None
+    assert result["tcp_received"] == result["sent"]  # nothing lost for good
+    assert syn_tx > 0  # the synthetic half carried the traffic meanwhile
+    assert counters(lab.ns(vm), vf)["tx"] > vf_tx  # and the VF carries it again
+    assert result["udp_max_gap_ms"] < 100
+    # A frame lost at the switch costs TCP one retransmission timeout (200 ms minimum).
+    assert result["tcp_max_gap_ms"] < 1000
+
+
+def test_vf_revoked_by_vf_count_change_keeps_the_connection(
+    make_lab: Callable[..., Lab],
+) -> None:
+    lab = make_lab("veb", num_vfs=1)
+    vm = lab.add_vm("n", weight=100)
+    assert lab.nic(vm)["iov_usage"] is True
+
+    client = _echo_run(lab, vm, 2.5, "7002")
+    time.sleep(0.5)
+    lab.call(adapters.set_num_vfs, lab.adapter, 0, force=True)  # adapter disabled
+    assert lab.nic(vm)["iov_usage"] is False
+    time.sleep(0.5)
+    lab.call(adapters.set_num_vfs, lab.adapter, 1)
+    assert lab.nic(vm)["vf_data_path_active"] is True
+    result = client.result()
+    print(f"failover over VF count 1/0/1: {result}")
+    assert result["tcp_error"] is None
+    assert result["tcp_received"] == result["sent"]
+    assert result["udp_max_gap_ms"] < 100
+
+
+def _crc_of_nic() -> str:
+    from iovctl.adapters.netns import names
+
+    return names.synthetic_vm_ifname("nic0").removeprefix("syn")

@@ -1,0 +1,145 @@
+"""Stateful property test: the services keep the allocation invariants under any
+sequence of VM starts/stops, weight changes, NIC adds/removes and VF-count changes.
+
+Runs on the real services, SQLite store (in memory) and simulated host.
+"""
+
+from __future__ import annotations
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from iovctl.adapters.sim.host import SimulatedHost
+from iovctl.adapters.sim.runtime import SimulatedVmRuntime
+from iovctl.adapters.sim.spec import parse_spec
+from iovctl.adapters.sqlite.store import SqliteStore
+from iovctl.domain.model import SCRUBBED, VmState
+from iovctl.domain.nic_rules import vf_settings_for
+from iovctl.errors import IovctlError
+from iovctl.services import adapters, switches, vms
+from iovctl.services.context import Context
+from iovctl.services.vms import NicChanges
+
+SPEC = {
+    "name": "prop",
+    "adapters": [
+        {
+            "name": "pf0",
+            "pci_address": "0000:01:00.0",
+            "driver": "ice",
+            "sriov": {"total_vfs": 5, "queue_pairs": 7, "max_queue_pairs_per_vf": 2},
+        }
+    ],
+}
+VMS = [f"vm{i}" for i in range(6)]
+
+
+class AllocationMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        store = SqliteStore.open(None)
+        hw = SimulatedHost(store.conn, parse_spec(SPEC))
+        rt = SimulatedVmRuntime(store.conn)
+        with store.transaction():
+            hw.ensure_schema()
+            rt.ensure_schema()
+        self.ctx = Context(store, hw, rt)
+        with store.transaction():
+            adapters.enable(self.ctx, "pf0", 3)
+            switches.create(self.ctx, "sw", "pf0", iov=True)
+            for vm in VMS:
+                vms.create_vm(self.ctx, vm)
+
+    def _do(self, fn, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        try:
+            with self.ctx.store.transaction():
+                fn(self.ctx, *args, **kwargs)
+        except IovctlError:
+            pass  # refused operations must leave state unchanged; invariants check it
+
+    @rule(vm=st.sampled_from(VMS), weight=st.integers(0, 100), qps=st.integers(1, 3))
+    def add_nic(self, vm: str, weight: int, qps: int) -> None:
+        self._do(
+            vms.add_nic,
+            vm,
+            "sw",
+            None,
+            NicChanges(iov_weight=weight, iov_queue_pairs_requested=qps),
+        )
+
+    @rule(vm=st.sampled_from(VMS))
+    def start(self, vm: str) -> None:
+        self._do(vms.start_vm, vm)
+
+    @rule(vm=st.sampled_from(VMS))
+    def stop(self, vm: str) -> None:
+        self._do(vms.stop_vm, vm)
+
+    @rule(data=st.data(), weight=st.integers(0, 100))
+    def set_weight(self, data: st.DataObject, weight: int) -> None:
+        nics = self.ctx.store.list_nics()
+        if nics:
+            nic = data.draw(st.sampled_from(nics))
+            self._do(vms.set_nic, nic.vm, nic.name, NicChanges(iov_weight=weight))
+
+    @rule(data=st.data())
+    def remove_nic(self, data: st.DataObject) -> None:
+        nics = self.ctx.store.list_nics()
+        if nics:
+            nic = data.draw(st.sampled_from(nics))
+            self._do(vms.remove_nic, nic.vm, nic.name)
+
+    @rule(count=st.integers(0, 5), force=st.booleans())
+    def set_num_vfs(self, count: int, force: bool) -> None:
+        self._do(adapters.set_num_vfs, "pf0", count, force=force)
+
+    @invariant()
+    def invariants_hold(self) -> None:
+        store, hw = self.ctx.store, self.ctx.hardware
+        pf = hw.adapter("pf0")
+        assert pf.sriov is not None
+        running = {vm.name for vm in store.list_vms() if vm.state is VmState.RUNNING}
+        nics = store.list_nics()
+        holders = [n for n in nics if n.assignment is not None]
+        held = [n.assignment.index for n in holders if n.assignment]
+        # No VF held twice; only existing VFs; usage within capacity.
+        assert len(held) == len(set(held))
+        assert all(0 <= i < pf.num_vfs for i in held)
+        qps = sum(n.assignment.queue_pairs for n in holders if n.assignment)
+        assert qps <= pf.sriov.queue_pairs
+        # Only running VMs with weight > 0 hold VFs, each with 1..limit queue pairs.
+        for n in holders:
+            assert n.vm in running and n.config.iov_weight > 0
+            assert n.assignment and 1 <= n.assignment.queue_pairs <= min(
+                n.config.iov_queue_pairs_requested, pf.sriov.max_queue_pairs_per_vf
+            )
+        eligible = [n for n in nics if n.vm in running and n.config.iov_weight > 0]
+        waiting = [n for n in eligible if n.assignment is None]
+        if waiting:
+            # Work conservation: nobody eligible waits while a VF and a queue pair are free.
+            assert len(holders) == pf.num_vfs or qps == pf.sriov.queue_pairs
+            # Weight order: no waiter outranks a holder.
+            if holders:
+                assert max(n.config.iov_weight for n in waiting) <= min(
+                    n.config.iov_weight for n in holders
+                )
+                # First come, first served among equal weights.
+                for w in waiting:
+                    for h in holders:
+                        if w.config.iov_weight == h.config.iov_weight:
+                            assert w.claim_seq is not None and h.claim_seq is not None
+                            assert w.claim_seq > h.claim_seq
+        # VFs carry their tenant's settings; free VFs are scrubbed.
+        by_index = {n.assignment.index: n for n in holders if n.assignment}
+        for vf in hw.virtual_functions("pf0"):
+            tenant = by_index.get(vf.index)
+            expected = vf_settings_for(tenant.config) if tenant else SCRUBBED
+            assert vf.settings == expected
+            assert self.ctx.runtime.vf_data_path_active(tenant.vm, tenant.name) if tenant else True
+
+
+AllocationMachine.TestCase.settings = settings(
+    max_examples=60, stateful_step_count=30, deadline=None
+)
+TestAllocation = AllocationMachine.TestCase

@@ -1,5 +1,5 @@
-"""Fixtures of the privileged suite (helpers live in ``lab.py``)."""
+"""Fixtures of the privileged suite (helpers live in ``netns_lab.py``)."""
 
-from tests.privileged.lab import make_lab
+from netns_lab import make_lab
 
 __all__ = ["make_lab"]

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.privileged.lab import Lab, probe
+from netns_lab import Lab, probe
 
 from iovctl.adapters.netns import names
 from iovctl.adapters.netns.cleanup import cleanup, leftovers

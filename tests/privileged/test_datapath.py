@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from tests.privileged.lab import Background, Lab, counters, probe
+from netns_lab import Background, Lab, counters, probe
 
 from iovctl.adapters.netns import names
 from iovctl.services import vms

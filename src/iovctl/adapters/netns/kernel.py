@@ -286,23 +286,34 @@ def socket_in_netns(ns: str, family: int, kind: int, proto: int = 0) -> socket.s
     return made
 
 
-def gratuitous_arp(ns: str, ifname: str, mac: str, ipv4: str | None) -> None:
-    """Announce ``mac`` (and ``ipv4``) from ``ifname`` in ``ns``, like bonding on failover.
+def open_announcer(ns: str, ifname: str) -> socket.socket:
+    """A raw socket on ``ifname`` in ``ns`` for :func:`announce`. Root.
+
+    Opened before a path switch so that the switch itself waits for nothing.
+    """
+    sock = socket_in_netns(ns, socket.AF_PACKET, socket.SOCK_RAW)
+    try:
+        sock.bind((ifname, 0))
+    except OSError as exc:
+        sock.close()
+        raise kernel_error(f"opening {ifname} in {ns} for announcements", exc) from exc
+    return sock
+
+
+def announce(sock: socket.socket, mac: str, ipv4: str | None) -> None:
+    """Send a gratuitous ARP for ``mac`` (and ``ipv4``), like bonding on failover.
 
     Every bridge on the way learns where the MAC lives now; peers refresh their ARP
     caches. Without an IPv4 address a broadcast frame from the MAC is enough for the
-    bridges. Root.
+    bridges. The socket is closed afterwards.
     """
     hw = bytes.fromhex(mac.replace(":", ""))
     ip = socket.inet_aton(ipv4) if ipv4 else bytes(4)
     arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + ip + bytes(6) + ip
-    frame = b"\xff" * 6 + hw + b"\x08\x06" + arp
-    sock = socket_in_netns(ns, socket.AF_PACKET, socket.SOCK_RAW)
     try:
-        sock.bind((ifname, 0))
-        sock.send(frame)
+        sock.send(b"\xff" * 6 + hw + b"\x08\x06" + arp)
     except OSError as exc:
-        raise kernel_error(f"announcing {mac} on {ifname} in {ns}", exc) from exc
+        raise kernel_error(f"announcing {mac}", exc) from exc
     finally:
         sock.close()
 

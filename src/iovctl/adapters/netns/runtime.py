@@ -37,9 +37,10 @@ from iovctl.adapters.netns import names
 from iovctl.adapters.netns.kernel import (
     NO_IPV6_ADDRESSES,
     Links,
+    announce,
     ensure_netns,
-    gratuitous_arp,
     netns_exists,
+    open_announcer,
     quiet_ipv6,
     remove_netns,
     tolerate,
@@ -198,12 +199,13 @@ class NetnsVmRuntime:
             master=master,
             IFLA_AF_SPEC=NO_IPV6_ADDRESSES,
         )
+        announcer = open_announcer(ns, names.nic_ifname(nic))
         # Synthetic down first: both halves up would be a loop between the two paths.
         syn = links.index(names.synthetic_vm_ifname(nic), ns)
         if syn is not None:
             links.set(f"parking the synthetic NIC of {vm}/{nic}", ns, index=syn, state="down")
         links.set(f"switching {vm}/{nic} to {netdev}", ns, index=vf_index, state="up")
-        self._announce(ns, vm, nic, mac)
+        announce(announcer, mac, self._ipv4(ns, master))
 
     def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
         """Switch the NIC back to the synthetic half and return the VF to the host."""
@@ -213,15 +215,16 @@ class NetnsVmRuntime:
         links = self._links
         message = links.get(self._vf_netdev(vf), ns)
         syn = links.index(names.synthetic_vm_ifname(nic), ns)
+        master = links.get(names.nic_ifname(nic), ns)
+        announcer = open_announcer(ns, names.nic_ifname(nic)) if master is not None else None
         if message is not None:
             links.set(
                 f"unpairing VF {vf.index}", ns, index=message["index"], state="down", master=0
             )
         if syn is not None:
             links.set(f"switching {vm}/{nic} to its synthetic NIC", ns, index=syn, state="up")
-            master = links.get(names.nic_ifname(nic), ns)
-            if master is not None:
-                self._announce(ns, vm, nic, str(master.get("IFLA_ADDRESS")))
+        if announcer is not None and master is not None:
+            announce(announcer, str(master.get("IFLA_ADDRESS")), self._ipv4(ns, master["index"]))
         if message is not None:
             self._return_to_host(ns, message)
 
@@ -324,10 +327,7 @@ class NetnsVmRuntime:
             )
         return vf.netdev
 
-    def _announce(self, ns: str, vm: str, nic: str, mac: str) -> None:
-        message = self._links.get(names.nic_ifname(nic), ns)
-        ipv4 = None
-        if message is not None:
-            for a in self._links(ns).get_addr(index=message["index"], family=2):
-                ipv4 = str(a.get("IFA_ADDRESS"))
-        gratuitous_arp(ns, names.nic_ifname(nic), mac, ipv4)
+    def _ipv4(self, ns: str, master: int) -> str | None:
+        for a in self._links(ns).get_addr(index=master, family=2):
+            return str(a.get("IFA_ADDRESS"))
+        return None

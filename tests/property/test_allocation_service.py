@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from iovctl.adapters.sim.host import SimulatedHost
 from iovctl.adapters.sim.runtime import SimulatedVmRuntime
@@ -36,6 +36,9 @@ VMS = [f"vm{i}" for i in range(6)]
 
 
 class AllocationMachine(RuleBasedStateMachine):
+    #: Planning window; the tiny variant forces multi-round rebalancing.
+    window = 8
+
     def __init__(self) -> None:
         super().__init__()
         store = SqliteStore.open(None)
@@ -44,7 +47,7 @@ class AllocationMachine(RuleBasedStateMachine):
         with store.transaction():
             hw.ensure_schema()
             rt.ensure_schema()
-        self.ctx = Context(store, hw, rt)
+        self.ctx = Context(store, hw, rt, allocation_window=self.window)
         with store.transaction():
             adapters.enable(self.ctx, "pf0", 3)
             switches.create(self.ctx, "sw", "pf0", iov=True)
@@ -139,7 +142,16 @@ class AllocationMachine(RuleBasedStateMachine):
             assert self.ctx.runtime.vf_data_path_active(tenant.vm, tenant.name) if tenant else True
 
 
-AllocationMachine.TestCase.settings = settings(
-    max_examples=60, stateful_step_count=30, deadline=None
-)
+class TinyWindowMachine(AllocationMachine):
+    """Same rules with a one-NIC planning window: forces multi-round rebalancing."""
+
+    window = 1
+
+
+_SETTINGS = settings(max_examples=60, stateful_step_count=30, deadline=None)
+AllocationMachine.TestCase.settings = _SETTINGS
 TestAllocation = AllocationMachine.TestCase
+
+
+def test_allocation_with_a_one_nic_window() -> None:
+    run_state_machine_as_test(TinyWindowMachine, settings=_SETTINGS)

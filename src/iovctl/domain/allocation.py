@@ -57,6 +57,10 @@ class Pool:
     queue_pair_capacity: int
     max_queue_pairs_per_vf: int
     claims: tuple[Claim, ...] = ()
+    #: VFs held by NICs not listed in ``claims`` (the caller may load only the
+    #: best waiters and the weakest holders of a big pool), and their queue pairs.
+    busy_vf_indexes: frozenset[int] = frozenset()
+    busy_queue_pairs: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,9 +97,12 @@ def plan_pool(pool: Pool) -> Plan:
     """Decide grants and preemptions so that rules 1-5 hold afterwards."""
     claims = {c.nic_id: Claim(**vars(c)) for c in pool.claims}  # work on copies
     held = {c.vf_index for c in claims.values() if c.vf_index is not None}
+    held |= pool.busy_vf_indexes
     free = sorted(set(pool.vf_indexes) - held, reverse=True)  # pop() gives the lowest
-    qp_left = pool.queue_pair_capacity - sum(
-        c.queue_pairs for c in claims.values() if c.vf_index is not None
+    qp_left = (
+        pool.queue_pair_capacity
+        - pool.busy_queue_pairs
+        - sum(c.queue_pairs for c in claims.values() if c.vf_index is not None)
     )
     holders = [(c.victim_key(), c.nic_id) for c in claims.values() if c.vf_index is not None]
     heapq.heapify(holders)

@@ -319,6 +319,8 @@ class VmNetworkAdapter:
     claim_seq: int | None = None
     #: Why an eligible NIC waits (allocation.WaitReason value), None otherwise.
     wait_reason: str | None = None
+    #: VF settings the config needs, as nic_rules.required_mask (stored with the NIC).
+    vf_needs: int = 0
 
     @property
     def label(self) -> str:

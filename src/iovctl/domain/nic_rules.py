@@ -38,13 +38,37 @@ def required_settings(config: NicConfig) -> set[VfSetting]:
     return needed
 
 
+_BIT = {setting: 1 << i for i, setting in enumerate(VfSetting)}
+
+
+def settings_mask(settings: set[VfSetting] | frozenset[VfSetting]) -> int:
+    """A set of VF settings as a bitmask (stored with each NIC, matched in SQL)."""
+    mask = 0
+    for setting in settings:
+        mask |= _BIT[setting]
+    return mask
+
+
+def settings_from_mask(mask: int) -> set[VfSetting]:
+    return {s for s, bit in _BIT.items() if mask & bit}
+
+
+def required_mask(config: NicConfig) -> int:
+    return settings_mask(required_settings(config))
+
+
 def unsupported_reason(
     config: NicConfig, driver: str, unsupported: frozenset[VfSetting]
 ) -> Reason | None:
     """Why a VF of this driver cannot carry the NIC's settings (NIC stays on software)."""
-    missing = sorted(required_settings(config) & unsupported)
-    if not missing:
+    return mask_reason(required_mask(config), driver, unsupported)
+
+
+def mask_reason(needs: int, driver: str, unsupported: frozenset[VfSetting]) -> Reason | None:
+    """``unsupported_reason`` from a NIC's stored requirement mask (no config needed)."""
+    if not needs & settings_mask(unsupported):
         return None
+    missing = sorted(settings_from_mask(needs) & unsupported)
     words = ", ".join(s.label for s in missing)
     return Reason(
         "vf-setting-unsupported",

@@ -8,7 +8,7 @@ never loses its software path.
 
 from __future__ import annotations
 
-from iovctl.domain.allocation import Claim, Grant, Pool, Preemption, plan_pool
+from iovctl.domain.allocation import Claim, Grant, Plan, Pool, Preemption, WaitReason, plan_pool
 from iovctl.domain.model import (
     SCRUBBED,
     Adapter,
@@ -16,7 +16,7 @@ from iovctl.domain.model import (
     VfAssignment,
     VmNetworkAdapter,
 )
-from iovctl.domain.nic_rules import unsupported_reason, vf_settings_for
+from iovctl.domain.nic_rules import settings_mask, vf_settings_for
 from iovctl.services.context import Context
 
 
@@ -56,51 +56,89 @@ def grant_vf(ctx: Context, nic: VmNetworkAdapter, uplink: Adapter, index: int, q
     )
 
 
+def _claim(nic: VmNetworkAdapter) -> Claim:
+    a = nic.assignment
+    assert nic.claim_seq is not None
+    return Claim(
+        nic.id,
+        nic.config.iov_weight,
+        nic.claim_seq,
+        nic.config.iov_queue_pairs_requested,
+        a.index if a else None,
+        a.queue_pairs if a else 0,
+    )
+
+
 def rebalance(ctx: Context, switch_name: str) -> None:
-    """Bring the switch's VF pool to what the arbitration rules say. Idempotent."""
+    """Bring the switch's VF pool to what the arbitration rules say. Idempotent.
+
+    NICs that became eligible since the last call (VM started, weight raised, NIC
+    added) get their place in line (``claim_seq``) first.
+    """
     store = ctx.store
     switch = store.get_switch(switch_name)
     uplink = ctx.hardware.adapter(switch.uplink)
+    fresh = store.unclaimed_nics(switch.name)
+    for nic in fresh:
+        store.set_claim(nic.id, store.next_seq("claim"), None)
     reasons = ctx.switch_reasons(switch, uplink)
-    nics = store.claims_on_switch(switch.name)
     if reasons:
-        for nic in nics:
-            if nic.assignment is not None:
-                release_vf(ctx, nic, reasons[0].message, "vf-revoked")
+        for nic in store.nics_holding_vfs(uplink.name):
+            release_vf(ctx, nic, reasons[0].message, "vf-revoked")
         return
-    assert uplink.sriov is not None and uplink.driver is not None
-    unsupported = ctx.hardware.unsupported_vf_settings(uplink.name)
-    by_id: dict[int, VmNetworkAdapter] = {}
-    claims: list[Claim] = []
-    for nic in sorted(nics, key=lambda n: (n.claim_seq is None, n.claim_seq or 0, n.id)):
-        if unsupported_reason(nic.config, uplink.driver, unsupported) is not None:
-            if nic.assignment is not None:
-                release_vf(ctx, nic, "its settings are not supported on VFs", "vf-revoked")
-            continue
-        seq = nic.claim_seq
-        if seq is None:
-            seq = store.next_seq("claim")
-            store.set_claim(nic.id, seq, None)
-        by_id[nic.id] = nic
-        a = nic.assignment
-        claims.append(
-            Claim(
-                nic.id,
-                nic.config.iov_weight,
-                seq,
-                nic.config.iov_queue_pairs_requested,
-                a.index if a else None,
-                a.queue_pairs if a else 0,
+    cap = uplink.sriov
+    assert cap is not None
+    mask = settings_mask(ctx.hardware.unsupported_vf_settings(uplink.name))
+    vf_indexes = tuple(range(uplink.num_vfs))
+    # One planning round loads only the best waiters and the weakest holders
+    # (ctx.allocation_window of each); a round that used them all is followed by
+    # another, so the window bounds the work per VM start, not the outcome.
+    window = ctx.allocation_window
+    seen_waiting: set[int] = set()
+    granted: set[int] = set()
+    last_reason = WaitReason.VFS_EXHAUSTED
+    while True:
+        waiters = store.waiting_claims(switch.name, mask, window)
+        if not waiters:
+            break
+        victims = store.weakest_holders(uplink.name, window)
+        held = store.held_vf_indexes(uplink.name)
+        _, qps_used = store.usage_on_adapter(uplink.name)
+        victim_vfs = {v.assignment.index for v in victims if v.assignment}
+        victim_qps = sum(v.assignment.queue_pairs for v in victims if v.assignment)
+        plan = plan_pool(
+            Pool(
+                vf_indexes,
+                cap.queue_pairs,
+                cap.max_queue_pairs_per_vf,
+                tuple(_claim(n) for n in waiters + victims),
+                frozenset(held - victim_vfs),
+                qps_used - victim_qps,
             )
         )
-    cap = uplink.sriov
-    plan = plan_pool(
-        Pool(
-            tuple(range(uplink.num_vfs)), cap.queue_pairs, cap.max_queue_pairs_per_vf, tuple(claims)
+        by_id = {n.id: n for n in waiters + victims}
+        _apply(ctx, plan, by_id, uplink)
+        granted |= {g.nic_id for g in plan.grants}
+        for nic_id, reason in plan.waiting.items():
+            _mark_waiting(ctx, by_id[nic_id], reason, uplink)
+            seen_waiting.add(nic_id)
+            last_reason = reason
+        preempted = {p.nic_id for p in plan.preemptions}
+        more_waiters = len(waiters) == window and not any(w.id in plan.waiting for w in waiters)
+        more_victims = (
+            len(victims) == window and bool(victims) and all(v.id in preempted for v in victims)
         )
-    )
+        if not (more_waiters or (more_victims and plan.waiting)):
+            break
+    # NICs that joined the line behind the window still deserve their event.
+    for nic in fresh:
+        if nic.id not in granted and nic.id not in seen_waiting and not nic.vf_needs & mask:
+            _mark_waiting(ctx, nic, last_reason, uplink)
+
+
+def _apply(ctx: Context, plan: Plan, by_id: dict[int, VmNetworkAdapter], uplink: Adapter) -> None:
     for step in plan.steps:
-        nic = store.nic_by_id(step.nic_id)
+        nic = ctx.store.nic_by_id(step.nic_id)
         if isinstance(step, Preemption):
             winner = by_id[step.by_nic_id]
             release_vf(
@@ -112,16 +150,18 @@ def rebalance(ctx: Context, switch_name: str) -> None:
             )
         elif isinstance(step, Grant):
             grant_vf(ctx, nic, uplink, step.vf_index, step.queue_pairs)
-    for nic_id, reason in plan.waiting.items():
-        nic = by_id[nic_id]
-        if nic.wait_reason != reason.value:
-            store.set_wait_reason(nic_id, reason.value)
-            what = "VFs" if reason.value == "vfs-exhausted" else "queue pairs"
-            ctx.event(
-                EventLevel.WARNING,
-                reason.value,
-                "nic",
-                nic.label,
-                f"No {what} left on {uplink.name} ({uplink.num_vfs} VFs) for {nic.label} "
-                f"(IOV weight {nic.config.iov_weight}): it stays on the software path until one frees up",
-            )
+
+
+def _mark_waiting(ctx: Context, nic: VmNetworkAdapter, reason: WaitReason, uplink: Adapter) -> None:
+    if nic.wait_reason == reason.value:
+        return
+    ctx.store.set_wait_reason(nic.id, reason.value)
+    what = "VFs" if reason is WaitReason.VFS_EXHAUSTED else "queue pairs"
+    ctx.event(
+        EventLevel.WARNING,
+        reason.value,
+        "nic",
+        nic.label,
+        f"No {what} left on {uplink.name} ({uplink.num_vfs} VFs) for {nic.label} "
+        f"(IOV weight {nic.config.iov_weight}): it stays on the software path until one frees up",
+    )

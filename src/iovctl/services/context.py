@@ -17,6 +17,8 @@ class Context:
     store: StateStore
     hardware: HostHardware
     runtime: VmRuntime
+    #: Best waiters / weakest holders loaded per planning round (services.allocation).
+    allocation_window: int = 8
     _facts: HostFacts | None = field(default=None, repr=False)
 
     @property

@@ -19,7 +19,7 @@ from iovctl.domain.model import (
     VmNetworkAdapter,
     VmState,
 )
-from iovctl.domain.nic_rules import nic_status, unsupported_reason
+from iovctl.domain.nic_rules import mask_reason, nic_status
 from iovctl.domain.readiness import adapter_reason, adapter_support, host_reasons
 from iovctl.services.context import Context
 
@@ -172,7 +172,7 @@ class NicViewer:
         a = nic.assignment
         unsupported = None
         if uplink.sriov is not None and uplink.driver is not None and not reasons:
-            unsupported = unsupported_reason(c, uplink.driver, uplink.sriov.unsupported)
+            unsupported = mask_reason(nic.vf_needs, uplink.driver, uplink.sriov.unsupported)
         running = vm_state is VmState.RUNNING
         status, description = nic_status(
             running=running,

@@ -16,6 +16,13 @@ its ``rcvsize=16384`` argument is not used for reads), and we set the socket's
 checked against ``IFLA_NUM_VF``: a short list raises instead of returning fewer VFs
 (the failure mode of the neutron agent above 108 VFs).
 
+Writing is all or nothing where it can be: do_setvfinfo applies a VF's attributes in
+a fixed order and stops at the first refusal, leaving the earlier ones applied. So a
+non-default value for a setting the driver table says the driver refuses is refused
+here, before anything is sent (the hardware contract: a refusal changes nothing).
+Only drivers the table does not know (or a table that is wrong) reach a kernel
+refusal; then the error names the setting found by reading the VF back.
+
 Must not import sysfs code, services, the CLI or anything outside the domain model,
 ``iovctl.errors`` and pyroute2.
 """
@@ -72,6 +79,26 @@ _ATTR_OF_SETTING = {
     V.MIN_RATE: "min_rate",
     V.LINK_STATE: "link_state",
 }
+
+#: What the kernel answers for each refused setting (igb, linux-sriov.md); EOPNOTSUPP is
+#: rtnetlink.c's answer for a missing ndo_set_vf_*.
+EXPECTED_REFUSAL_ERRNO = {
+    V.MIN_RATE: errno.EINVAL,
+    V.VLAN_PROTOCOL: errno.EPROTONOSUPPORT,
+}
+
+#: do_setvfinfo's order of the settings iovctl sends.
+KERNEL_ORDER = (
+    V.MAC,
+    V.VLAN,
+    V.QOS,
+    V.VLAN_PROTOCOL,
+    V.MAX_RATE,
+    V.MIN_RATE,
+    V.SPOOF_CHECK,
+    V.LINK_STATE,
+    V.TRUST,
+)
 
 #: Errnos a driver (or rtnetlink.c for a missing ndo_set_vf_*) uses to refuse a setting.
 _REFUSALS = frozenset({errno.EOPNOTSUPP, errno.EPROTONOSUPPORT, errno.EINVAL})
@@ -235,6 +262,17 @@ def _is_hex(text: str) -> bool:
     return True
 
 
+def known_refusal(settings: VfSettings, unsupported: frozenset[VfSetting]) -> VfSetting | None:
+    """The first setting (in do_setvfinfo's order) with a non-default value that the
+    driver refuses per ``unsupported``; None when the request may go out."""
+    for setting in KERNEL_ORDER:
+        if setting in unsupported and setting_value(settings, setting) != setting_value(
+            SCRUBBED, setting
+        ):
+            return setting
+    return None
+
+
 def plan_vf_request(
     index: int,
     desired: VfSettings,
@@ -332,10 +370,11 @@ def refusal_error(
             if not missing:
                 continue
             earlier = [s for a in request.attributes[:position] for s in a.settings]
-            candidates = [*earlier, *attribute.settings]
             # An earlier setting the driver does not report could be the culprit too.
-            if len(missing) == 1 and all(after.holds(s, desired) for s in earlier):
-                pinned = missing[0]
+            unknown = [s for s in earlier if after.holds(s, desired) is None]
+            candidates = [*unknown, *missing]
+            if len(candidates) == 1:
+                pinned = candidates[0]
             break
 
     table = unsupported
@@ -467,14 +506,15 @@ class NetlinkVfs:
         """Make VF ``index`` carry ``settings`` with one RTM_NEWLINK; return what was sent.
 
         ``unsupported``: what the driver table says the driver refuses; None when the
-        table does not know the driver (everything is sent, the kernel decides). Reads the VFs first (one RTM_GETLINK) unless ``current`` is given, to skip
-        settings the VF already holds and to check ``index``. Raises
-        :func:`validate_vf_settings`'s errors for values no driver accepts,
-        HardwareError ``vf-not-found`` (EINVAL) for an index out of range,
-        UnsupportedVfSetting / HardwareError as :func:`refusal_error` says.
-        Needs CAP_NET_ADMIN.
+        table does not know the driver (everything is sent, the kernel decides). Reads
+        the VFs first (one RTM_GETLINK) unless ``current`` is given, to skip settings
+        the VF already holds and to check ``index``. Raises, in this order:
+        HardwareError ``vf-not-found`` (EINVAL) for an index out of range;
+        :func:`validate_vf_settings`'s errors for values no driver accepts;
+        UnsupportedVfSetting, before sending, for a non-default value of a setting in
+        ``unsupported``; UnsupportedVfSetting / HardwareError as :func:`refusal_error`
+        says when the kernel refuses. Needs CAP_NET_ADMIN.
         """
-        validate_vf_settings(settings, adapter=adapter, driver=driver)
         with self._socket() as ipr:
             reports = list(current) if current is not None else self._read(ipr, ifindex, adapter)
             if not 0 <= index < len(reports):
@@ -485,6 +525,14 @@ class NetlinkVfs:
                     if reports
                     else f"enable VFs first: iovctl adapter enable {adapter}",
                     errno=errno.EINVAL,
+                )
+            validate_vf_settings(settings, adapter=adapter, driver=driver)
+            refused = known_refusal(settings, unsupported or frozenset())
+            if refused is not None:
+                raise UnsupportedVfSetting(
+                    driver,
+                    refused.label,
+                    errno=EXPECTED_REFUSAL_ERRNO.get(refused, errno.EOPNOTSUPP),
                 )
             request = plan_vf_request(index, settings, unsupported or frozenset(), reports[index])
             if request.empty:

@@ -45,6 +45,9 @@ CREATE TABLE nic (
     trust INTEGER NOT NULL DEFAULT 0,
     -- runtime: the VF held (a VF is never held twice: UNIQUE), queue pairs granted,
     -- when the NIC became eligible (FCFS) and why it waits.
+    -- VF settings this NIC needs (domain.nic_rules.required_mask), matched in SQL
+    -- against the uplink driver's unsupported mask.
+    vf_needs INTEGER NOT NULL DEFAULT 0,
     vf_adapter TEXT,
     vf_index INTEGER,
     iov_queue_pairs_assigned INTEGER NOT NULL DEFAULT 0,
@@ -54,7 +57,8 @@ CREATE TABLE nic (
     UNIQUE (vf_adapter, vf_index),
     CHECK ((vf_adapter IS NULL) = (vf_index IS NULL))
 );
-CREATE INDEX nic_switch ON nic (switch);
+CREATE INDEX nic_switch ON nic (switch, claim_seq);
+CREATE INDEX nic_holders ON nic (vf_adapter, iov_weight, claim_seq);
 
 CREATE TABLE event (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

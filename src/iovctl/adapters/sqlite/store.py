@@ -30,6 +30,7 @@ from iovctl.domain.model import (
     VmNetworkAdapter,
     VmState,
 )
+from iovctl.domain.nic_rules import required_mask
 from iovctl.errors import Conflict, NotFound, StateError
 
 DB_NAME = "iovctl.db"
@@ -38,13 +39,13 @@ BUSY_TIMEOUT_S = 120.0
 _NIC_COLUMNS = (
     "id, vm, name, switch, mac, iov_weight, iov_queue_pairs_requested, vlan, pvlan_mode,"
     " pvlan_primary, pvlan_secondary, max_rate, allow_mac_spoofing, trust, vf_adapter,"
-    " vf_index, iov_queue_pairs_assigned, claim_seq, wait_reason"
+    " vf_index, iov_queue_pairs_assigned, claim_seq, wait_reason, vf_needs"
 )
 
 
 def _nic_from_row(row: tuple[Any, ...]) -> VmNetworkAdapter:
     (nic_id, vm, name, switch, mac, weight, qpr, vlan, pmode, pprim, psec, rate, spoof,
-     trust, vf_adapter, vf_index, qpa, claim_seq, wait_reason) = row  # fmt: skip
+     trust, vf_adapter, vf_index, qpa, claim_seq, wait_reason, vf_needs) = row  # fmt: skip
     pvlan = PrivateVlan(PvlanMode(pmode), pprim, psec) if pmode else None
     config = NicConfig(
         switch=switch,
@@ -58,7 +59,7 @@ def _nic_from_row(row: tuple[Any, ...]) -> VmNetworkAdapter:
         trust=bool(trust),
     )
     assignment = VfAssignment(vf_adapter, vf_index, qpa) if vf_adapter is not None else None
-    return VmNetworkAdapter(nic_id, vm, name, config, assignment, claim_seq, wait_reason)
+    return VmNetworkAdapter(nic_id, vm, name, config, assignment, claim_seq, wait_reason, vf_needs)
 
 
 def _config_values(c: NicConfig) -> tuple[Any, ...]:
@@ -75,6 +76,7 @@ def _config_values(c: NicConfig) -> tuple[Any, ...]:
         c.max_rate,
         int(c.allow_mac_spoofing),
         int(c.trust),
+        required_mask(c),
     )
 
 
@@ -285,7 +287,7 @@ class SqliteStore:
             cur = self.conn.execute(
                 "INSERT INTO nic (vm, name, switch, mac, iov_weight, iov_queue_pairs_requested,"
                 " vlan, pvlan_mode, pvlan_primary, pvlan_secondary, max_rate,"
-                " allow_mac_spoofing, trust) VALUES (?, ?, ?,?,?,?,?,?,?,?,?,?,?)",
+                " allow_mac_spoofing, trust, vf_needs) VALUES (?, ?, ?,?,?,?,?,?,?,?,?,?,?,?)",
                 (vm, name, *_config_values(config)),
             )
         except sqlite3.IntegrityError as exc:
@@ -298,7 +300,7 @@ class SqliteStore:
             self.conn.execute(
                 "UPDATE nic SET switch = ?, mac = ?, iov_weight = ?, iov_queue_pairs_requested = ?,"
                 " vlan = ?, pvlan_mode = ?, pvlan_primary = ?, pvlan_secondary = ?, max_rate = ?,"
-                " allow_mac_spoofing = ?, trust = ? WHERE id = ?",
+                " allow_mac_spoofing = ?, trust = ?, vf_needs = ? WHERE id = ?",
                 (*_config_values(config), nic.id),
             )
         except sqlite3.IntegrityError as exc:
@@ -340,15 +342,41 @@ class SqliteStore:
         rows = self.conn.execute(f"SELECT {_NIC_COLUMNS} FROM nic WHERE switch = ?", (switch,))
         return [_nic_from_row(r) for r in rows]
 
-    def claims_on_switch(self, switch: str) -> list[VmNetworkAdapter]:
-        """NICs of running VMs on the switch with weight > 0 (the allocator's candidates)."""
+    def unclaimed_nics(self, switch: str) -> list[VmNetworkAdapter]:
+        """NICs of running VMs on the switch with weight > 0 but no claim yet."""
         rows = self.conn.execute(
             f"SELECT {', '.join('nic.' + c.strip() for c in _NIC_COLUMNS.split(','))}"
             " FROM nic JOIN vm ON vm.name = nic.vm"
-            " WHERE nic.switch = ? AND vm.state = 'running' AND nic.iov_weight > 0",
+            " WHERE nic.switch = ? AND nic.claim_seq IS NULL AND vm.state = 'running'"
+            " AND nic.iov_weight > 0 ORDER BY nic.id",
             (switch,),
         )
         return [_nic_from_row(r) for r in rows]
+
+    def waiting_claims(
+        self, switch: str, unsupported_mask: int, limit: int
+    ) -> list[VmNetworkAdapter]:
+        """Best waiting claimants first (weight desc, then first come) that a VF can serve."""
+        rows = self.conn.execute(
+            f"SELECT {_NIC_COLUMNS} FROM nic WHERE switch = ? AND claim_seq IS NOT NULL"
+            " AND vf_adapter IS NULL AND (vf_needs & ?) = 0"
+            " ORDER BY iov_weight DESC, claim_seq ASC LIMIT ?",
+            (switch, unsupported_mask, limit),
+        )
+        return [_nic_from_row(r) for r in rows]
+
+    def weakest_holders(self, adapter: str, limit: int) -> list[VmNetworkAdapter]:
+        """Holders in preemption order: lowest weight, then the latest comer."""
+        rows = self.conn.execute(
+            f"SELECT {_NIC_COLUMNS} FROM nic WHERE vf_adapter = ?"
+            " ORDER BY iov_weight ASC, claim_seq DESC LIMIT ?",
+            (adapter, limit),
+        )
+        return [_nic_from_row(r) for r in rows]
+
+    def held_vf_indexes(self, adapter: str) -> set[int]:
+        rows = self.conn.execute("SELECT vf_index FROM nic WHERE vf_adapter = ?", (adapter,))
+        return {r[0] for r in rows}
 
     def nics_holding_vfs(self, adapter: str) -> list[VmNetworkAdapter]:
         rows = self.conn.execute(

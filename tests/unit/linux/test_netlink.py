@@ -265,16 +265,16 @@ def test_scrub_with_link_down_does_not_touch_the_rate() -> None:
     assert fake.vfs[0] == FakeVf()
 
 
-@pytest.mark.parametrize(
-    ("change", "label", "code"),
-    [
-        ({"link_state": LinkState.DISABLE}, "link state", errno.EOPNOTSUPP),
-        ({"link_state": LinkState.ENABLE}, "link state", errno.EOPNOTSUPP),
-        ({"min_rate": 100}, "min rate", errno.EINVAL),
-        ({"vlan_protocol": VlanProtocol.DOT1AD}, "802.1ad VLAN protocol", errno.EPROTONOSUPPORT),
-    ],
-)
-def test_igb_refusals_name_driver_and_setting(
+REFUSALS = [
+    ({"link_state": LinkState.DISABLE}, "link state", errno.EOPNOTSUPP),
+    ({"link_state": LinkState.ENABLE}, "link state", errno.EOPNOTSUPP),
+    ({"min_rate": 100}, "min rate", errno.EINVAL),
+    ({"vlan_protocol": VlanProtocol.DOT1AD}, "802.1ad VLAN protocol", errno.EPROTONOSUPPORT),
+]
+
+
+@pytest.mark.parametrize(("change", "label", "code"), REFUSALS)
+def test_table_refusals_send_nothing_and_change_nothing(
     change: dict[str, Any], label: str, code: int
 ) -> None:
     fake = FakeRtnl(4)
@@ -288,7 +288,31 @@ def test_igb_refusals_name_driver_and_setting(
         == f"error[vf-setting-unsupported]: the igb driver does not support {label} on VFs"
     )
     assert (error.driver, error.errno) == ("igb", code)
-    assert len(fake.recorded.set_requests) == 1  # no retries
+    assert fake.recorded.set_requests == []
+    assert fake.vfs[1] == FakeVf()
+
+
+@pytest.mark.parametrize(("change", "label", "code"), REFUSALS)
+def test_kernel_refusals_are_attributed_in_one_request(
+    change: dict[str, Any], label: str, code: int
+) -> None:
+    """Without the table (a driver it does not know), igb's own errno is translated."""
+    fake = FakeRtnl(4)
+    desired = SCRUBBED.with_(mac="52:54:00:ab:cd:02", trust=True, **change)
+    with pytest.raises(UnsupportedVfSetting) as caught:
+        netlink_over(fake).write(3, 1, desired, adapter="enp1s0", driver="igb")
+    assert caught.value.setting == label
+    assert caught.value.errno == code
+    assert len(fake.recorded.set_requests) == 1  # no retry, no elimination by writing
+
+
+def test_kernel_refusal_inside_a_two_setting_attribute_is_ambiguous() -> None:
+    """IFLA_VF_RATE carries min and max: EINVAL can be either (igb: min; others: max)."""
+    fake = FakeRtnl(4)
+    with pytest.raises(HardwareError) as caught:
+        netlink_over(fake).write(3, 1, TENANT.with_(min_rate=100), adapter="enp1s0", driver="igb")
+    assert caught.value.code == "vf-settings-rejected"
+    assert caught.value.message.endswith("among: max rate, min rate")
 
 
 def test_unknown_driver_refusal_is_attributed_by_reading_back() -> None:

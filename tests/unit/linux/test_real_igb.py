@@ -134,10 +134,37 @@ def test_vf_settings_round_trip(host: LinuxHost, igb: str) -> None:
 def test_igb_refusals(host: LinuxHost, igb: str, change: dict[str, object], label: str) -> None:
     host.set_num_vfs(igb, 1)
     with pytest.raises(UnsupportedVfSetting) as caught:
-        host.set_vf_settings(igb, 0, SCRUBBED.with_(**change))
+        host.set_vf_settings(igb, 0, SCRUBBED.with_(mac="52:54:00:ab:cd:03", **change))
     assert str(caught.value) == (
         f"error[vf-setting-unsupported]: the igb driver does not support {label} on VFs"
     )
+    assert host.virtual_function(igb, 0).settings == SCRUBBED  # nothing changed
+
+
+@pytest.mark.parametrize(
+    ("change", "label", "code"),
+    [
+        ({"link_state": LinkState.DISABLE}, "link state", errno.EOPNOTSUPP),
+        ({"min_rate": 10}, "min rate", errno.EINVAL),
+        (
+            {"vlan_protocol": VlanProtocol.DOT1AD, "vlan": 5},
+            "802.1ad VLAN protocol",
+            errno.EPROTONOSUPPORT,
+        ),
+    ],
+)
+def test_kernel_refusals_without_the_table(
+    host: LinuxHost, igb: str, change: dict[str, object], label: str, code: int
+) -> None:
+    """The driver's own errno, attributed by reading the VF back (no table, no retry)."""
+    host.set_num_vfs(igb, 1)
+    ifindex = host.sysfs.ifindex(igb)
+    assert ifindex is not None
+    desired = SCRUBBED.with_(mac="52:54:00:ab:cd:02", trust=True, **change)
+    with pytest.raises(UnsupportedVfSetting) as caught:
+        host.netlink.write(ifindex, 0, desired, adapter=igb, driver="igb", unsupported=None)
+    assert caught.value.setting == label
+    assert caught.value.errno == code
 
 
 def test_qos_above_7_never_reaches_the_driver(host: LinuxHost, igb: str) -> None:

@@ -283,11 +283,12 @@ class NicConfig:
 
 @dataclass(frozen=True)
 class VfAssignment:
-    """The VF a NIC holds: adapter + index, and the queue pairs it got."""
+    """The VF a NIC holds: adapter + index (+ its PCI address), and the queue pairs it got."""
 
     adapter: str
     index: int
     queue_pairs: int
+    pci_address: str = ""
 
 
 @dataclass(frozen=True)

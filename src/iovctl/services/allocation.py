@@ -44,7 +44,7 @@ def grant_vf(ctx: Context, nic: VmNetworkAdapter, uplink: Adapter, index: int, q
     ctx.hardware.set_vf_settings(uplink.name, index, vf_settings_for(nic.config))
     vf = ctx.hardware.virtual_function(uplink.name, index)
     ctx.runtime.attach_vf(nic.vm, nic.name, vf)
-    ctx.store.set_assignment(nic.id, VfAssignment(uplink.name, index, qps))
+    ctx.store.set_assignment(nic.id, VfAssignment(uplink.name, index, qps, vf.pci_address))
     pairs = "queue pair" if qps == 1 else "queue pairs"
     ctx.event(
         EventLevel.INFO,
@@ -102,8 +102,7 @@ def rebalance(ctx: Context, switch_name: str) -> None:
         if not waiters:
             break
         victims = store.weakest_holders(uplink.name, window)
-        held = store.held_vf_indexes(uplink.name)
-        _, qps_used = store.usage_on_adapter(uplink.name)
+        held, qps_used = store.vf_usage(uplink.name)
         victim_vfs = {v.assignment.index for v in victims if v.assignment}
         victim_qps = sum(v.assignment.queue_pairs for v in victims if v.assignment)
         plan = plan_pool(

@@ -149,7 +149,6 @@ class NicViewer:
         self.ctx = ctx
         self._switch: dict[str, tuple[VirtualSwitch, Adapter, list[Reason]]] = {}
         self._vm_state: dict[str, VmState] = {}
-        self._vf_address: dict[tuple[str, int], str] = {}
 
     def _switch_info(self, name: str) -> tuple[VirtualSwitch, Adapter, list[Reason]]:
         if name not in self._switch:
@@ -157,12 +156,6 @@ class NicViewer:
             uplink = self.ctx.hardware.adapter(switch.uplink)
             self._switch[name] = (switch, uplink, self.ctx.switch_reasons(switch, uplink))
         return self._switch[name]
-
-    def _vf_pci(self, adapter: str, index: int) -> str:
-        if (adapter, index) not in self._vf_address:
-            for vf in self.ctx.hardware.virtual_functions(adapter):
-                self._vf_address[(adapter, vf.index)] = vf.pci_address
-        return self._vf_address.get((adapter, index), "")
 
     def view(self, nic: VmNetworkAdapter, vm_state: VmState | None = None) -> dict[str, Any]:
         if vm_state is None:
@@ -198,7 +191,7 @@ class NicViewer:
                 {
                     "adapter": a.adapter,
                     "index": a.index,
-                    "pci_address": self._vf_pci(a.adapter, a.index),
+                    "pci_address": a.pci_address,
                 }
                 if a
                 else None

@@ -377,12 +377,11 @@ def refusal_error(
                 pinned = candidates[0]
             break
 
-    table = unsupported
     known_refusals = [
         s
         for s in candidates
-        if table is not None
-        and s in table
+        if unsupported is not None
+        and s in unsupported
         and (after is None or after.holds(s, desired) is not True)
     ]
     if known_refusals:
@@ -392,13 +391,13 @@ def refusal_error(
         pinned = candidates[0]
     if pinned is not None:
         setting = pinned
-        if code != errno.EINVAL or table is None:
+        if code != errno.EINVAL or unsupported is None:
             return UnsupportedVfSetting(driver, setting.label, errno=code)
         value = setting_value(desired, setting)
         return HardwareError(
             "vf-setting-rejected",
             f"the {driver} driver rejected {setting.label} {value} for {where} "
-            f"({errno.errorcode[code]})",
+            f"({errno.errorcode.get(code, code)})",
             _REJECTED_HINTS.get(setting, "check the value against the NIC's limits (dmesg)"),
             errno=code,
         )
@@ -406,7 +405,7 @@ def refusal_error(
     labels = ", ".join(s.label for s in candidates) or "the request"
     return HardwareError(
         "vf-settings-rejected",
-        f"the {driver} driver refused the settings of {where} ({errno.errorcode[code]}); "
+        f"the {driver} driver refused the settings of {where} ({errno.errorcode.get(code, code)}); "
         f"the refused one is among: {labels}",
         "check dmesg for the driver's message; apply the settings one at a time with "
         "'ip link set <pf> vf <n> ...' to find the one it refuses",

@@ -50,6 +50,7 @@ CREATE TABLE nic (
     vf_needs INTEGER NOT NULL DEFAULT 0,
     vf_adapter TEXT,
     vf_index INTEGER,
+    vf_pci_address TEXT,
     iov_queue_pairs_assigned INTEGER NOT NULL DEFAULT 0,
     claim_seq INTEGER,
     wait_reason TEXT,
@@ -58,7 +59,14 @@ CREATE TABLE nic (
     CHECK ((vf_adapter IS NULL) = (vf_index IS NULL))
 );
 CREATE INDEX nic_switch ON nic (switch, claim_seq);
-CREATE INDEX nic_holders ON nic (vf_adapter, iov_weight, claim_seq);
+-- The allocator's three questions, each answered from one index:
+-- who waits best first, who holds weakest first, which VFs and queue pairs are used.
+CREATE INDEX nic_waiting ON nic (switch, iov_weight DESC, claim_seq ASC)
+    WHERE vf_adapter IS NULL AND claim_seq IS NOT NULL;
+CREATE INDEX nic_holders ON nic (vf_adapter, iov_weight ASC, claim_seq DESC)
+    WHERE vf_adapter IS NOT NULL;
+CREATE INDEX nic_usage ON nic (vf_adapter, vf_index, iov_queue_pairs_assigned)
+    WHERE vf_adapter IS NOT NULL;
 
 CREATE TABLE event (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -39,13 +39,13 @@ BUSY_TIMEOUT_S = 120.0
 _NIC_COLUMNS = (
     "id, vm, name, switch, mac, iov_weight, iov_queue_pairs_requested, vlan, pvlan_mode,"
     " pvlan_primary, pvlan_secondary, max_rate, allow_mac_spoofing, trust, vf_adapter,"
-    " vf_index, iov_queue_pairs_assigned, claim_seq, wait_reason, vf_needs"
+    " vf_index, iov_queue_pairs_assigned, claim_seq, wait_reason, vf_needs, vf_pci_address"
 )
 
 
 def _nic_from_row(row: tuple[Any, ...]) -> VmNetworkAdapter:
     (nic_id, vm, name, switch, mac, weight, qpr, vlan, pmode, pprim, psec, rate, spoof,
-     trust, vf_adapter, vf_index, qpa, claim_seq, wait_reason, vf_needs) = row  # fmt: skip
+     trust, vf_adapter, vf_index, qpa, claim_seq, wait_reason, vf_needs, vf_pci) = row  # fmt: skip
     pvlan = PrivateVlan(PvlanMode(pmode), pprim, psec) if pmode else None
     config = NicConfig(
         switch=switch,
@@ -58,7 +58,9 @@ def _nic_from_row(row: tuple[Any, ...]) -> VmNetworkAdapter:
         allow_mac_spoofing=bool(spoof),
         trust=bool(trust),
     )
-    assignment = VfAssignment(vf_adapter, vf_index, qpa) if vf_adapter is not None else None
+    assignment = (
+        VfAssignment(vf_adapter, vf_index, qpa, vf_pci or "") if vf_adapter is not None else None
+    )
     return VmNetworkAdapter(nic_id, vm, name, config, assignment, claim_seq, wait_reason, vf_needs)
 
 
@@ -374,9 +376,12 @@ class SqliteStore:
         )
         return [_nic_from_row(r) for r in rows]
 
-    def held_vf_indexes(self, adapter: str) -> set[int]:
-        rows = self.conn.execute("SELECT vf_index FROM nic WHERE vf_adapter = ?", (adapter,))
-        return {r[0] for r in rows}
+    def vf_usage(self, adapter: str) -> tuple[set[int], int]:
+        """(indexes of the VFs held, queue pairs in use) on an uplink, from one index."""
+        rows = self.conn.execute(
+            "SELECT vf_index, iov_queue_pairs_assigned FROM nic WHERE vf_adapter = ?", (adapter,)
+        ).fetchall()
+        return {r[0] for r in rows}, sum(r[1] for r in rows)
 
     def nics_holding_vfs(self, adapter: str) -> list[VmNetworkAdapter]:
         rows = self.conn.execute(
@@ -401,8 +406,14 @@ class SqliteStore:
         a = assignment
         self.conn.execute(
             "UPDATE nic SET vf_adapter = ?, vf_index = ?, iov_queue_pairs_assigned = ?,"
-            " wait_reason = NULL WHERE id = ?",
-            (a.adapter if a else None, a.index if a else None, a.queue_pairs if a else 0, nic_id),
+            " vf_pci_address = ?, wait_reason = NULL WHERE id = ?",
+            (
+                a.adapter if a else None,
+                a.index if a else None,
+                a.queue_pairs if a else 0,
+                a.pci_address if a else None,
+                nic_id,
+            ),
         )
 
     def set_claim(self, nic_id: int, claim_seq: int | None, wait_reason: str | None) -> None:

@@ -155,12 +155,23 @@ COMMANDS: dict[tuple[str, str | None], tuple[Handler, bool, Callable[[Any], None
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.group == "cleanup":
+        from iovctl.adapters.netns.cleanup import cleanup
+
+        report = vars(cleanup())
+        if getattr(args, "output", "table") == "json":
+            render.as_json(report)
+        else:
+            render.note(
+                f"removed {len(report['namespaces'])} namespaces and {len(report['links'])} links"
+            )
+        return 0
     if args.group == "demo":
         from iovctl.cli.demo import run_demo
 
         return int(run_demo(keep=args.keep))
     handler, writes, renderer = COMMANDS[(args.group, getattr(args, "verb", None))]
-    ctx = open_context(resolve_options(args.state_dir, args.sim))
+    ctx = open_context(resolve_options(args.state_dir, args.sim, args.emulate))
     try:
         with ctx.store.transaction() if writes else ctx.store.snapshot():
             result = handler(ctx, args)

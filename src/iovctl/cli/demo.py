@@ -6,6 +6,7 @@ directory, printed as the admin would type it.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import sys
 import tempfile
@@ -101,8 +102,9 @@ def run_demo(keep: str | None = None) -> int:
             shown = [a for a in shown if a not in ("--state-dir",)]
             console.print(f"[bold]$ iovctl {shlex.join(shown)}[/]")
             sys.stdout.flush()
-            code = main(full)
-            sys.stderr.flush()
+            # Errors are part of the story: show them in order, on stdout.
+            with contextlib.redirect_stderr(sys.stdout):
+                code = main(full)
             if code:
                 console.print(f"[dim](exit code {code})[/]")
     console.print(f"\n[dim]demo finished in {time.perf_counter() - started:.1f} s[/]")

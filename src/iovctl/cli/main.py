@@ -77,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="simulated host: demo, igb, no-iommu, bios-off or a YAML path (env IOVCTL_SIM)",
     )
+    parser.add_argument(
+        "--emulate",
+        metavar="SPEC",
+        help="emulated SR-IOV host of kernel devices (root): veb, vepa, isolated, trio or a YAML path (env IOVCTL_EMULATE)",
+    )
     parser.add_argument("--state-dir", metavar="DIR", help="state directory (env IOVCTL_STATE_DIR)")
     sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
@@ -158,6 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("events", help="what happened and why", parents=[common])
     p.add_argument("--limit", type=int, metavar="N", help="only the last N events")
     p.add_argument("--since", type=int, default=0, metavar="SEQ", help="events after SEQ")
+
+    sub.add_parser(
+        "cleanup",
+        help="remove every namespace, veth, bridge, tc and nftables object iovctl made (root)",
+        parents=[common],
+    )
 
     p = sub.add_parser("demo", help="narrated tour on a throwaway simulated host")
     p.add_argument("--keep", metavar="DIR", help="keep the demo's state directory in DIR")

@@ -96,6 +96,10 @@ class VmRuntime(Protocol):
 
     def unplug_nic(self, vm: str, nic: str) -> None: ...
 
+    def remove_switch(self, switch: str) -> None:
+        """Delete the switch's software path (its bridge). Idempotent."""
+        ...
+
     def attach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
         """Give the VF to the VM as the fast half of the NIC's failover pair."""
         ...

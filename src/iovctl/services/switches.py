@@ -83,5 +83,6 @@ def delete(ctx: Context, name: str) -> None:
             f"virtual switch {name} still has network adapters: {users}",
             "remove them (iovctl nic remove VM NIC) or move them (iovctl nic set --switch)",
         )
+    ctx.runtime.remove_switch(switch.name)
     ctx.store.delete_switch(switch.name)
     ctx.event(EventLevel.INFO, "switch-deleted", "switch", name, f"Virtual switch {name} deleted")

@@ -19,6 +19,7 @@ from iovctl.domain.model import (
     VmNetworkAdapter,
     VmState,
 )
+from iovctl.domain.names import bridge_name
 from iovctl.domain.nic_rules import mask_reason, nic_status
 from iovctl.domain.readiness import adapter_reason, adapter_support, host_reasons
 from iovctl.services.context import Context
@@ -123,13 +124,6 @@ def switch_view(ctx: Context, switch: VirtualSwitch) -> dict[str, Any]:
         "iov_queue_pairs_in_use": qps_in_use,
         "nic_count": ctx.store.count_nics_on_switch(switch.name),
     }
-
-
-def bridge_name(switch: str) -> str:
-    """The Linux bridge of a switch's software path (IFNAMSIZ: 15 chars)."""
-    import zlib
-
-    return f"iovbr{zlib.crc32(switch.encode()):08x}"[:15]
 
 
 def vm_view(vm: VirtualMachine, nics: list[VmNetworkAdapter]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ embedded switch, the world) where the MAC lives now, as bonding does on failover
 See docs/failover.md.
 
 Every method is idempotent and needs root. Must not import the CLI, the store or other
-adapters; it imports ``services.views.bridge_name`` so that the bridge it builds is the
+adapters; it imports ``domain.names.bridge_name`` so that the bridge it builds is the
 one ``switch show`` reports.
 """
 
@@ -46,8 +46,8 @@ from iovctl.adapters.netns.kernel import (
     tolerate,
 )
 from iovctl.domain.model import NicConfig, PvlanMode, VirtualFunction
+from iovctl.domain.names import bridge_name
 from iovctl.errors import HardwareError
-from iovctl.services.views import bridge_name
 
 #: Picks the VM's IPv4 identity for a NIC: (vm, nic, config) -> address or None.
 AddressPlan = Callable[[str, str, NicConfig], ipaddress.IPv4Interface | None]

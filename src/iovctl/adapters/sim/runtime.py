@@ -54,6 +54,9 @@ class SimulatedVmRuntime:
     def unplug_nic(self, vm: str, nic: str) -> None:
         self._conn.execute("DELETE FROM sim_vm_nic WHERE vm = ? AND nic = ?", (vm, nic))
 
+    def remove_switch(self, switch: str) -> None:
+        """Nothing to tear down: the simulated software path is the switch row itself."""
+
     def attach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
         self._conn.execute(
             "UPDATE sim_vm_nic SET vf_pci_address = ? WHERE vm = ? AND nic = ?",

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from iovctl.cli import render
+from iovctl.domain.validation import check_event_window
 from iovctl.services import adapters, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.views import event_view, host_view
@@ -74,6 +75,11 @@ def _nic_add(c: Context, a: argparse.Namespace) -> Any:
 def _nic_set(c: Context, a: argparse.Namespace) -> Any:
     _check_vlan_arg(a)
     return vms.set_nic(c, a.vm, a.nic, _nic_changes(a, for_set=True))
+
+
+def _events(c: Context, a: argparse.Namespace) -> Any:
+    check_event_window(a.limit, a.since)
+    return [event_view(e) for e in c.store.list_events(a.limit, a.since)]
 
 
 def _done(result: dict[str, str]) -> None:
@@ -147,7 +153,7 @@ COMMANDS: dict[tuple[str, str | None], tuple[Handler, bool, Callable[[Any], None
     ("nic", "list"): (lambda c, a: vms.list_nics(c, a.vm), False, render.nics),
     ("nic", "show"): (lambda c, a: vms.show_nic(c, a.vm, a.nic), False, render.nic),
     ("events", None): (
-        lambda c, a: [event_view(e) for e in c.store.list_events(a.limit, a.since)],
+        _events,
         False,
         render.events,
     ),

@@ -12,7 +12,7 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 def check_name(kind: str, name: str) -> str:
     """A VM, switch or NIC name: letters, digits, ``_.-``; no path or shell characters."""
-    if not _NAME_RE.match(name or ""):
+    if not _NAME_RE.fullmatch(name or ""):
         raise InvalidInput(
             "invalid-name",
             f"{kind} name {name!r} is not allowed",
@@ -26,7 +26,7 @@ def normalize_mac(mac: str, what: str = "MAC address") -> str:
     raw = (mac or "").strip().lower().replace("-", ":")
     if re.fullmatch(r"[0-9a-f]{12}", raw):
         raw = ":".join(raw[i : i + 2] for i in range(0, 12, 2))
-    if not _MAC_RE.match(raw):
+    if not _MAC_RE.fullmatch(raw):
         raise InvalidInput(
             "invalid-mac", f"{what} {mac!r} is not a MAC address", "write it as 52:54:00:12:34:56"
         )
@@ -78,6 +78,19 @@ def check_rate(mbps: int) -> int:
             "invalid-rate", f"max rate {mbps} Mbit/s is out of range", "give a rate in Mbit/s, >= 1"
         )
     return mbps
+
+
+def check_event_window(limit: int | None, since: int) -> None:
+    if limit is not None and not 1 <= limit <= 1_000_000:
+        raise InvalidInput(
+            "invalid-limit", f"--limit {limit} is out of range", "give 1 to 1000000 events"
+        )
+    if not 0 <= since < 2**62:
+        raise InvalidInput(
+            "invalid-since",
+            f"--since {since} is not an event number",
+            "give the seq of an event (0 = from the start)",
+        )
 
 
 def check_num_vfs(adapter: str, count: int) -> int:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from iovctl.domain.model import (
+    Adapter,
     EventLevel,
     NicConfig,
     PrivateVlan,
@@ -265,11 +266,33 @@ def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> dict[
             else:
                 # Settings must hold on the VF path too: rewrite the VF in place.
                 ctx.hardware.set_vf_settings(a.adapter, a.index, vf_settings_for(config))
+                if config.iov_queue_pairs_requested != nic.config.iov_queue_pairs_requested:
+                    _resize_queue_pairs(ctx, nic, config, uplink)
         if nic.config.iov_weight == 0 and config.iov_weight > 0:
             ctx.store.set_claim(nic.id, None, None)
         for switch in sorted({nic.config.switch, config.switch}):
             rebalance(ctx, switch)
     return NicViewer(ctx).view(ctx.store.get_nic(vm_name, name), vm.state)
+
+
+def _resize_queue_pairs(
+    ctx: Context, nic: VmNetworkAdapter, config: NicConfig, uplink: Adapter
+) -> None:
+    """A holder asked for other queue pairs: grant min(requested, per-VF limit, left)."""
+    a = nic.assignment
+    assert a is not None and uplink.sriov is not None
+    _, in_use = ctx.store.vf_usage(uplink.name)
+    left = uplink.sriov.queue_pairs - in_use + a.queue_pairs
+    qps = max(1, min(config.iov_queue_pairs_requested, uplink.sriov.max_queue_pairs_per_vf, left))
+    if qps != a.queue_pairs:
+        ctx.store.set_assignment(nic.id, replace(a, queue_pairs=qps))
+        ctx.event(
+            EventLevel.INFO,
+            "queue-pairs-changed",
+            "nic",
+            nic.label,
+            f"{nic.label} on VF {a.index} of {a.adapter}: {a.queue_pairs} -> {qps} queue pairs",
+        )
 
 
 def remove_nic(ctx: Context, vm_name: str, name: str) -> None:

@@ -85,7 +85,9 @@ def _fail(where: str, problem: str) -> InvalidInput:
 
 
 def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    value = doc.get(key) or {}
+    value = doc.get(key)
+    if value is None:
+        return {}
     if not isinstance(value, dict):
         raise _fail(key, "must be a mapping")
     return value
@@ -173,7 +175,7 @@ def _adapter(raw: Any, i: int) -> AdapterSpec:
         raise _fail(f"{where}.name", f"must be a Linux interface name (1-15 chars), not {name!r}")
     where = f"adapter {name}"
     pci = str(raw.get("pci_address", "")).lower()
-    if not _PCI_RE.match(pci):
+    if not _PCI_RE.fullmatch(pci):
         raise _fail(f"{where}.pci_address", f"must look like 0000:01:00.0, not {pci!r}")
     driver = raw.get("driver")
     if driver is not None and not isinstance(driver, str):
@@ -202,8 +204,8 @@ def _adapter(raw: Any, i: int) -> AdapterSpec:
     sriov_raw = raw.get("sriov") or {}
     return AdapterSpec(
         adapter,
-        vf_offset=_int(sriov_raw, where, "vf_offset", 128),
-        vf_stride=_int(sriov_raw, where, "vf_stride", 2),
+        vf_offset=_int(sriov_raw, f"{where}.sriov", "vf_offset", 128),
+        vf_stride=_int(sriov_raw, f"{where}.sriov", "vf_stride", 2),
     )
 
 

@@ -42,7 +42,10 @@ def open_context(options: Options) -> Context:
     backend = store.get_meta("backend")
     if options.emulate is not None or backend == "emulated":
         return _emulated(store, options)
-    if options.sim is not None or backend == "sim" or backend is None:
+    if options.sim is not None or backend == "sim":
+        return _simulated(store, options)
+    if backend is None and not Path("/sys/bus/pci/devices").is_dir():
+        # No PCI bus to drive (a container, another OS): the simulated demo host.
         return _simulated(store, options)
     return _linux(store)
 
@@ -116,8 +119,12 @@ def _emulated(store: SqliteStore, options: Options) -> Context:
 
 
 def _linux(store: SqliteStore) -> Context:
-    raise StateError(
-        "backend-unavailable",
-        "this state directory is bound to the real Linux host, which this build cannot drive",
-        "use --sim demo with another --state-dir",
-    )
+    """The real host: sysfs + netlink; VMs as network namespaces (libvirt later)."""
+    from iovctl.adapters.linux.host import LinuxHost
+    from iovctl.adapters.netns.runtime import NetnsVmRuntime
+
+    if store.get_meta("backend") is None:
+        with store.transaction():
+            store.set_meta("backend", "linux")
+    runtime = NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
+    return Context(store, LinuxHost(), runtime)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from iovctl.cli import render
 from iovctl.domain.validation import check_event_window
-from iovctl.services import adapters, switches, vms
+from iovctl.services import adapters, reconcile, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.views import event_view, host_view
 from iovctl.services.vms import NicChanges, make_pvlan
@@ -90,9 +93,38 @@ _show_adapter: Handler = lambda c, a: adapters.show_adapter(c, a.name)  # noqa: 
 _show_switch: Handler = lambda c, a: switches.show(c, a.name)  # noqa: E731
 _show_vm: Handler = lambda c, a: vms.show_vm(c, a.name)  # noqa: E731
 
+
+def _snapshot(c: Context, a: argparse.Namespace) -> Any:
+    from iovctl.services.snapshot import snapshot
+
+    return snapshot(c, a.name)
+
+
+def _write_snapshot(doc: dict[str, Any], path: str | None) -> None:
+    import yaml
+
+    text = yaml.safe_dump(doc, sort_keys=False)
+    if path is None:
+        sys.stdout.write(text)
+        return
+    Path(path).write_text(text)
+    render.note(f"host spec written to {path} (load it with --sim {path})")
+
+
 #: (group, verb) -> (handler, writes?, renderer)
 COMMANDS: dict[tuple[str, str | None], tuple[Handler, bool, Callable[[Any], None]]] = {
     ("host", None): (lambda c, a: host_view(c), False, render.host),
+    ("host", "snapshot"): (_snapshot, False, render.note),
+    ("host", "power-cycle"): (
+        _after(lambda c, a: reconcile.power_cycle(c), lambda c, a: host_view(c)),
+        True,
+        render.host,
+    ),
+    ("apply", None): (
+        lambda c, a: reconcile.apply(c, dry_run=a.dry_run),
+        True,
+        render.apply_report,
+    ),
     ("adapter", "list"): (lambda c, a: adapters.list_adapters(c), False, render.adapters),
     ("adapter", "show"): (_show_adapter, False, render.adapter),
     ("adapter", "enable"): (
@@ -172,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
                 f"removed {len(report['namespaces'])} namespaces and {len(report['links'])} links"
             )
         return 0
+    if args.group == "install-service":
+        return _install_service(args)
     if args.group == "demo":
         from iovctl.cli.demo import run_demo
 
@@ -183,8 +217,27 @@ def run(args: argparse.Namespace) -> int:
             result = handler(ctx, args)
     finally:
         ctx.store.close()
-    if getattr(args, "output", "table") == "json":
+    if args.group == "host" and args.verb == "snapshot":
+        _write_snapshot(result, args.snapshot_file)
+    elif getattr(args, "output", "table") == "json":
         render.as_json(result)
     else:
         renderer(result)
+    return 0
+
+
+def _install_service(args: argparse.Namespace) -> int:
+    from iovctl.adapters.systemd import install_unit
+
+    options = resolve_options(args.state_dir, args.sim, args.emulate)
+    command = shutil.which("iovctl") or f"{sys.executable} -m iovctl"
+    assert options.state_dir is not None
+    done = install_unit(
+        Path(args.unit_dir), command, options.state_dir.resolve(), enable=not args.no_enable
+    )
+    if getattr(args, "output", "table") == "json":
+        render.as_json(done)
+    else:
+        state = "written" if done["changed"] else "already up to date"
+        render.note(f"{done['unit']} {state}; enabled: {'yes' if done['enabled'] else 'no'}")
     return 0

@@ -92,9 +92,32 @@ def build_parser() -> argparse.ArgumentParser:
         gs.required = True
         return gs
 
-    sub.add_parser(
+    host = sub.add_parser(
         "host", help="host readiness: iov_support and reasons (Get-VMHost)", parents=[common]
     )
+    hs = host.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+    p = hs.add_parser("snapshot", help="write this machine as a host spec (--sim FILE loads it)")
+    p.add_argument("-o", "--output", dest="snapshot_file", metavar="FILE", help="default: stdout")
+    p.add_argument("--name", help="spec name (default: the hostname)")
+    hs.add_parser(
+        "power-cycle",
+        parents=[common],
+        help="simulated hosts only: reboot the hardware (VF counts and settings are lost)",
+    )
+
+    p = sub.add_parser(
+        "apply",
+        help="restore VF counts and VF settings to the stored desired state (boot)",
+        parents=[common],
+    )
+    p.add_argument("--dry-run", action="store_true", help="show what would change")
+    p = sub.add_parser(
+        "install-service",
+        help="install the systemd unit that runs 'iovctl apply' at boot (root)",
+        parents=[common],
+    )
+    p.add_argument("--unit-dir", default="/etc/systemd/system", metavar="DIR")
+    p.add_argument("--no-enable", action="store_true", help="write the unit only")
 
     ad = group("adapter", "SR-IOV adapters (PFs): Get-/Enable-/Disable-/Set-NetAdapterSriov")
     ad.add_parser("list", parents=[common], help="list network adapters")

@@ -218,6 +218,20 @@ def nic(n: dict[str, Any]) -> None:
     nics([n])
 
 
+def apply_report(report: dict[str, Any]) -> None:
+    verb = "would change" if report["dry_run"] else "changed"
+    if not report["changes"]:
+        note("apply: nothing drifted; no changes")
+        return
+    rows = []
+    for c in report["changes"]:
+        if c["action"] == "set-vf-count":
+            rows.append([c["action"], c["adapter"], "", f"{c['from']} -> {c['to']} VFs"])
+        else:
+            rows.append([c["action"], c["adapter"], c["index"], c["tenant"] or "free VF: scrub"])
+    _table(f"apply: {verb} {report['changed']}", ["action", "adapter", "vf", "what"], rows)
+
+
 def events(rows: list[dict[str, Any]]) -> None:
     import time
 

@@ -83,6 +83,16 @@ class SimulatedHost:
             if cur.rowcount:
                 self._create_vfs(a.adapter.name, a.adapter.num_vfs)
 
+    def power_cycle(self) -> None:
+        """Simulate a reboot: VF counts back to the spec's, every VF setting lost."""
+        for a in self.spec.adapters:
+            self._conn.execute(
+                "UPDATE sim_adapter SET num_vfs = ? WHERE name = ?",
+                (a.adapter.num_vfs, a.adapter.name),
+            )
+            self._conn.execute("DELETE FROM sim_vf WHERE adapter = ?", (a.adapter.name,))
+            self._create_vfs(a.adapter.name, a.adapter.num_vfs)
+
     # -- PciBus ---------------------------------------------------------------
 
     def host_facts(self) -> HostFacts:

@@ -255,3 +255,82 @@ def spec_to_json(spec: HostSpec) -> str:
 
 def spec_from_json(text: str) -> HostSpec:
     return parse_spec(json.loads(text))
+
+
+def _rid(pci: str) -> int:
+    _, bus, devfn = pci.split(":")
+    dev, fn = devfn.split(".")
+    return (int(bus, 16) << 8) | (int(dev, 16) << 3) | int(fn)
+
+
+def spec_document(
+    name: str,
+    facts: HostFacts,
+    adapters: list[Adapter],
+    vf_addresses: dict[str, list[str]],
+    description: str = "",
+) -> dict[str, Any]:
+    """The inverse of :func:`parse_spec`: a host spec document describing a machine.
+
+    ``vf_addresses`` gives each PF's VF PCI addresses (when VFs are enabled) so the
+    VF offset and stride of the SR-IOV capability can be derived; without two VFs
+    the PCIe defaults (offset 128, stride 2: the 82576's values) are written.
+    """
+    out: list[dict[str, Any]] = []
+    for a in adapters:
+        entry: dict[str, Any] = {
+            "name": a.name,
+            "pci_address": a.pci_address,
+            "vendor_id": a.vendor_id,
+            "device_id": a.device_id,
+            "driver": a.driver,
+            "model": a.model,
+            "link_speed_mbps": a.link_speed_mbps,
+            "numa_node": a.numa_node,
+            "mac": a.mac,
+        }
+        cap = a.sriov
+        if cap is not None:
+            vfs = vf_addresses.get(a.name, [])
+            offset = _rid(vfs[0]) - _rid(a.pci_address) if vfs else 128
+            stride = _rid(vfs[1]) - _rid(vfs[0]) if len(vfs) > 1 else 2
+            entry["sriov"] = {
+                "total_vfs": cap.total_vfs,
+                "queue_pairs": cap.queue_pairs,
+                "max_queue_pairs_per_vf": cap.max_queue_pairs_per_vf,
+                "vf_driver": cap.vf_driver,
+                "vf_device_id": cap.vf_device_id or "0000",
+                "vf_offset": offset,
+                "vf_stride": stride,
+                "unsupported": sorted(s.value for s in cap.unsupported),
+                "bus_resources": cap.bus_resources,
+                "vf_bar_space": cap.vf_bar_space,
+            }
+            entry["num_vfs"] = a.num_vfs
+        out.append(entry)
+    return {
+        "name": name,
+        "description": description,
+        "cpu": {
+            "vendor": facts.cpu_vendor,
+            "virtualization": facts.cpu_virtualization,
+            "slat": facts.cpu_slat,
+        },
+        "iommu": {
+            "present": facts.iommu_present,
+            "enabled": facts.iommu_enabled,
+            "dma_remapping": facts.dma_remapping,
+            "interrupt_remapping": facts.interrupt_remapping,
+        },
+        "firmware": {
+            "sriov_enabled": facts.firmware_sriov_enabled,
+            "pcie_native_control": facts.pcie_native_control,
+            "acs": facts.acs,
+        },
+        "kernel": {
+            "pci_iov": facts.kernel_pci_iov,
+            "vfio_pci": facts.vfio_pci,
+            "cmdline": facts.kernel_cmdline,
+        },
+        "adapters": out,
+    }

@@ -1,0 +1,52 @@
+"""Install the boot-time unit that runs ``iovctl apply`` (systemd).
+
+Writes the unit shipped in ``iovctl/data`` with this installation's command and
+state directory filled in, then reloads and enables it when systemd runs. Needs
+root for the default unit directory. Idempotent: an identical unit is not rewritten.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+from iovctl.errors import StateError
+
+UNIT_NAME = "iovctl-apply.service"
+
+
+def render_unit(command: str, state_dir: Path) -> str:
+    template = resources.files("iovctl").joinpath(f"data/{UNIT_NAME}").read_text()
+    return template.replace("@IOVCTL@", command).replace("@STATE_DIR@", str(state_dir))
+
+
+def install_unit(
+    unit_dir: Path, command: str, state_dir: Path, *, enable: bool = True
+) -> dict[str, object]:
+    """Write (if changed) and enable the unit. Returns what was done."""
+    text = render_unit(command, state_dir)
+    path = unit_dir / UNIT_NAME
+    changed = not path.is_file() or path.read_text() != text
+    if changed:
+        try:
+            unit_dir.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text)
+            tmp.replace(path)
+        except OSError as exc:
+            raise StateError(
+                "unit-write-failed",
+                f"cannot write {path}: {exc.strerror}",
+                "run as root, or pass --unit-dir to a writable directory",
+            ) from exc
+    enabled = False
+    systemctl = shutil.which("systemctl")
+    if enable and systemctl and Path("/run/systemd/system").is_dir():
+        subprocess.run([systemctl, "daemon-reload"], check=False)
+        result = subprocess.run(
+            [systemctl, "enable", UNIT_NAME], check=False, capture_output=True, text=True
+        )
+        enabled = result.returncode == 0
+    return {"unit": str(path), "changed": changed, "enabled": enabled}

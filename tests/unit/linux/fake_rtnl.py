@@ -44,6 +44,8 @@ class IgbRules:
 
     link_up: bool = True
     link_speed: int = 1000
+    #: A driver like ice that takes 802.1ad VLANs (igb answers EPROTONOSUPPORT).
+    accept_8021ad: bool = False
 
     def check(self, attr: str, value: dict[str, Any], num_vfs: int) -> int:
         if value.get("vf", 0) >= num_vfs:
@@ -53,7 +55,7 @@ class IgbRules:
         if attr in ("IFLA_VF_VLAN", "IFLA_VF_VLAN_INFO"):
             if value["vlan"] > 4095 or value["qos"] > 7:
                 return errno.EINVAL
-            if value.get("proto", ETH_P_8021Q) != ETH_P_8021Q:
+            if value.get("proto", ETH_P_8021Q) != ETH_P_8021Q and not self.accept_8021ad:
                 return errno.EPROTONOSUPPORT
         if attr == "IFLA_VF_RATE":
             # igb_ndo_set_vf_bw: EINVAL for a min rate, a down link, above link speed.
@@ -225,6 +227,8 @@ class FakeRtnl(IPEngine):  # type: ignore[misc]
             value = attrs[name]
             if name == "IFLA_VF_VLAN_LIST":
                 value = value["IFLA_VF_VLAN_INFO"]
+                if value["too_short"]:
+                    return errno.EINVAL
                 check_name = "IFLA_VF_VLAN_INFO"
             else:
                 check_name = name
@@ -246,12 +250,19 @@ class FakeRtnl(IPEngine):  # type: ignore[misc]
         return 0
 
 
+#: sizeof(struct ifla_vf_vlan_info): vf, vlan, qos (u32), vlan_proto (be16), padding.
+VLAN_INFO_SIZE = 16
+
+
 def _attrs(entry: Any) -> list[tuple[str, Any]]:
     out = []
     for name, value in entry["attrs"]:
         if name == "IFLA_VF_VLAN_LIST":
             info = value.get_attr("IFLA_VF_VLAN_INFO")
-            out.append((name, {"IFLA_VF_VLAN_INFO": dict(info)}))
+            fields = {k: v for k, v in dict(info).items() if not k.startswith("__")}
+            # do_setvfinfo: nla_len(attr) < sizeof(struct ifla_vf_vlan_info) -> EINVAL
+            fields["too_short"] = info.length - 4 < VLAN_INFO_SIZE
+            out.append((name, {"IFLA_VF_VLAN_INFO": fields}))
         else:
             out.append((name, dict(value)))
     return out

@@ -47,12 +47,15 @@ class KernelSysfs(SysfsPci):
         *,
         vfs_appear: bool = True,
         vf_netdevs: bool = True,
+        link_bounce: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(tree.root, **kwargs)
         self.tree = tree
         self.vfs_appear = vfs_appear
         self.vf_netdevs = vf_netdevs
+        #: Drop the PF's carrier on a VF count change, like igb_sriov_reinit.
+        self.link_bounce = link_bounce
         self.writes: list[tuple[str, str]] = []
 
     def _pf(self, path: Path) -> PfSpec:
@@ -86,6 +89,8 @@ class KernelSysfs(SysfsPci):
             raise OSError(errno.ENOENT, "No such file or directory")
         if count and current:
             raise OSError(errno.EBUSY, "Device or resource busy")
+        if self.link_bounce and pf.netdev is not None:
+            self.tree.set_carrier(pf.netdev, "0")
         if count == 0:
             self.tree.remove_vfs(pf)
             self.tree.set_numvfs_file(pf, 0)

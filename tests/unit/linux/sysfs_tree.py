@@ -89,6 +89,8 @@ class PfSpec:
     numa_node: str = "-1"
     #: None: the file is unreadable (the kernel gives EINVAL while the link is down).
     speed: str | None = "1000"
+    #: None: unreadable (interface down).
+    carrier: str | None = "1"
     mac: str = "52:54:00:12:34:56"
     #: None: no SR-IOV capability (no sriov_* files).
     total_vfs: int | None = 7
@@ -202,14 +204,25 @@ class Tree:
             link.unlink()
 
     def add_netdev(
-        self, device: Path, name: str, mac: str, speed: str | None, ifindex: int
+        self,
+        device: Path,
+        name: str,
+        mac: str,
+        speed: str | None,
+        ifindex: int,
+        carrier: str | None = None,
     ) -> None:
         net = device / "net" / name
         _write(net / "address", mac + "\n")
         _write(net / "ifindex", f"{ifindex}\n")
         if speed is not None:
             _write(net / "speed", speed + "\n")
+        if carrier is not None:
+            _write(net / "carrier", carrier + "\n")
         _symlink(self.sys / "class" / "net" / name, net)
+
+    def set_carrier(self, name: str, carrier: str) -> None:
+        _write(self.sys / "class" / "net" / name / "carrier", carrier + "\n")
 
     def set_iommu_group(self, address: str, group: int) -> None:
         path = self.device_path(address)
@@ -295,7 +308,7 @@ def build(root: Path, spec: HostSpec) -> Tree:
         )
         if pf.netdev is not None:
             holder = path / pf.nested_netdev_parent if pf.nested_netdev_parent else path
-            tree.add_netdev(holder, pf.netdev, pf.mac, pf.speed, pf.ifindex)
+            tree.add_netdev(holder, pf.netdev, pf.mac, pf.speed, pf.ifindex, pf.carrier)
         if pf.total_vfs is not None:
             for name, value in (
                 ("sriov_totalvfs", pf.total_vfs),

@@ -305,6 +305,37 @@ def test_wait_polls_until_vfs_appear(tmp_path: Path) -> None:
     assert naps == [0.01, 0.02, 0.04]
 
 
+def test_waits_for_the_pf_link_the_driver_bounced(tmp_path: Path) -> None:
+    tree = build(tmp_path, igb_host())
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 4:
+            tree.set_carrier("enp1s0", "1")  # igb's watchdog sees the link again
+
+    sysfs = KernelSysfs(tree, link_bounce=True, poll_interval=0.01, sleep=sleep)
+    sysfs.set_num_vfs("0000:01:00.0", 2)
+    assert sysfs.carrier("enp1s0") is True
+    assert len(naps) == 4
+
+
+def test_a_link_that_stays_down_does_not_fail_the_vf_change(tmp_path: Path) -> None:
+    tree = build(tmp_path, igb_host())
+    sysfs = KernelSysfs(tree, link_bounce=True, vf_create_timeout=0.1, poll_interval=0.01)
+    sysfs.set_num_vfs("0000:01:00.0", 2)
+    assert len(sysfs.vfs("0000:01:00.0")) == 2
+    assert sysfs.carrier("enp1s0") is False
+
+
+def test_no_link_wait_when_the_pf_had_no_link(tmp_path: Path) -> None:
+    tree = build(tmp_path, igb_host(carrier=None))
+    naps: list[float] = []
+    sysfs = KernelSysfs(tree, link_bounce=True, poll_interval=0.01, sleep=naps.append)
+    sysfs.set_num_vfs("0000:01:00.0", 2)
+    assert naps == []
+
+
 # ---------------------------------------------------------------------------- VF drivers
 
 

@@ -36,7 +36,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyroute2 import IPRoute
+from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import RTM_NEWLINK
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from iovctl.domain.model import (
     SCRUBBED,
@@ -202,15 +205,15 @@ class VfAttribute:
 
     name: str
     settings: tuple[VfSetting, ...]
+    #: The attribute's fields as pyroute2 encodes them ({"vf": 3, "mac": "..."}).
+    value: dict[str, Any]
 
 
 @dataclass(frozen=True)
 class VfRequest:
-    """What one RTM_NEWLINK for one VF carries: pyroute2's ``vf=`` spec + its meaning."""
+    """What one RTM_NEWLINK for one VF carries."""
 
     index: int
-    #: The ``vf={...}`` argument of ``IPRoute.link("set", ...)``.
-    spec: dict[str, Any]
     #: In the order rtnetlink.c do_setvfinfo applies them (it stops at the first error).
     attributes: tuple[VfAttribute, ...]
 
@@ -221,6 +224,56 @@ class VfRequest:
     @property
     def empty(self) -> bool:
         return not self.attributes
+
+    def names(self) -> list[str]:
+        return [attribute.name for attribute in self.attributes]
+
+    def message(self, ifindex: int) -> ifinfmsg:
+        """The RTM_NEWLINK for the PF with ``ifindex`` (not yet encoded)."""
+        msg = VfInfoMessage()
+        msg["header"]["type"] = RTM_NEWLINK
+        msg["header"]["flags"] = NLM_F_REQUEST | NLM_F_ACK
+        msg["index"] = ifindex
+        vf_info = [(a.name, dict(a.value)) for a in self.attributes]
+        msg["attrs"] = [("IFLA_VFINFO_LIST", {"attrs": [("IFLA_VF_INFO", {"attrs": vf_info})]})]
+        return msg
+
+
+# pyroute2 0.9 encodes IFLA_VF_VLAN_INFO as 14 bytes (vf, vlan, qos, proto) while
+# struct ifla_vf_vlan_info is 16 (tail padding). Kernels that check the length
+# (rtnetlink.c do_setvfinfo: nla_len(attr) < sizeof(struct ifla_vf_vlan_info) ->
+# EINVAL; Debian's 6.1.192 does, measured in the testbed) refuse it, so 802.1ad could
+# never reach the driver. These subclasses add the padding; nothing else changes.
+# pyroute2 caches each class's compiled NLA table in a class attribute, which a
+# subclass would inherit from an already used parent: each resets it to compile its
+# own (``_nlmsg_base__compiled_nla``, the mangled ``nlmsg_base.__compiled_nla``).
+_IVVI = ifinfmsg.vflist.vfinfo.vf_vlist.ivvi
+
+
+class _PaddedVlanInfo(_IVVI):  # type: ignore[misc, valid-type]
+    fields = (*_IVVI.fields, ("__pad", "H"))
+
+
+class _VlanList(ifinfmsg.vflist.vfinfo.vf_vlist):  # type: ignore[misc]
+    _nlmsg_base__compiled_nla = False
+    ivvi = _PaddedVlanInfo
+
+
+class _VfInfo(ifinfmsg.vflist.vfinfo):  # type: ignore[misc]
+    _nlmsg_base__compiled_nla = False
+    vf_vlist = _VlanList
+
+
+class _VfInfoList(ifinfmsg.vflist):  # type: ignore[misc]
+    _nlmsg_base__compiled_nla = False
+    vfinfo = _VfInfo
+
+
+class VfInfoMessage(ifinfmsg):  # type: ignore[misc]
+    """``ifinfmsg`` whose IFLA_VF_VLAN_INFO has the kernel's size (see above)."""
+
+    _nlmsg_base__compiled_nla = False
+    vflist = _VfInfoList
 
 
 def validate_vf_settings(settings: VfSettings, *, adapter: str = "", driver: str = "") -> None:
@@ -294,38 +347,48 @@ def plan_vf_request(
             return False
         return current is None or current.holds(setting, desired) is not True
 
-    spec: dict[str, Any] = {"vf": index}
     attributes: list[VfAttribute] = []
 
+    def add(name: str, settings: tuple[VfSetting, ...], **fields: Any) -> None:
+        attributes.append(VfAttribute(name, settings, {"vf": index, **fields}))
+
     if wanted(V.MAC):
-        spec["mac"] = desired.mac.lower()
-        attributes.append(VfAttribute("IFLA_VF_MAC", (V.MAC,)))
+        add("IFLA_VF_MAC", (V.MAC,), mac=desired.mac.lower())
 
     vlan_settings = tuple(s for s in (V.VLAN, V.QOS, V.VLAN_PROTOCOL) if wanted(s))
     if vlan_settings:
         if desired.vlan_protocol is VlanProtocol.DOT1Q:
             # IFLA_VF_VLAN: rtnetlink.c passes htons(ETH_P_8021Q) to ndo_set_vf_vlan.
-            spec["vlan"] = {"vlan": desired.vlan, "qos": desired.qos}
-            attributes.append(VfAttribute("IFLA_VF_VLAN", vlan_settings))
+            add("IFLA_VF_VLAN", vlan_settings, vlan=desired.vlan, qos=desired.qos)
         else:
-            spec["vlan"] = [{"vlan": desired.vlan, "qos": desired.qos, "proto": ETH_P_8021AD}]
-            attributes.append(VfAttribute("IFLA_VF_VLAN_LIST", vlan_settings))
+            info = {"vf": index, "vlan": desired.vlan, "qos": desired.qos, "proto": ETH_P_8021AD}
+            attributes.append(
+                VfAttribute(
+                    "IFLA_VF_VLAN_LIST",
+                    vlan_settings,
+                    {"attrs": [("IFLA_VF_VLAN_INFO", info)]},
+                )
+            )
 
     rate_settings = tuple(s for s in (V.MAX_RATE, V.MIN_RATE) if wanted(s))
     if rate_settings:
-        spec["rate"] = {"min_tx_rate": desired.min_rate, "max_tx_rate": desired.max_rate}
-        attributes.append(VfAttribute("IFLA_VF_RATE", rate_settings))
-
+        add(
+            "IFLA_VF_RATE",
+            rate_settings,
+            min_tx_rate=desired.min_rate,
+            max_tx_rate=desired.max_rate,
+        )
     if wanted(V.SPOOF_CHECK):
-        spec["spoofchk"] = int(desired.spoof_check)
-        attributes.append(VfAttribute("IFLA_VF_SPOOFCHK", (V.SPOOF_CHECK,)))
+        add("IFLA_VF_SPOOFCHK", (V.SPOOF_CHECK,), spoofchk=int(desired.spoof_check))
     if wanted(V.LINK_STATE):
-        spec["link_state"] = _LINK_STATE_CODES[desired.link_state]
-        attributes.append(VfAttribute("IFLA_VF_LINK_STATE", (V.LINK_STATE,)))
+        add(
+            "IFLA_VF_LINK_STATE",
+            (V.LINK_STATE,),
+            link_state=_LINK_STATE_CODES[desired.link_state],
+        )
     if wanted(V.TRUST):
-        spec["trust"] = int(desired.trust)
-        attributes.append(VfAttribute("IFLA_VF_TRUST", (V.TRUST,)))
-    return VfRequest(index, spec, tuple(attributes))
+        add("IFLA_VF_TRUST", (V.TRUST,), trust=int(desired.trust))
+    return VfRequest(index, tuple(attributes))
 
 
 # ---------------------------------------------------------------------------- errors
@@ -537,8 +600,8 @@ class NetlinkVfs:
             if request.empty:
                 return request
             try:
-                # pyroute2's vf filter pops keys from the dict: give it a copy.
-                ipr.link("set", index=ifindex, vf=_copy_spec(request.spec))
+                # Not link("set", vf=...): that encodes IFLA_VF_VLAN_INFO too short.
+                ipr.nlm_request_batch([request.message(ifindex)])
             except NetlinkError as exc:
                 after = self._read_after_refusal(ipr, ifindex, adapter, index)
                 raise refusal_error(
@@ -560,15 +623,3 @@ class NetlinkVfs:
         except HardwareError:
             return None
         return reports[index] if index < len(reports) else None
-
-
-def _copy_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in spec.items():
-        if isinstance(value, dict):
-            out[key] = dict(value)
-        elif isinstance(value, list):
-            out[key] = [dict(item) for item in value]
-        else:
-            out[key] = value
-    return out

@@ -158,6 +158,11 @@ class SysfsPci:
     def ifindex(self, netdev: str) -> int | None:
         return self._read_int(self.class_net_dir / netdev / "ifindex")
 
+    def carrier(self, netdev: str) -> bool | None:
+        """``class/net/<if>/carrier``; None while the interface is down (EINVAL)."""
+        value = self._read_int(self.class_net_dir / netdev / "carrier")
+        return None if value is None else value == 1
+
     def drivers_autoprobe(self, address: str) -> bool:
         return self._read_int(self.device_dir(address) / "sriov_drivers_autoprobe") != 0
 
@@ -278,8 +283,9 @@ class SysfsPci:
         ERANGE; no driver or one without ``sriov_configure`` ENOENT; non-zero to another
         non-zero EBUSY (0 first); ENOMEM when bus numbers or VF BAR space run out; EIO
         from the device. Each becomes a HardwareError naming the adapter and its driver.
-        Returns when the VFs (and, with autoprobe on, their netdevs) exist; raises
-        ``vf-create-timeout`` after ``vf_create_timeout`` seconds. Needs root.
+        Returns when the VFs (and, with autoprobe on, their netdevs) exist and a PF
+        that had a link has it again; raises ``vf-create-timeout`` when the VFs do not
+        appear within ``vf_create_timeout`` seconds. Needs root.
         """
         if count < 0:
             raise InvalidInput("invalid-vf-count", f"VF count {count} is negative")
@@ -294,6 +300,8 @@ class SysfsPci:
             )
         if count == function.num_vfs:
             return
+        netdev = function.netdev
+        had_carrier = netdev is not None and self.carrier(netdev) is True
         try:
             self._write(self.device_dir(address) / "sriov_numvfs", str(count))
         except OSError as exc:
@@ -307,6 +315,22 @@ class SysfsPci:
                 "check dmesg for the driver's reason (queue or MSI-X limits)",
             )
         self.wait_for_vfs(address, count)
+        if had_carrier and netdev is not None:
+            self._wait_for_carrier(netdev)
+
+    def _wait_for_carrier(self, netdev: str) -> None:
+        """Give the PF its link back before returning, within ``vf_create_timeout``.
+
+        Some PF drivers reset the port to change the VF count (igb_main.c
+        igb_sriov_reinit closes and reopens the netdev), so the link drops for a few
+        seconds, and igb refuses VF rates until it is back (igb_ndo_set_vf_bw).
+        Returns without error when the bound passes: the VFs exist either way.
+        """
+        deadline = self._clock() + self.vf_create_timeout
+        delay = self.poll_interval
+        while self.carrier(netdev) is not True and self._clock() < deadline:
+            self._sleep(delay)
+            delay = min(delay * 2, 0.5)
 
     def _numvfs_error(self, function: PciFunction, count: int, exc: OSError) -> HardwareError:
         who = self.describe(function.address)

@@ -63,7 +63,8 @@ def _nic_options(p: argparse.ArgumentParser, *, for_set: bool) -> None:
         p.add_argument("--no-trust", dest="trust", action="store_false")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The full parser, or with ``only`` set just that command's sub-tree (fast start)."""
     common = _Parser(add_help=False)
     _output_option(common)
     parser = _Parser(
@@ -86,116 +87,172 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
+    def want(name: str, help_: str) -> bool:
+        # Building every sub-parser costs ~25 ms of start-up; a command needs one.
+        if only is None or only == name:
+            return True
+        sub.add_parser(name, help=help_)
+        return False
+
     def group(name: str, help_: str) -> argparse._SubParsersAction[_Parser]:
         g = sub.add_parser(name, help=help_, parents=[common])
         gs = g.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
         gs.required = True
         return gs
 
-    host = sub.add_parser(
-        "host", help="host readiness: iov_support and reasons (Get-VMHost)", parents=[common]
-    )
-    hs = host.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
-    p = hs.add_parser("snapshot", help="write this machine as a host spec (--sim FILE loads it)")
-    p.add_argument("-o", "--output", dest="snapshot_file", metavar="FILE", help="default: stdout")
-    p.add_argument("--name", help="spec name (default: the hostname)")
-    hs.add_parser(
-        "power-cycle",
-        parents=[common],
-        help="simulated hosts only: reboot the hardware (VF counts and settings are lost)",
-    )
+    if want("host", "host readiness: iov_support and reasons (Get-VMHost)"):
+        host = sub.add_parser(
+            "host", help="host readiness: iov_support and reasons (Get-VMHost)", parents=[common]
+        )
+        hs = host.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
+        p = hs.add_parser(
+            "snapshot", help="write this machine as a host spec (--sim FILE loads it)"
+        )
+        p.add_argument(
+            "-o", "--output", dest="snapshot_file", metavar="FILE", help="default: stdout"
+        )
+        p.add_argument("--name", help="spec name (default: the hostname)")
+        hs.add_parser(
+            "power-cycle",
+            parents=[common],
+            help="simulated hosts only: reboot the hardware (VF counts and settings are lost)",
+        )
 
-    p = sub.add_parser(
+    if want(
         "apply",
-        help="restore VF counts and VF settings to the stored desired state (boot)",
-        parents=[common],
-    )
-    p.add_argument("--dry-run", action="store_true", help="show what would change")
-    p = sub.add_parser(
-        "install-service",
-        help="install the systemd unit that runs 'iovctl apply' at boot (root)",
-        parents=[common],
-    )
-    p.add_argument("--unit-dir", default="/etc/systemd/system", metavar="DIR")
-    p.add_argument("--no-enable", action="store_true", help="write the unit only")
-
-    ad = group("adapter", "SR-IOV adapters (PFs): Get-/Enable-/Disable-/Set-NetAdapterSriov")
-    ad.add_parser("list", parents=[common], help="list network adapters")
-    p = ad.add_parser("show", parents=[common], help="one adapter with its VFs")
-    p.add_argument("name")
-    p = ad.add_parser("enable", parents=[common], help="enable SR-IOV (all VFs by default)")
-    p.add_argument("name")
-    p.add_argument("--num-vfs", type=int, metavar="N")
-    p = ad.add_parser("disable", parents=[common], help="disable SR-IOV; VMs fall back to software")
-    p.add_argument("name")
-    p = ad.add_parser("set", parents=[common], help="set the VF count")
-    p.add_argument("name")
-    p.add_argument("--num-vfs", type=int, metavar="N", required=True)
-    p.add_argument("--force", action="store_true", help="revoke assigned VFs first")
-
-    vf = group("vf", "virtual functions: Get-NetAdapterSriovVf")
-    p = vf.add_parser("list", parents=[common], help="list VFs and who holds them")
-    p.add_argument("adapter", nargs="?")
-
-    sw = group("switch", "virtual switches: New-/Get-/Remove-VMSwitch")
-    p = sw.add_parser("create", parents=[common], help="create an external switch")
-    p.add_argument("name")
-    p.add_argument("--uplink", required=True, metavar="ADAPTER")
-    p.add_argument("--iov", action="store_true", help="enable SR-IOV (fixed at creation)")
-    sw.add_parser("list", parents=[common], help="list switches with IOV counters")
-    p = sw.add_parser("show", parents=[common], help="one switch")
-    p.add_argument("name")
-    p = sw.add_parser("set", parents=[common], help="change a switch (IOV is fixed: refused)")
-    p.add_argument("name")
-    iov = p.add_mutually_exclusive_group(required=True)
-    iov.add_argument("--iov", dest="iov", action="store_true")
-    iov.add_argument("--no-iov", dest="iov", action="store_false")
-    p = sw.add_parser("delete", parents=[common], help="delete a switch without NICs")
-    p.add_argument("name")
-
-    vm = group("vm", "virtual machines: New-/Start-/Stop-/Remove-VM")
-    for verb, help_ in (
-        ("create", "create a VM (off)"),
-        ("delete", "delete a stopped VM and its NICs"),
-        ("show", "one VM with its network adapters"),
-        ("start", "start: NICs get VFs by weight"),
-        ("stop", "stop: VFs are scrubbed and handed on"),
+        "restore VF counts and VF settings to the stored desired state (boot)",
     ):
-        vm.add_parser(verb, parents=[common], help=help_).add_argument("name")
-    vm.add_parser("list", parents=[common], help="list VMs")
+        p = sub.add_parser(
+            "apply",
+            help="restore VF counts and VF settings to the stored desired state (boot)",
+            parents=[common],
+        )
+        p.add_argument("--dry-run", action="store_true", help="show what would change")
 
-    nic = group("nic", "VM network adapters: Add-/Set-/Remove-VMNetworkAdapter")
-    p = nic.add_parser("add", parents=[common], help="add a NIC to a VM")
-    p.add_argument("vm")
-    p.add_argument("--switch", required=True)
-    p.add_argument("--name")
-    _nic_options(p, for_set=False)
-    p = nic.add_parser("set", parents=[common], help="change a NIC")
-    p.add_argument("vm")
-    p.add_argument("nic")
-    _nic_options(p, for_set=True)
-    p = nic.add_parser("remove", parents=[common], help="remove a NIC")
-    p.add_argument("vm")
-    p.add_argument("nic")
-    p = nic.add_parser("list", parents=[common], help="list NICs with their path and why")
-    p.add_argument("vm", nargs="?")
-    p = nic.add_parser("show", parents=[common], help="one NIC")
-    p.add_argument("vm")
-    p.add_argument("nic")
+    if want(
+        "install-service",
+        "install the systemd unit that runs 'iovctl apply' at boot (root)",
+    ):
+        p = sub.add_parser(
+            "install-service",
+            help="install the systemd unit that runs 'iovctl apply' at boot (root)",
+            parents=[common],
+        )
+        p.add_argument("--unit-dir", default="/etc/systemd/system", metavar="DIR")
+        p.add_argument("--no-enable", action="store_true", help="write the unit only")
 
-    p = sub.add_parser("events", help="what happened and why", parents=[common])
-    p.add_argument("--limit", type=int, metavar="N", help="only the last N events")
-    p.add_argument("--since", type=int, default=0, metavar="SEQ", help="events after SEQ")
+    if want(
+        "adapter",
+        "SR-IOV adapters (PFs): Get-/Enable-/Disable-/Set-NetAdapterSriov",
+    ):
+        ad = group("adapter", "SR-IOV adapters (PFs): Get-/Enable-/Disable-/Set-NetAdapterSriov")
+        ad.add_parser("list", parents=[common], help="list network adapters")
+        p = ad.add_parser("show", parents=[common], help="one adapter with its VFs")
+        p.add_argument("name")
+        p = ad.add_parser("enable", parents=[common], help="enable SR-IOV (all VFs by default)")
+        p.add_argument("name")
+        p.add_argument("--num-vfs", type=int, metavar="N")
+        p = ad.add_parser(
+            "disable", parents=[common], help="disable SR-IOV; VMs fall back to software"
+        )
+        p.add_argument("name")
+        p = ad.add_parser("set", parents=[common], help="set the VF count")
+        p.add_argument("name")
+        p.add_argument("--num-vfs", type=int, metavar="N", required=True)
+        p.add_argument("--force", action="store_true", help="revoke assigned VFs first")
 
-    sub.add_parser(
+    if want("vf", "virtual functions: Get-NetAdapterSriovVf"):
+        vf = group("vf", "virtual functions: Get-NetAdapterSriovVf")
+        p = vf.add_parser("list", parents=[common], help="list VFs and who holds them")
+        p.add_argument("adapter", nargs="?")
+
+    if want("switch", "virtual switches: New-/Get-/Remove-VMSwitch"):
+        sw = group("switch", "virtual switches: New-/Get-/Remove-VMSwitch")
+        p = sw.add_parser("create", parents=[common], help="create an external switch")
+        p.add_argument("name")
+        p.add_argument("--uplink", required=True, metavar="ADAPTER")
+        p.add_argument("--iov", action="store_true", help="enable SR-IOV (fixed at creation)")
+        sw.add_parser("list", parents=[common], help="list switches with IOV counters")
+        p = sw.add_parser("show", parents=[common], help="one switch")
+        p.add_argument("name")
+        p = sw.add_parser("set", parents=[common], help="change a switch (IOV is fixed: refused)")
+        p.add_argument("name")
+        iov = p.add_mutually_exclusive_group(required=True)
+        iov.add_argument("--iov", dest="iov", action="store_true")
+        iov.add_argument("--no-iov", dest="iov", action="store_false")
+        p = sw.add_parser("delete", parents=[common], help="delete a switch without NICs")
+        p.add_argument("name")
+
+    if want("vm", "virtual machines: New-/Start-/Stop-/Remove-VM"):
+        vm = group("vm", "virtual machines: New-/Start-/Stop-/Remove-VM")
+        for verb, help_ in (
+            ("create", "create a VM (off)"),
+            ("delete", "delete a stopped VM and its NICs"),
+            ("show", "one VM with its network adapters"),
+            ("start", "start: NICs get VFs by weight"),
+            ("stop", "stop: VFs are scrubbed and handed on"),
+        ):
+            vm.add_parser(verb, parents=[common], help=help_).add_argument("name")
+        vm.add_parser("list", parents=[common], help="list VMs")
+
+    if want("nic", "VM network adapters: Add-/Set-/Remove-VMNetworkAdapter"):
+        nic = group("nic", "VM network adapters: Add-/Set-/Remove-VMNetworkAdapter")
+        p = nic.add_parser("add", parents=[common], help="add a NIC to a VM")
+        p.add_argument("vm")
+        p.add_argument("--switch", required=True)
+        p.add_argument("--name")
+        _nic_options(p, for_set=False)
+        p = nic.add_parser("set", parents=[common], help="change a NIC")
+        p.add_argument("vm")
+        p.add_argument("nic")
+        _nic_options(p, for_set=True)
+        p = nic.add_parser("remove", parents=[common], help="remove a NIC")
+        p.add_argument("vm")
+        p.add_argument("nic")
+        p = nic.add_parser("list", parents=[common], help="list NICs with their path and why")
+        p.add_argument("vm", nargs="?")
+        p = nic.add_parser("show", parents=[common], help="one NIC")
+        p.add_argument("vm")
+        p.add_argument("nic")
+
+    if want("events", "what happened and why"):
+        p = sub.add_parser("events", help="what happened and why", parents=[common])
+        p.add_argument("--limit", type=int, metavar="N", help="only the last N events")
+        p.add_argument("--since", type=int, default=0, metavar="SEQ", help="events after SEQ")
+
+    if want(
         "cleanup",
-        help="remove every namespace, veth, bridge, tc and nftables object iovctl made (root)",
-        parents=[common],
-    )
+        "remove every namespace, veth, bridge, tc and nftables object iovctl made (root)",
+    ):
+        sub.add_parser(
+            "cleanup",
+            help="remove every namespace, veth, bridge, tc and nftables object iovctl made (root)",
+            parents=[common],
+        )
 
-    p = sub.add_parser("demo", help="narrated tour on a throwaway simulated host")
-    p.add_argument("--keep", metavar="DIR", help="keep the demo's state directory in DIR")
+    if want("demo", "narrated tour on a throwaway simulated host"):
+        p = sub.add_parser("demo", help="narrated tour on a throwaway simulated host")
+        p.add_argument("--keep", metavar="DIR", help="keep the demo's state directory in DIR")
+
     return parser
+
+
+_GLOBAL_WITH_VALUE = {"--sim", "--emulate", "--state-dir", "-o", "--output"}
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command word, so only its parser is built; None (build all) when unsure."""
+    if any(a in ("-h", "--help") for a in argv):
+        return None
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -204,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"iovctl {__version__}")
         return 0
     try:
-        args = build_parser().parse_args(args_list)
+        args = build_parser(_command_of(args_list)).parse_args(args_list)
         from iovctl.cli.commands import run
 
         return run(args)

@@ -289,3 +289,48 @@ def test_sigkill_at_any_point_leaves_before_or_after_never_between(tmp_path, hea
     # Whatever happened, the next command works on a consistent host.
     iovctl(state_dir, "vm", "start", "big")
     assert sum(n["iov_usage"] for n in iovctl(state_dir, "nic", "list")) == 48
+
+
+def _has_open(pid: int, path: Path) -> bool:
+    fd_dir = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir())
+    except OSError:
+        return False
+
+
+def test_two_hosts_racing_for_a_fresh_state_dir_one_wins_the_other_is_refused(tmp_path):
+    """Both processes read "no host yet", then queue for the write lock: the second
+    must not run its command against its own host spec on a dir bound to the other."""
+    state_dir = tmp_path / "fresh"
+    from iovctl.adapters.sqlite.store import SqliteStore
+
+    SqliteStore.open(state_dir).close()  # created and migrated, bound to no host yet
+    db = state_dir / "iovctl.db"
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        procs = spawn_all(
+            "once",
+            state_dir,
+            [
+                ["--sim", "demo", "vm", "create", "on-demo"],
+                ["--sim", "igb", "vm", "create", "on-igb"],
+            ],
+        )
+        release(procs)
+        deadline = time.monotonic() + 30
+        while not all(_has_open(p.pid, db) for p in procs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(1.0)  # both have read the (empty) binding and wait for the lock
+    finally:
+        lock.execute("COMMIT")
+        lock.close()
+    results = [finish(p) for p in procs]
+    codes = sorted(r["code"] for r in results)
+    assert codes == [0, 6], results
+    loser = next(r for r in results if r["code"] == 6)
+    assert loser["stderr"].startswith("error[state-backend-mismatch]:")
+    winner = "demo" if results[0]["code"] == 0 else "igb"
+    assert iovctl(state_dir, "host")["backend"] == f"simulated:{winner}"
+    assert [vm["name"] for vm in iovctl(state_dir, "vm", "list")] == [f"on-{winner}"]

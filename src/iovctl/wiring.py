@@ -7,6 +7,7 @@ fixed when it is first used (``meta.backend``): later commands see the same host
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,47 @@ def open_context(options: Options) -> Context:
     if backend is None and not Path("/sys/bus/pci/devices").is_dir():
         # No PCI bus to drive (a container, another OS): the simulated demo host.
         return _simulated(store, options)
-    return _linux(store)
+    return _linux(store, options)
+
+
+def _bind(
+    store: SqliteStore,
+    options: Options,
+    backend: str,
+    key: str | None = None,
+    value: str | None = None,
+    init: Callable[[], None] | None = None,
+) -> str | None:
+    """Bind a fresh state dir to ``backend`` atomically; return the stored ``key``.
+
+    Two commands may both find the directory unbound; the write lock decides, and
+    the loser sees the winner's binding (and is refused if it wanted another host).
+    """
+    with store.transaction():
+        current = store.get_meta("backend")
+        if current is None:
+            store.set_meta("backend", backend)
+            if key is not None and value is not None:
+                store.set_meta(key, value)
+            if init is not None:
+                init()
+            return value
+        if current != backend:
+            raise StateError(
+                "state-backend-mismatch",
+                f"state directory {options.state_dir} is bound to the {current} backend, "
+                f"not {backend}",
+                "use another --state-dir (or IOVCTL_STATE_DIR) for another host",
+            )
+        return store.get_meta(key) if key is not None else None
+
+
+def _mismatch(options: Options, kind: str, have: str, want: str) -> StateError:
+    return StateError(
+        "state-backend-mismatch",
+        f"state directory {options.state_dir} holds {kind} {have!r}, not {want!r}",
+        "use another --state-dir (or IOVCTL_STATE_DIR) for another host",
+    )
 
 
 def _simulated(store: SqliteStore, options: Options) -> Context:
@@ -55,36 +96,21 @@ def _simulated(store: SqliteStore, options: Options) -> Context:
     from iovctl.adapters.sim.runtime import SimulatedVmRuntime
     from iovctl.adapters.sim.spec import load_spec, spec_from_json, spec_to_json
 
+    wanted = load_spec(options.sim) if options.sim is not None else None
     stored = store.get_meta("sim_spec")
-    if stored is not None:
-        spec = spec_from_json(stored)
-        if options.sim is not None:
-            wanted = load_spec(options.sim)
-            if wanted.name != spec.name:
-                raise StateError(
-                    "state-backend-mismatch",
-                    f"state directory {options.state_dir} holds simulated host {spec.name!r}, "
-                    f"not {wanted.name!r}",
-                    "use another --state-dir (or IOVCTL_STATE_DIR) for another host",
-                )
-    else:
-        if store.get_meta("backend") not in (None, "sim"):
-            raise StateError(
-                "state-backend-mismatch",
-                f"state directory {options.state_dir} belongs to the real host",
-                "use another --state-dir for a simulated host",
-            )
-        spec = load_spec(options.sim or "demo")
-    hardware = SimulatedHost(store.conn, spec)
-    runtime = SimulatedVmRuntime(store.conn)
     if stored is None:
-        with store.transaction():
-            if store.get_meta("sim_spec") is None:
-                store.set_meta("backend", "sim")
-                store.set_meta("sim_spec", spec_to_json(spec))
-                hardware.ensure_schema()
-                runtime.ensure_schema()
-    return Context(store, hardware, runtime)
+        fresh = wanted or load_spec("demo")
+
+        def init() -> None:
+            SimulatedHost(store.conn, fresh).ensure_schema()
+            SimulatedVmRuntime(store.conn).ensure_schema()
+
+        stored = _bind(store, options, "sim", "sim_spec", spec_to_json(fresh), init)
+        assert stored is not None
+    spec = spec_from_json(stored)
+    if wanted is not None and wanted.name != spec.name:
+        raise _mismatch(options, "simulated host", spec.name, wanted.name)
+    return Context(store, SimulatedHost(store.conn, spec), SimulatedVmRuntime(store.conn))
 
 
 def _emulated(store: SqliteStore, options: Options) -> Context:
@@ -92,39 +118,26 @@ def _emulated(store: SqliteStore, options: Options) -> Context:
     from iovctl.adapters.netns.runtime import NetnsVmRuntime
     from iovctl.adapters.netns.spec import emulation_from_json, emulation_to_json, load_emulation
 
+    wanted = load_emulation(options.emulate) if options.emulate is not None else None
     stored = store.get_meta("emulation_spec")
     if stored is None:
-        if store.get_meta("backend") not in (None, "emulated"):
-            raise StateError(
-                "state-backend-mismatch",
-                f"state directory {options.state_dir} belongs to another backend",
-                "use another --state-dir for an emulated host",
-            )
-        spec = load_emulation(options.emulate or "veb")
-        with store.transaction():
-            store.set_meta("backend", "emulated")
-            store.set_meta("emulation_spec", emulation_to_json(spec))
-    else:
-        spec = emulation_from_json(stored)
-        if options.emulate is not None and load_emulation(options.emulate).name != spec.name:
-            raise StateError(
-                "state-backend-mismatch",
-                f"state directory {options.state_dir} holds emulation {spec.name!r}",
-                "use another --state-dir (or IOVCTL_STATE_DIR)",
-            )
+        fresh = wanted or load_emulation("veb")
+        stored = _bind(store, options, "emulated", "emulation_spec", emulation_to_json(fresh))
+        assert stored is not None
+    spec = emulation_from_json(stored)
+    if wanted is not None and wanted.name != spec.name:
+        raise _mismatch(options, "emulation", spec.name, wanted.name)
     hardware = EmulatedNic(spec)
     hardware.ensure()
     runtime = NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
     return Context(store, hardware, runtime)
 
 
-def _linux(store: SqliteStore) -> Context:
+def _linux(store: SqliteStore, options: Options) -> Context:
     """The real host: sysfs + netlink; VMs as network namespaces (libvirt later)."""
     from iovctl.adapters.linux.host import LinuxHost
     from iovctl.adapters.netns.runtime import NetnsVmRuntime
 
-    if store.get_meta("backend") is None:
-        with store.transaction():
-            store.set_meta("backend", "linux")
+    _bind(store, options, "linux")
     runtime = NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
     return Context(store, LinuxHost(), runtime)

@@ -384,3 +384,73 @@ def test_lowering_the_requested_queue_pairs_of_a_holder_lowers_the_assignment(cl
     assert nic["iov_queue_pairs_requested"] == 1
     assert nic["iov_queue_pairs_assigned"] <= nic["iov_queue_pairs_requested"]
     assert cli.switch("mlx")["iov_queue_pairs_in_use"] == nic["iov_queue_pairs_assigned"]
+
+
+def test_resizing_a_holders_queue_pairs_respects_what_is_left(make_cli, tmp_path):
+    spec = tmp_path / "small-qp.yaml"
+    spec.write_text(SMALL_QP_SPEC)
+    host = make_cli(str(spec), name="small")
+    host.ok("adapter", "enable", "enp5s0")
+    host.ok("switch", "create", "ext", "--uplink", "enp5s0", "--iov")
+    for name in ("q1", "q2", "q3", "q4"):
+        host.vm_with_nic(name, "--iov-weight", "50", "--iov-queue-pairs", "4", start=True)
+    assert host.nic("q4")["iov_usage"] is False  # 4 + 4 + 2 = all 10 queue pairs
+    # q1 asks for 1: 3 queue pairs come back and the waiting q4 gets a VF with them.
+    assert (
+        host.ok("nic", "set", "q1", "nic0", "--iov-queue-pairs", "1")["iov_queue_pairs_assigned"]
+        == 1
+    )
+    q4 = host.nic("q4")
+    assert (q4["iov_usage"], q4["iov_queue_pairs_assigned"]) == (True, 3)
+    # q3 asks for more than is left: it keeps what it has (nothing is free).
+    assert (
+        host.ok("nic", "set", "q3", "nic0", "--iov-queue-pairs", "3")["iov_queue_pairs_assigned"]
+        == 2
+    )
+    assert host.switch("ext")["iov_queue_pairs_in_use"] == 1 + 4 + 2 + 3
+    # With queue pairs free again, a holder asking for more gets up to the per-VF limit.
+    host.ok("vm", "stop", "q2")
+    assert (
+        host.ok("nic", "set", "q1", "nic0", "--iov-queue-pairs", "8")["iov_queue_pairs_assigned"]
+        == 4
+    )
+    assert host.switch("ext")["iov_queue_pairs_in_use"] == 4 + 2 + 3
+
+
+def test_many_claims_at_once_follow_the_weight_order(cli):
+    """More waiters and more holders than one planning round looks at: the outcome is
+    still the rule's (heaviest NICs hold the VFs, equal weights keep their place)."""
+    cli.ok("adapter", "enable", "ens2f0", "--num-vfs", "12")
+    cli.ok("switch", "create", "fast", "--uplink", "ens2f0", "--iov")
+    cli.ok("vm", "create", "many")
+    for weight in range(1, 21):
+        cli.ok(
+            "nic",
+            "add",
+            "many",
+            "--switch",
+            "fast",
+            "--name",
+            f"w{weight}",
+            "--iov-weight",
+            str(weight),
+        )
+    cli.ok("vm", "start", "many")
+    holders = {n["name"] for n in cli.ok("nic", "list", "many") if n["iov_usage"]}
+    assert holders == {f"w{weight}" for weight in range(9, 21)}
+    consistent(cli)
+
+    cli.ok("vm", "create", "heavy")
+    for i in range(12):
+        cli.ok("nic", "add", "heavy", "--switch", "fast", "--name", f"h{i}", "--iov-weight", "100")
+    cli.ok("vm", "start", "heavy")
+    holders = {(n["vm"], n["name"]) for n in cli.ok("nic", "list") if n["iov_usage"]}
+    assert holders == {("heavy", f"h{i}") for i in range(12)}
+    preempted = [e["object_name"] for e in cli.events() if e["code"] == "vf-preempted"]
+    assert sorted(preempted) == sorted(f"many/w{weight}" for weight in range(9, 21))
+    consistent(cli)
+    # They come back, heaviest first, as the heavy VM stops.
+    cli.ok("vm", "stop", "heavy")
+    holders = {n["name"] for n in cli.ok("nic", "list", "many") if n["iov_usage"]}
+    assert holders == {f"w{weight}" for weight in range(9, 21)}
+    consistent(cli)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import state_dump
+from helpers import assert_clean_error, state_dump
 
 INVALID, NOT_FOUND, CONFLICT, HARDWARE = 2, 3, 4, 5
 
@@ -201,3 +201,42 @@ def test_out_of_range_event_filters_are_invalid_input(populated, populated_befor
     assert result.err.startswith("error[")
     assert "error[internal]" not in result.err
     assert state_dump(populated.state_dir) == populated_before
+
+
+# -- Ctrl-C --------------------------------------------------------------------------
+
+
+def test_ctrl_c_inside_the_transaction_changes_nothing_and_says_so(
+    populated, populated_before, monkeypatch
+):
+    """A KeyboardInterrupt raised where the VF would be granted (mid-transaction)."""
+    from iovctl.services import allocation
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(allocation, "grant_vf", interrupted)
+    result = populated.run("vm", "start", "vm2")
+    assert_clean_error(result, "interrupted", 130)
+    assert "nothing was changed" in result.err
+    monkeypatch.undo()
+    assert state_dump(populated.state_dir) == populated_before
+
+
+def test_ctrl_c_after_the_commit_does_not_claim_nothing_changed(
+    populated, populated_before, monkeypatch
+):
+    """Interrupted while printing the result: the change is committed, so the message
+    must not say "nothing was changed"."""
+    from iovctl.cli import render
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render, "as_json", interrupted)
+    result = populated.run("vm", "start", "vm2", "-o", "json")
+    monkeypatch.undo()
+    assert result.code != 0 and "Traceback" not in result.err
+    changed = state_dump(populated.state_dir) != populated_before
+    assert changed  # vm2 did start: the interrupt came after COMMIT
+    assert "nothing was changed" not in result.err, result.err

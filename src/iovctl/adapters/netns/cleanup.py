@@ -24,9 +24,13 @@ class CleanupReport:
     links: list[str] = field(default_factory=list)
 
 
+#: One prefix, or several (``str.startswith`` semantics).
+Prefixes = str | tuple[str, ...]
+
+
 def leftovers(
-    netns_prefix: str = names.NETNS_PREFIX,
-    link_prefix: str = names.HOST_IFNAME_PREFIX,
+    netns_prefix: Prefixes = names.NETNS_PREFIX,
+    link_prefix: Prefixes = names.HOST_IFNAME_PREFIX,
     links: Links | None = None,
 ) -> tuple[list[str], list[str]]:
     """Namespaces and host links that match the prefixes (what cleanup would remove)."""
@@ -37,16 +41,18 @@ def leftovers(
     finally:
         if own:
             links.close()
-    return list_netns(netns_prefix), host
+    return [n for n in list_netns() if n.startswith(netns_prefix)], host
 
 
 def cleanup(
-    netns_prefix: str = names.NETNS_PREFIX,
-    link_prefix: str = names.HOST_IFNAME_PREFIX,
+    netns_prefix: Prefixes = names.NETNS_PREFIX,
+    link_prefix: Prefixes = names.HOST_IFNAME_PREFIX,
     extra_links: tuple[str, ...] = (),
 ) -> CleanupReport:
     """Delete namespaces starting with ``netns_prefix`` and host links starting with
     ``link_prefix`` (plus ``extra_links``: emulated PF netdevs named without the prefix).
+    Each prefix may be a tuple of prefixes: one run scoped to several families of
+    names (what ``iovctl bench`` made, and nothing of anyone else's).
 
     Idempotent; waits (bounded) until the kernel has really torn the objects down.
     """
@@ -54,7 +60,10 @@ def cleanup(
     links = Links()
     try:
         # VM namespaces first: their VFs die with them instead of being left half-moved.
-        spaces = sorted(list_netns(netns_prefix), key=lambda n: not n.startswith("iov-vm-"))
+        spaces = sorted(
+            (n for n in list_netns() if n.startswith(netns_prefix)),
+            key=lambda n: not n.startswith("iov-vm-"),
+        )
         for ns in spaces:
             remove_netns(ns)
             report.namespaces.append(ns)

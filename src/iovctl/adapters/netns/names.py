@@ -62,6 +62,24 @@ def synthetic_vm_ifname(nic: str) -> str:
     return f"syn{_crc(nic)}"
 
 
+def anchor_ifname(nic: str) -> str:
+    """The failover master's carrier anchor: a port that is always up (see runtime)."""
+    return f"anc{_crc(nic)}"
+
+
+def anchor_peer_ifname(nic: str) -> str:
+    """The other end of the anchor's veth pair, also inside the VM."""
+    return f"anp{_crc(nic)}"
+
+
+_PAIR_HELPER_RE = re.compile(r"^(syn|anc|anp)[0-9a-f]{8}$")
+
+
+def is_pair_helper(ifname: str) -> bool:
+    """A VM interface iovctl made for a failover pair (synthetic half, anchor), not a VF."""
+    return bool(_PAIR_HELPER_RE.match(ifname))
+
+
 # -- the emulated NIC -------------------------------------------------------------
 # Inside ``nic_netns(adapter)`` names only need to be unique per adapter.
 

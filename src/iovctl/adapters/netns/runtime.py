@@ -72,6 +72,11 @@ def mac_address_plan(subnet: ipaddress.IPv4Network = DEFAULT_SUBNET) -> AddressP
     return plan
 
 
+def _changed_address(message: Any, mac: str) -> dict[str, str]:
+    """``{"address": mac}`` when the link does not carry ``mac`` yet, else nothing."""
+    return {} if message.get("IFLA_ADDRESS") == mac else {"address": mac}
+
+
 class NetnsVmRuntime:
     """Implements ``VmRuntime`` with network namespaces. Root."""
 
@@ -106,8 +111,9 @@ class NetnsVmRuntime:
             return
         for message in self._links(ns).get_links():
             name = str(message.get("IFLA_IFNAME"))
-            if name.startswith("syn"):
-                self._links.delete(name, ns)  # its host end goes with it, now
+            if names.is_pair_helper(name):
+                if name.startswith("syn"):
+                    self._links.delete(name, ns)  # its host end goes with it, now
             elif message.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "veth":
                 self._return_to_host(ns, message)
         self._links.forget(ns)
@@ -143,14 +149,19 @@ class NetnsVmRuntime:
         links.brport(f"isolating {vm}/{nic}", host_end, isolated=int(isolated))
         vf_ports = self._vf_ports(ns, master)
         for port in vf_ports:  # a MAC change must hold on the VF too
-            links.set(f"setting the MAC of {vm}/{nic}", ns, index=port["index"], address=config.mac)
+            if port.get("IFLA_ADDRESS") != config.mac:
+                links.set(
+                    f"setting the MAC of {vm}/{nic}", ns, index=port["index"], address=config.mac
+                )
+        message = links.get(syn, ns)
+        assert message is not None
         links.set(
             f"attaching the synthetic NIC of {vm}/{nic}",
             ns,
-            index=links.index(syn, ns),
-            address=config.mac,
+            index=message["index"],
             master=master,
             state="down" if vf_ports else "up",
+            **_changed_address(message, config.mac),
         )
 
     def unplug_nic(self, vm: str, nic: str) -> None:
@@ -163,6 +174,7 @@ class NetnsVmRuntime:
                     self._return_to_host(ns, port)
                 links.delete(names.nic_ifname(nic), ns)
             links.delete(names.synthetic_vm_ifname(nic), ns)
+            links.delete(names.anchor_ifname(nic), ns)
         links.delete(names.synthetic_host_ifname(vm, nic))
 
     # -- the VF half ----------------------------------------------------------------
@@ -284,9 +296,19 @@ class NetnsVmRuntime:
         name = names.nic_ifname(nic)
         # ageing 0: the master never remembers a MAC behind a port that may go away.
         links.add(f"creating NIC {vm}/{nic}", ns, ifname=name, kind="bridge", br_ageing_time=0)
-        index = links.index(name, ns)
-        assert index is not None
-        links.set(f"configuring NIC {vm}/{nic}", ns, index=index, address=config.mac, state="up")
+        message = links.get(name, ns)
+        assert message is not None
+        index = int(message["index"])
+        # Only a real change: setting even the same MAC flushes the NIC's ARP cache
+        # (NETDEV_CHANGEADDR), and every `nic set` passes through here.
+        links.set(
+            f"configuring NIC {vm}/{nic}",
+            ns,
+            index=index,
+            state="up",
+            **_changed_address(message, config.mac),
+        )
+        self._ensure_anchor(ns, vm, nic, index)
         address = self.address(vm, nic, config)
         ipr = links(ns)
         current = [
@@ -303,12 +325,64 @@ class NetnsVmRuntime:
                 ipr.addr("add", index=index, address=wanted[0], prefixlen=wanted[1])
         return index
 
+    def _ensure_anchor(self, ns: str, vm: str, nic: str, master: int) -> None:
+        """A port of the master that is always up, and to which nothing is forwarded.
+
+        A bridge has carrier while one of its ports forwards. Without the anchor the
+        master would have none for a moment at every path switch (the old port goes
+        down before the new one comes up), and the kernel then flushes the NIC's ARP
+        cache and may deactivate the master until the next linkwatch run, up to a
+        second later (net/core/link_watch.c rate-limits non-urgent events to one
+        run per second); packets queue behind an ARP request sent into that hole
+        and wait for its retransmission: a 1 s failover gap instead of 10-20 ms.
+        """
+        links = self._links
+        anchor, peer = names.anchor_ifname(nic), names.anchor_peer_ifname(nic)
+        message = links.get(anchor, ns)
+        if message is None:
+            links.delete(peer, ns)  # half of a pair left by a killed command
+            links.add(
+                f"creating the carrier anchor of {vm}/{nic}",
+                ns,
+                ifname=anchor,
+                kind="veth",
+                peer={"ifname": peer},
+            )
+            message = links.get(anchor, ns)
+            assert message is not None
+        if message.get("IFLA_MASTER") == master and message["flags"] & IFF_UP:
+            return
+        links.set(
+            f"starting the carrier anchor of {vm}/{nic}",
+            ns,
+            index=links.index(peer, ns),
+            state="up",
+        )
+        links.set(
+            f"anchoring NIC {vm}/{nic}",
+            ns,
+            index=message["index"],
+            master=master,
+            state="up",
+        )
+        # Nothing is ever forwarded to it: no flooding of any kind, no learning.
+        links.brport(
+            f"muting the carrier anchor of {vm}/{nic}",
+            anchor,
+            ns,
+            learning=0,
+            unicast_flood=0,
+            mcast_flood=0,
+            bcast_flood=0,
+        )
+
     def _vf_ports(self, ns: str, master: int) -> list[Any]:
-        """Ports of the master that are VFs (everything but the synthetic veth)."""
+        """Ports of the master that are VFs (not the synthetic veth, not the anchor)."""
         return [
             m
             for m in self._links(ns).get_links()
-            if m.get("IFLA_MASTER") == master and not str(m.get("IFLA_IFNAME")).startswith("syn")
+            if m.get("IFLA_MASTER") == master
+            and not names.is_pair_helper(str(m.get("IFLA_IFNAME")))
         ]
 
     def _return_to_host(self, ns: str, message: Any) -> None:

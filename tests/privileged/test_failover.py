@@ -7,11 +7,12 @@ count dropping to 0) and gives it back. The longest silence is the failover gap.
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 
 import pytest
-from netns_lab import Background, Lab, counters
+from netns_lab import Background, Lab, counters, probe
 
 from iovctl.services import adapters, vms
 
@@ -74,6 +75,29 @@ def test_vf_revoked_by_vf_count_change_keeps_the_connection(
     # Goal 100 ms (typically 15-25 ms here); the hard bound is QEMU's default migration
     # downtime limit, so a loaded CI machine does not fail the test.
     assert result["udp_max_gap_ms"] < 300
+
+
+def _neighbours(ns: str) -> set[str]:
+    """IPv4 addresses in the namespace's ARP cache."""
+    done = subprocess.run(
+        ["ip", "-n", ns, "-4", "neigh", "show"], capture_output=True, text=True, check=True
+    )
+    return {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
+
+
+def test_path_switch_keeps_the_nic_up_and_its_arp_cache(make_lab: Callable[..., Lab]) -> None:
+    """Regression: the master lost carrier at every switch, which flushed its ARP
+    cache and could deactivate it for up to a second (a ~1 s failover gap)."""
+    lab = make_lab("veb", num_vfs=1)
+    vm = lab.add_vm("c", weight=100)
+    assert probe(lab.ns(vm), "ping", lab.world_ip, "2")["received"] == 2
+    assert lab.world_ip in _neighbours(lab.ns(vm))
+    for weight in (0, 100, 0):  # removal, return, removal: no traffic in between
+        lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(iov_weight=weight))
+        assert lab.nic(vm)["iov_usage"] is bool(weight)
+        assert lab.world_ip in _neighbours(lab.ns(vm)), f"ARP cache flushed at weight {weight}"
+    lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(max_rate=500))  # same MAC rewritten
+    assert lab.world_ip in _neighbours(lab.ns(vm))
 
 
 def _crc_of_nic() -> str:

@@ -161,12 +161,23 @@ def allocation_problems(vfs: list[dict[str, Any]], nics: list[dict[str, Any]]) -
             dirty = {k: vf[k] for k, v in SCRUBBED_VF.items() if vf[k] != v}
             if dirty:
                 problems.append(f"free VF {key} is not scrubbed: {dirty}")
+    addresses = {(v["adapter"], v["function_id"]): v["pci_address"] for v in vfs}
     for nic in nics:
+        label = f"{nic['vm']}/{nic['name']}"
         vf = nic["virtual_function"]
-        if vf is not None and (vf["adapter"], vf["index"]) not in {
-            (v["adapter"], v["function_id"]) for v in vfs
-        }:
-            problems.append(f"{nic['vm']}/{nic['name']} holds VF {vf}, which does not exist")
+        if vf is not None:
+            address = addresses.get((vf["adapter"], vf["index"]))
+            if address is None:
+                problems.append(f"{label} holds VF {vf}, which does not exist")
+            elif vf["pci_address"] != address:
+                problems.append(f"{label} shows VF {vf}, vf list says {address}")
+            if nic["iov_queue_pairs_assigned"] < 1:
+                problems.append(f"{label} holds a VF without a queue pair")
+        elif nic["iov_queue_pairs_assigned"] != 0:
+            problems.append(f"{label} has queue pairs but no VF")
         if (vf is not None) != nic["iov_usage"]:
-            problems.append(f"{nic['vm']}/{nic['name']}: iov_usage disagrees with its VF")
+            problems.append(f"{label}: iov_usage disagrees with its VF")
+        # Simulated guests always carry the VF driver: the data path follows the VF.
+        if nic["vf_data_path_active"] != (vf is not None):
+            problems.append(f"{label}: vf_data_path_active is {nic['vf_data_path_active']}")
     return problems

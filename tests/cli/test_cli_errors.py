@@ -240,3 +240,31 @@ def test_ctrl_c_after_the_commit_does_not_claim_nothing_changed(
     changed = state_dump(populated.state_dir) != populated_before
     assert changed  # vm2 did start: the interrupt came after COMMIT
     assert "nothing was changed" not in result.err, result.err
+
+
+HALF_BROKEN_SPEC = """\
+name: half-broken
+firmware: {sriov_enabled: false}
+adapters:
+  - name: enp1s0
+    pci_address: "0000:01:00.0"
+    driver: igb
+    sriov: {total_vfs: 7}
+    num_vfs: 2
+"""
+
+
+def test_a_command_that_fails_after_writing_rolls_everything_back(make_cli, tmp_path):
+    """``adapter set`` writes 0 VFs first (kernel rule), then the new count fails
+    (ENOMEM, no room left by the firmware): the 2 VFs the host booted with are still
+    there, with their settings, and no event says otherwise."""
+    spec = tmp_path / "half-broken.yaml"
+    spec.write_text(HALF_BROKEN_SPEC)
+    host = make_cli(str(spec), name="half")
+    assert len(host.vfs()) == 2
+    before = state_dump(host.state_dir)
+    host.fail(
+        "adapter", "set", "enp1s0", "--num-vfs", "3", code="vf-resources-missing", exit_code=5
+    )
+    assert state_dump(host.state_dir) == before
+    assert [v["function_id"] for v in host.vfs()] == [0, 1]

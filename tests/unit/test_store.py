@@ -254,6 +254,30 @@ def test_writers_serialize_instead_of_failing(state_dir):
         first.close()
 
 
+def test_opening_a_fresh_store_waits_for_another_writer(state_dir):
+    """The first commands on a new state dir race: one may hold the write lock while
+    another opens the file and switches it to WAL. Opening must wait like any writer,
+    not fail at once with "database is locked" (8 processes at once hit this)."""
+    state_dir.mkdir()
+    other = sqlite3.connect(state_dir / DB_NAME, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("CREATE TABLE scratch (x)")
+    timer = threading.Timer(0.3, lambda: other.execute("COMMIT"))
+    timer.start()
+    try:
+        store = SqliteStore.open(state_dir)
+        store.close()
+    finally:
+        timer.join()
+        other.close()
+    again = SqliteStore.open(state_dir)
+    try:
+        assert again.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert again.conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    finally:
+        again.close()
+
+
 # -- snapshots ------------------------------------------------------------------------
 
 

@@ -192,6 +192,11 @@ COMMANDS: dict[tuple[str, str | None], tuple[Handler, bool, Callable[[Any], None
 }
 
 
+#: Whether the running command's change has been committed (for an interrupt
+#: during rendering: the change is saved, and the user must be told so).
+COMMITTED = False
+
+
 def run(args: argparse.Namespace) -> int:
     if args.group == "cleanup":
         from iovctl.adapters.netns.cleanup import cleanup
@@ -210,11 +215,14 @@ def run(args: argparse.Namespace) -> int:
         from iovctl.cli.demo import run_demo
 
         return int(run_demo(keep=args.keep))
+    global COMMITTED
+    COMMITTED = False
     handler, writes, renderer = COMMANDS[(args.group, getattr(args, "verb", None))]
     ctx = open_context(resolve_options(args.state_dir, args.sim, args.emulate))
     try:
         with ctx.store.transaction() if writes else ctx.store.snapshot():
             result = handler(ctx, args)
+        COMMITTED = writes
     finally:
         ctx.store.close()
     if args.group == "host" and args.verb == "snapshot":

@@ -269,7 +269,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         _print_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("error[interrupted]: interrupted; nothing was changed", file=sys.stderr)
+        from iovctl.cli import commands
+
+        if commands.COMMITTED:
+            print("error[interrupted]: interrupted after the change was saved", file=sys.stderr)
+            print("hint: see the result with the matching list/show command", file=sys.stderr)
+        else:
+            print("error[interrupted]: interrupted; nothing was changed", file=sys.stderr)
+            print("hint: run the command again", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return 0

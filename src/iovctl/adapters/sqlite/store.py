@@ -117,7 +117,7 @@ class SqliteStore:
                 conn = sqlite3.connect(
                     str(state_dir / DB_NAME), timeout=BUSY_TIMEOUT_S, isolation_level=None
                 )
-                conn.execute("PRAGMA journal_mode=WAL")
+                _enable_wal(conn)
             except sqlite3.Error as exc:
                 raise _state_error(exc, state_dir) from exc
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -467,6 +467,28 @@ class SqliteStore:
             Event(r[0], r[1], EventLevel(r[2]), r[3], r[4], r[5], r[6])
             for r in self.conn.execute(sql, params)
         ]
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting for other openers.
+
+    SQLite does not apply the busy timeout to this pragma: on a fresh file that
+    another process is initialising it fails at once with "database is locked".
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.005
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            if str(mode).lower() == "wal":
+                return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        if time.monotonic() > deadline:
+            raise sqlite3.OperationalError("database is locked")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
 
 
 def _nic_conflict(exc: sqlite3.IntegrityError, vm: str, name: str, config: NicConfig) -> Conflict:

@@ -48,7 +48,6 @@ from iovctl.adapters.netns.kernel import (
     ensure_netns,
     kernel_error,
     netns_exists,
-    quiet_ipv6,
     run_tool,
     tolerate,
 )
@@ -139,8 +138,7 @@ class EmulatedNic:
 
     def _ensure_world(self) -> None:
         ns = self.spec.world_netns
-        if ensure_netns(ns):
-            quiet_ipv6(ns)
+        ensure_netns(ns, quiet_ipv6=True)
         links = self._links
         links.add("creating the world's bridge", ns, ifname=names.WORLD_BRIDGE, kind="bridge")
         index = links.index(names.WORLD_BRIDGE, ns)
@@ -156,8 +154,7 @@ class EmulatedNic:
         if netns_exists(ns) and self._links.index(names.PF_PORT, ns) is not None:
             return ns
         self._ensure_world()
-        if ensure_netns(ns):
-            quiet_ipv6(ns)  # the NIC's insides send nothing of their own
+        ensure_netns(ns, quiet_ipv6=True)  # the NIC's insides send nothing of their own
         links = self._links
         world = self.spec.world_netns
         vepa = a.mode is SwitchMode.VEPA

@@ -41,7 +41,6 @@ from iovctl.adapters.netns.kernel import (
     ensure_netns,
     netns_exists,
     open_announcer,
-    quiet_ipv6,
     remove_netns,
     tolerate,
 )
@@ -101,8 +100,8 @@ class NetnsVmRuntime:
 
     def start_vm(self, vm: str) -> None:
         ns = names.vm_netns(vm)
-        if ensure_netns(ns):
-            quiet_ipv6(ns)  # the NIC's IPv4 address is its identity; no SLAAC chatter
+        # The NIC's IPv4 address is its identity: no SLAAC chatter.
+        ensure_netns(ns, quiet_ipv6=True)
 
     def stop_vm(self, vm: str) -> None:
         """Return every VF to the host, then delete the namespace and its veths."""

@@ -215,6 +215,11 @@ def run(args: argparse.Namespace) -> int:
         from iovctl.cli.demo import run_demo
 
         return int(run_demo(keep=args.keep))
+    if args.group == "bench":
+        from iovctl.bench.report import run_datapath
+
+        output = getattr(args, "output", "table")
+        return run_datapath(args.vms, args.quick, args.tool, args.json_file, output)
     global COMMITTED
     COMMITTED = False
     handler, writes, renderer = COMMANDS[(args.group, getattr(args, "verb", None))]

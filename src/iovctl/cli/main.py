@@ -234,6 +234,23 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser("demo", help="narrated tour on a throwaway simulated host")
         p.add_argument("--keep", metavar="DIR", help="keep the demo's state directory in DIR")
 
+    if want("bench", "benchmarks on a throwaway emulated SR-IOV host (root)"):
+        bench = group("bench", "benchmarks on a throwaway emulated SR-IOV host (root)")
+        p = bench.add_parser(
+            "datapath",
+            parents=[common],
+            help="throughput, latency, failover gap, setup time: VF vs synthetic path",
+        )
+        p.add_argument("--vms", type=int, default=4, metavar="N", help="VMs sending at once (2-32)")
+        p.add_argument("--quick", action="store_true", help="small counts, a few seconds (CI)")
+        p.add_argument(
+            "--tool",
+            choices=("auto", "iperf3", "python"),
+            default="auto",
+            help="TCP throughput by iperf3 or a Python blaster (auto: iperf3 if installed)",
+        )
+        p.add_argument("--json", dest="json_file", metavar="FILE", help="also write JSON here")
+
     return parser
 
 

@@ -116,8 +116,17 @@ def render(doc: dict[str, Any]) -> None:
         f", longest TCP silence {_fmt(f['tcp_max_gap_ms'], 1)} ms"
     )
 
-    table = table_of("Setup: VM create + NIC add + start, one command each")
-    for col in ("VMs", "setup s", "per VM ms", "on VF", "teardown s"):
+    table = table_of("Setup: VM create + NIC add + start, one command each (medians per VM)")
+    for col in (
+        "VMs",
+        "setup s",
+        "per VM ms",
+        "on VF",
+        "VM with VF ms",
+        "VM without ms",
+        "last VM ms",
+        "teardown s",
+    ):
         table.add_column(col, justify="right")
     for s in doc["setup"]:
         table.add_row(
@@ -125,6 +134,9 @@ def render(doc: dict[str, Any]) -> None:
             _fmt(s["setup_s"], 2),
             _fmt(s["per_vm_ms"], 1),
             str(s["on_vf"]),
+            _fmt(s["median_vm_ms_with_vf"], 1),
+            _fmt(s["median_vm_ms_software"], 1),
+            _fmt(s["last_vm_ms"], 1),
             _fmt(s["teardown_s"], 2),
         )
     con.print(table)

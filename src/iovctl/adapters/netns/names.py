@@ -35,11 +35,15 @@ def is_ifname(name: str) -> bool:
     return bool(_IFNAME_RE.match(name)) and name not in (".", "..")
 
 
+#: Every VM namespace starts with this.
+VM_NETNS_PREFIX = f"{NETNS_PREFIX}vm-"
+
+
 def vm_netns(vm: str) -> str:
     """The namespace that is VM ``vm``; VM names are already filename-safe (check_name)."""
     if len(vm) <= 40:
-        return f"{NETNS_PREFIX}vm-{vm}"
-    return f"{NETNS_PREFIX}vm-{vm[:31]}-{_crc(vm)}"
+        return f"{VM_NETNS_PREFIX}{vm}"
+    return f"{VM_NETNS_PREFIX}{vm[:31]}-{_crc(vm)}"
 
 
 def nic_netns(adapter: str) -> str:

@@ -111,6 +111,14 @@ class _Alias:
             return SCRUBBED
 
 
+def _vf_index(ifname: str) -> int | None:
+    """The VF index of a NIC-side VF device (``vf<i>``, ``vf<i>s``, ``vf<i>b``)."""
+    if not ifname.startswith("vf"):
+        return None
+    digits = ifname[2:-1] if ifname[-1:] in ("s", "b") else ifname[2:]
+    return int(digits) if digits.isdigit() else None
+
+
 def _factory_mac(adapter: str, index: int) -> str:
     """The MAC a scrubbed VF netdev carries: locally administered, per VF, no tenant's."""
     h = zlib.crc32(f"{adapter}/{index}".encode())
@@ -131,10 +139,53 @@ class EmulatedNic:
     # -- building the hardware ---------------------------------------------------
 
     def ensure(self) -> None:
-        """Power the emulated NICs on: build what is missing, keep what exists."""
+        """Power the emulated NICs on: build what is missing, keep what exists, and
+        repair what a command killed mid-operation left (:meth:`repair_vfs`)."""
         self._ensure_world()
         for a in self.spec.adapters:
-            self._ensure_adapter(a)
+            self.repair_vfs(a.name)
+
+    def repair_vfs(self, adapter: str) -> dict[str, list[int]]:
+        """Make the VF devices match the recorded VF count. Idempotent. Root.
+
+        The count is written after the devices it counts, and a VF's alias after its
+        devices: VF devices at or beyond the count are leftovers of a killed
+        ``set_num_vfs`` (deleted); a VF below it that lacks a device or its alias
+        was half made, or lost its host end with a VM namespace that was deleted
+        with the VF inside (rebuilt, scrubbed: ``iovctl apply`` gives its tenant's
+        settings back). Returns ``{"removed": [...], "rebuilt": [...]}``.
+        """
+        spec = self._spec(adapter)
+        ns = self._ensure_adapter(spec)
+        count = self._read_num_vfs(ns)
+        aliases = {
+            str(m.get("IFLA_IFNAME")): m.get("IFLA_IFALIAS") for m in self._links(ns).get_links()
+        }
+        found = {i for i in (_vf_index(n) for n in aliases) if i is not None}
+        removed = sorted(i for i in found if i >= count)
+        rebuilt = [
+            i
+            for i in range(count)
+            if not aliases.get(names.vf_port(i))
+            or names.vf_shaper(i) not in aliases
+            or names.vf_switch_port(i) not in aliases
+        ]
+        if not removed and not rebuilt:
+            return {"removed": [], "rebuilt": []}
+        chains = set(self._nft_vf_chains(ns))
+        script = []
+        for i in removed + rebuilt:
+            for name in (names.vf_port(i), names.vf_shaper(i), names.vf_switch_port(i)):
+                self._links.delete(name, ns)
+            if names.vf_port(i) in chains:
+                script.append(f"delete chain netdev {names.NFT_TABLE} {names.vf_port(i)}")
+        for i in rebuilt:
+            self._links.delete(names.vf_netdev(adapter, i))  # a stray host end, if any
+            self._create_vf(spec, ns, i)
+            script += self._nft_vf_chain(spec, i, SCRUBBED, create=True)
+        if script:
+            run_tool(["nft", "-f", "-"], ns, stdin="\n".join(script) + "\n")
+        return {"removed": removed, "rebuilt": rebuilt}
 
     def _ensure_world(self) -> None:
         ns = self.spec.world_netns
@@ -151,8 +202,12 @@ class EmulatedNic:
 
     def _ensure_adapter(self, a: EmulatedAdapterSpec) -> str:
         ns = names.nic_netns(a.name)
-        if netns_exists(ns) and self._links.index(names.PF_PORT, ns) is not None:
-            return ns
+        if netns_exists(ns):
+            pf = self._links.get(names.PF_PORT, ns)
+            # The VF count is recorded last: without it the NIC was never finished
+            # (a killed command), and what follows completes it (every step ensures).
+            if pf is not None and str(pf.get("IFLA_IFALIAS") or "").startswith("iovctl-nic"):
+                return ns
         self._ensure_world()
         ensure_netns(ns, quiet_ipv6=True)  # the NIC's insides send nothing of their own
         links = self._links
@@ -231,6 +286,7 @@ class EmulatedNic:
             nft += [
                 f"add chain netdev {names.NFT_TABLE} pf {{ type filter hook ingress device"
                 f' "{names.PF_PORT}" priority 0; }}',
+                f"flush chain netdev {names.NFT_TABLE} pf",  # a second run: one rule
                 f'add rule netdev {names.NFT_TABLE} pf fwd to "{names.UPLINK_PORT}"',
             ]
         run_tool(["nft", "-f", "-"], ns, stdin="\n".join(nft) + "\n")
@@ -522,17 +578,21 @@ class EmulatedNic:
         """Delete every VF device in the NIC (their host/VM ends go with them)."""
         links = self._links
         for name in links.names(ns):
-            if name.startswith("vf") and (name[2:].isdigit() or name[2:-1].isdigit()):
+            if _vf_index(name) is not None:
                 links.delete(name, ns)
         # Leaves only the base table (and the PF chain in VEPA mode).
-        tables = run_tool(["nft", "list", "chains", "netdev"], ns)
         script = [
-            f"delete chain netdev {names.NFT_TABLE} {line.split()[1]}"
-            for line in tables.splitlines()
-            if line.strip().startswith("chain vf")
+            f"delete chain netdev {names.NFT_TABLE} {chain}" for chain in self._nft_vf_chains(ns)
         ]
         if script:
             run_tool(["nft", "-f", "-"], ns, stdin="\n".join(script) + "\n")
+
+    def _nft_vf_chains(self, ns: str) -> list[str]:
+        """Names of the VF chains (``vf<i>``) in the NIC's nftables table."""
+        listing = run_tool(["nft", "list", "chains", "netdev"], ns)
+        return [
+            line.split()[1] for line in listing.splitlines() if line.strip().startswith("chain vf")
+        ]
 
     def _forget_port_macs(self, ns: str, port: int) -> None:
         """Remove every learnt or static FDB entry that points at switch port ``port``."""

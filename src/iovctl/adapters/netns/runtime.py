@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from iovctl.adapters.netns import names
@@ -39,6 +39,7 @@ from iovctl.adapters.netns.kernel import (
     Links,
     announce,
     ensure_netns,
+    list_netns,
     netns_exists,
     open_announcer,
     remove_netns,
@@ -99,9 +100,34 @@ class NetnsVmRuntime:
     # -- VMs -------------------------------------------------------------------
 
     def start_vm(self, vm: str) -> None:
-        ns = names.vm_netns(vm)
+        """Create the VM's namespace, from scratch.
+
+        Services start only a VM the store has off, inside the command's write
+        transaction; a namespace that is already there is what a start killed
+        before it committed left behind: its VFs go back to the host and it is
+        built again.
+        """
+        if netns_exists(names.vm_netns(vm)):
+            self.stop_vm(vm)
+        self._ensure_vm(vm)
+
+    def reconcile(self, off_vms: Iterable[str]) -> list[str]:
+        """Remove what killed commands left of VMs the store has off. Root.
+
+        Run it while holding the store's write lock (a command in progress holds
+        it until it commits), with every VM the store knows as off. Returns the
+        VMs whose namespace was removed (their VFs returned to the host first).
+        """
+        removed = []
+        for vm in off_vms:
+            if netns_exists(names.vm_netns(vm)):
+                self.stop_vm(vm)
+                removed.append(vm)
+        return removed
+
+    def _ensure_vm(self, vm: str) -> None:
         # The NIC's IPv4 address is its identity: no SLAAC chatter.
-        ensure_netns(ns, quiet_ipv6=True)
+        ensure_netns(names.vm_netns(vm), quiet_ipv6=True)
 
     def stop_vm(self, vm: str) -> None:
         """Return every VF to the host, then delete the namespace and its veths."""
@@ -122,7 +148,7 @@ class NetnsVmRuntime:
 
     def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
         """Ensure the NIC's master (MAC, address) and its synthetic port on the switch."""
-        self.start_vm(vm)
+        self._ensure_vm(vm)
         ns = names.vm_netns(vm)
         links = self._links
         bridge = self._ensure_switch_bridge(config.switch)
@@ -193,6 +219,8 @@ class NetnsVmRuntime:
         mac = str(links(ns).get_links(master)[0].get("IFLA_ADDRESS"))
         if links.index(netdev, ns) is None:
             host_index = links.index(netdev)
+            if host_index is None:
+                host_index = self._reclaim(netdev, ns)
             if host_index is None:
                 raise HardwareError(
                     "vf-netdev-missing",
@@ -383,6 +411,23 @@ class NetnsVmRuntime:
             if m.get("IFLA_MASTER") == master
             and not names.is_pair_helper(str(m.get("IFLA_IFNAME")))
         ]
+
+    def _reclaim(self, netdev: str, but: str) -> int | None:
+        """Bring a VF being granted home from another VM's namespace; its host index.
+
+        The allocator grants only VFs the store has free, inside the command's write
+        transaction: a VF netdev found in a VM is left there by a command killed
+        before it committed (or by a VM namespace the store has forgotten).
+        """
+        for ns in list_netns(names.VM_NETNS_PREFIX):
+            if ns == but or not netns_exists(ns):
+                continue
+            message = self._links.get(netdev, ns)
+            if message is not None:
+                self._return_to_host(ns, message)
+                return self._links.index(netdev)
+            self._links.forget(ns)  # only looked: hold no handle into it
+        return None
 
     def _return_to_host(self, ns: str, message: Any) -> None:
         name = str(message.get("IFLA_IFNAME"))

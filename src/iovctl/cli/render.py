@@ -225,7 +225,9 @@ def apply_report(report: dict[str, Any]) -> None:
         return
     rows = []
     for c in report["changes"]:
-        if c["action"] == "set-vf-count":
+        if c["action"] == "remove-leftover-vm":
+            rows.append([c["action"], "", "", f"VM {c['vm']} (stopped)"])
+        elif c["action"] == "set-vf-count":
             rows.append([c["action"], c["adapter"], "", f"{c['from']} -> {c['to']} VFs"])
         else:
             rows.append([c["action"], c["adapter"], c["index"], c["tenant"] or "free VF: scrub"])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from iovctl.domain.model import SCRUBBED, EventLevel, VfSettings
+from iovctl.domain.model import SCRUBBED, EventLevel, VfSettings, VmState
 from iovctl.domain.nic_rules import vf_settings_for
 from iovctl.domain.reconcile import SetVfCount, SetVfSettings, plan_counts, plan_settings
 from iovctl.errors import Conflict
@@ -48,6 +48,17 @@ def apply(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
             current = {vf.index: vf.settings for vf in hw.virtual_functions(name)}
         for vf_step in plan_settings(name, current, tenants):
             changes.append(_settings_change(ctx, vf_step, dry_run))
+    off = [vm.name for vm in ctx.store.list_vms() if vm.state is VmState.OFF]
+    if not dry_run:
+        for vm in ctx.runtime.reconcile(off):
+            changes.append({"action": "remove-leftover-vm", "vm": vm})
+            ctx.event(
+                EventLevel.INFO,
+                "apply-vm-cleaned",
+                "vm",
+                vm,
+                f"apply: removed what an interrupted command left of stopped VM {vm}",
+            )
     return {"dry_run": dry_run, "changed": len(changes), "changes": changes}
 
 

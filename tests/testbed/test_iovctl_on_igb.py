@@ -123,7 +123,8 @@ def test_vf_settings_read_back_from_the_kernel_and_scrub_on_release(state: Path,
     iovctl(state, "vm", "stop", "tenant")
     vf = kernel_vfs(name)[index]
     assert vf["address"] == "00:00:00:00:00:00"
-    assert "vlan_list" not in vf or vf["vlan_list"][0]["vlan"] == 0
+    # ip -j leaves out a VLAN of 0
+    assert vf.get("vlan_list", [{}])[0].get("vlan", 0) == 0
     assert vf["trust"] is False and vf["rate"]["max_tx"] == 0
     iovctl(state, "vm", "delete", "tenant")
     iovctl(state, "switch", "delete", "ext")

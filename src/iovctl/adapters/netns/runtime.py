@@ -252,7 +252,7 @@ class NetnsVmRuntime:
         if not netns_exists(ns):
             return
         links = self._links
-        message = links.get(self._vf_netdev(vf), ns)
+        message = self._vf_link_in(ns, vf)
         syn = links.index(names.synthetic_vm_ifname(nic), ns)
         master = links.get(names.nic_ifname(nic), ns)
         announcer = open_announcer(ns, names.nic_ifname(nic)) if master is not None else None
@@ -322,7 +322,17 @@ class NetnsVmRuntime:
         links = self._links
         name = names.nic_ifname(nic)
         # ageing 0: the master never remembers a MAC behind a port that may go away.
-        links.add(f"creating NIC {vm}/{nic}", ns, ifname=name, kind="bridge", br_ageing_time=0)
+        # vlan_default_pvid 0: a bridge otherwise adds VLAN 1 to each port's filter,
+        # and a VF whose PF set a port VLAN refuses that (igbvf: "Vlan id 1 is not
+        # added", EINVAL), so the VF could never join the pair.
+        links.add(
+            f"creating NIC {vm}/{nic}",
+            ns,
+            ifname=name,
+            kind="bridge",
+            br_ageing_time=0,
+            br_vlan_default_pvid=0,
+        )
         message = links.get(name, ns)
         assert message is not None
         index = int(message["index"])
@@ -435,6 +445,19 @@ class NetnsVmRuntime:
             f"returning {name} to the host", ns, index=message["index"], state="down", master=0
         )
         self._links.set(f"returning {name} to the host", ns, index=message["index"], net_ns_pid=1)
+
+    def _vf_link_in(self, ns: str, vf: VirtualFunction) -> Any:
+        """The VF's link inside ``ns``. Seen from the host, a netdev moved into a
+        namespace vanishes from the VF's sysfs ``net/`` (so ``vf.netdev`` is None);
+        the kernel still names its parent device (IFLA_PARENT_DEV_NAME, 5.15+)."""
+        if vf.netdev is not None:
+            found = self._links.get(vf.netdev, ns)
+            if found is not None:
+                return found
+        for message in self._links(ns).get_links():
+            if message.get("IFLA_PARENT_DEV_NAME") == vf.pci_address:
+                return message
+        return None
 
     def _vf_netdev(self, vf: VirtualFunction) -> str:
         if vf.netdev is None:

@@ -1,6 +1,6 @@
 """Inventory read benchmark, run inside the QEMU igb guest (not part of the tests).
 
-    bash tests/testbed/run -- -s /mnt/host/benchmarks/testbed_inventory.py
+    bash tests/testbed/run -- -s -k test_inventory_read /mnt/host/benchmarks/testbed_inventory.py
 
 Compares a full SR-IOV inventory read (every PF, its VFs and their settings):
 iovctl's Linux backend in-process, the ``iovctl vf list -o json`` command, and

@@ -9,6 +9,7 @@ consistency; a process crash loses nothing committed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import time
@@ -35,6 +36,7 @@ from iovctl.errors import Conflict, NotFound, StateError
 
 DB_NAME = "iovctl.db"
 BUSY_TIMEOUT_S = 120.0
+WAL_AUTOCHECKPOINT_PAGES = 16384
 
 _NIC_COLUMNS = (
     "id, vm, name, switch, mac, iov_weight, iov_queue_pairs_requested, vlan, pvlan_mode,"
@@ -122,11 +124,19 @@ class SqliteStore:
                 raise _state_error(exc, state_dir) from exc
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        # A checkpoint inside COMMIT made every ~100th command 5x slower (p99 6.7 ms
+        # vs 1.6 ms for the work itself). Checkpoint when a command is done instead
+        # (close), keeping the automatic one only as a bound on the WAL (64 MiB).
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         store = cls(conn)
         store._migrate()
         return store
 
     def close(self) -> None:
+        """Checkpoint the WAL (off the command's critical path) and close."""
+        # Busy readers or an in-memory store: the next close does it.
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self.conn.close()
 
     def _migrate(self) -> None:

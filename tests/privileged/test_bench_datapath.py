@@ -50,7 +50,18 @@ def _check_path(measured: dict[str, Any], path: str) -> None:
 def test_quick_run_writes_sane_json_and_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
-        [*IOVCTL, "bench", "datapath", "--quick", "--vms", "2", "--json", str(out)],
+        [
+            *IOVCTL,
+            "bench",
+            "datapath",
+            "--quick",
+            "--vms",
+            "2",
+            "--tool",
+            "python",
+            "--json",
+            str(out),
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -96,7 +107,7 @@ def test_quick_run_writes_sane_json_and_leaves_nothing(tmp_path: Path) -> None:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_cleans_up(signum: signal.Signals) -> None:
     proc = subprocess.Popen(
-        [*IOVCTL, "bench", "datapath", "--quick", "--vms", "2"],
+        [*IOVCTL, "bench", "datapath", "--quick", "--vms", "2", "--tool", "python"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

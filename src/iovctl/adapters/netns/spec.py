@@ -22,12 +22,12 @@ import ipaddress
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from iovctl.adapters.netns.names import MAX_ADAPTER_NAME, WORLD_NETNS
+from iovctl.adapters.yaml_file import read_yaml_file
 from iovctl.domain.validation import normalize_mac
-from iovctl.errors import InvalidInput, NotFound
+from iovctl.errors import InvalidInput
 
 
 class SwitchMode(enum.StrEnum):
@@ -154,19 +154,13 @@ def load_emulation(name_or_path: str) -> EmulationSpec:
     """A built-in emulation by name, or a YAML file by path."""
     if name_or_path in BUILTIN_EMULATIONS:
         return parse_emulation(BUILTIN_EMULATIONS[name_or_path])
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise NotFound(
-            "unknown-emulation-spec",
-            f"emulation spec {name_or_path!r} is neither built in nor a file",
-            f"built-in: {', '.join(BUILTIN_EMULATIONS)}; or the path of a YAML emulation spec",
-        )
-    import yaml
-
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise _fail(str(path), f"not valid YAML: {exc}") from exc
+    doc = read_yaml_file(
+        name_or_path,
+        code="unknown-emulation-spec",
+        kind="emulation spec",
+        builtins=BUILTIN_EMULATIONS,
+        invalid=_fail,
+    )
     return parse_emulation(doc)
 
 

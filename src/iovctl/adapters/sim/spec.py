@@ -41,13 +41,13 @@ import json
 import re
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
+from iovctl.adapters.yaml_file import read_yaml_file
 from iovctl.domain.drivers import VF_DRIVER, unsupported_settings
 from iovctl.domain.model import Adapter, HostFacts, SriovCapability, VfSetting
 from iovctl.domain.validation import normalize_mac
-from iovctl.errors import InvalidInput, NotFound
+from iovctl.errors import InvalidInput
 
 BUILTIN_SPECS = ("demo", "igb", "no-iommu", "bios-off")
 _PCI_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
@@ -235,17 +235,13 @@ def load_spec(name_or_path: str) -> HostSpec:
     if name_or_path in BUILTIN_SPECS:
         text = resources.files("iovctl.adapters.sim").joinpath(f"specs/{name_or_path}.yaml")
         return parse_spec(yaml.safe_load(text.read_text()))
-    path = Path(name_or_path)
-    if not path.is_file():
-        raise NotFound(
-            "unknown-host-spec",
-            f"host spec {name_or_path!r} is neither a built-in spec nor a file",
-            f"built-in specs: {', '.join(BUILTIN_SPECS)}; or give the path of a YAML host spec",
-        )
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise _fail(str(path), f"not valid YAML: {exc}") from exc
+    doc = read_yaml_file(
+        name_or_path,
+        code="unknown-host-spec",
+        kind="host spec",
+        builtins=BUILTIN_SPECS,
+        invalid=_fail,
+    )
     return parse_spec(doc)
 
 

@@ -9,7 +9,7 @@ import socket
 import time
 from typing import Any
 
-from iovctl.adapters.sim.spec import parse_spec, spec_document
+from iovctl.domain.host_spec import parse_spec, spec_document
 from iovctl.services.context import Context
 
 

@@ -1,231 +1,34 @@
-"""Host specs: the YAML that describes a simulated machine.
+"""Loading host specs for the simulated host: built-in ones by name, or YAML files.
 
-Format (every key optional unless noted; see specs/demo.yaml)::
-
-    name: demo                       # required
-    description: free text
-    cpu: {vendor: intel, virtualization: true, slat: true}
-    iommu: {present: true, enabled: true, dma_remapping: true, interrupt_remapping: true}
-    firmware: {sriov_enabled: true, pcie_native_control: true, acs: true}
-    kernel: {pci_iov: true, vfio_pci: true, cmdline: "intel_iommu=on iommu=pt"}
-    adapters:                        # required, at least one
-      - name: enp1s0                 # required
-        pci_address: "0000:01:00.0"  # required
-        vendor_id: "8086"
-        device_id: "10c9"
-        driver: igb                  # null = no PF driver bound
-        model: "82576 Gigabit Network Connection"
-        link_speed_mbps: 1000
-        numa_node: 0
-        mac: "52:54:00:aa:00:01"
-        sriov:                       # absent = not SR-IOV capable
-          total_vfs: 7               # required in the block
-          queue_pairs: 8
-          max_queue_pairs_per_vf: 1
-          vf_driver: igbvf
-          vf_device_id: "10ca"
-          vf_offset: 128             # routing-id offset and stride of VF 0 (PCIe SR-IOV cap)
-          vf_stride: 2
-          unsupported: [link-state, min-rate]   # default: the driver's known table
-          bus_resources: true
-          vf_bar_space: true
-        num_vfs: 0                   # VFs enabled when the simulated host boots
-
-Loading validates everything and raises InvalidInput(``invalid-host-spec``) naming
-the field. ``yaml`` is imported lazily: only a command that loads a spec pays for it.
+The format itself, and its validation, live in ``iovctl.domain.host_spec``.
 """
 
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from iovctl.adapters.yaml_file import read_yaml_file
-from iovctl.domain.drivers import VF_DRIVER, unsupported_settings
-from iovctl.domain.model import Adapter, HostFacts, SriovCapability, VfSetting
-from iovctl.domain.validation import normalize_mac
-from iovctl.errors import InvalidInput
+from iovctl.domain.host_spec import (
+    AdapterSpec,
+    HostSpec,
+    parse_spec,
+    spec_document,
+    spec_error,
+)
+
+__all__ = [
+    "BUILTIN_SPECS",
+    "AdapterSpec",
+    "HostSpec",
+    "load_spec",
+    "parse_spec",
+    "spec_document",
+    "spec_from_json",
+    "spec_to_json",
+]
 
 BUILTIN_SPECS = ("demo", "igb", "no-iommu", "bios-off")
-_PCI_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
-
-
-@dataclass(frozen=True)
-class AdapterSpec:
-    adapter: Adapter
-    vf_offset: int
-    vf_stride: int
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    name: str
-    description: str
-    facts: HostFacts
-    adapters: tuple[AdapterSpec, ...]
-    #: The validated document, kept to store the spec in the state directory.
-    document: dict[str, Any]
-
-    def adapter_spec(self, name: str) -> AdapterSpec | None:
-        for spec in self.adapters:
-            if spec.adapter.name == name:
-                return spec
-        return None
-
-
-def _fail(where: str, problem: str) -> InvalidInput:
-    return InvalidInput(
-        "invalid-host-spec",
-        f"host spec: {where}: {problem}",
-        "see the format in the iovctl.adapters.sim.spec docstring or specs/demo.yaml",
-    )
-
-
-def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
-    value = doc.get(key)
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise _fail(key, "must be a mapping")
-    return value
-
-
-def _flag(section: dict[str, Any], where: str, key: str, default: bool = True) -> bool:
-    value = section.get(key, default)
-    if not isinstance(value, bool):
-        raise _fail(f"{where}.{key}", f"must be true or false, not {value!r}")
-    return value
-
-
-def _int(section: dict[str, Any], where: str, key: str, default: int | None = None) -> int:
-    value = section.get(key, default)
-    if value is None:
-        raise _fail(f"{where}.{key}", "is required")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise _fail(f"{where}.{key}", f"must be a non-negative integer, not {value!r}")
-    return value
-
-
-def _hexid(section: dict[str, Any], where: str, key: str, default: str) -> str:
-    value = str(section.get(key, default)).lower().removeprefix("0x")
-    if not re.fullmatch(r"[0-9a-f]{4}", value):
-        raise _fail(f"{where}.{key}", f"must be 4 hex digits, not {value!r}")
-    return value
-
-
-def _facts(doc: dict[str, Any]) -> HostFacts:
-    cpu, iommu = _section(doc, "cpu"), _section(doc, "iommu")
-    fw, kernel = _section(doc, "firmware"), _section(doc, "kernel")
-    return HostFacts(
-        cpu_vendor=str(cpu.get("vendor", "intel")),
-        cpu_virtualization=_flag(cpu, "cpu", "virtualization"),
-        cpu_slat=_flag(cpu, "cpu", "slat"),
-        iommu_present=_flag(iommu, "iommu", "present"),
-        iommu_enabled=_flag(iommu, "iommu", "enabled"),
-        dma_remapping=_flag(iommu, "iommu", "dma_remapping"),
-        interrupt_remapping=_flag(iommu, "iommu", "interrupt_remapping"),
-        firmware_sriov_enabled=_flag(fw, "firmware", "sriov_enabled"),
-        pcie_native_control=_flag(fw, "firmware", "pcie_native_control"),
-        acs=_flag(fw, "firmware", "acs"),
-        kernel_pci_iov=_flag(kernel, "kernel", "pci_iov"),
-        vfio_pci=_flag(kernel, "kernel", "vfio_pci"),
-        kernel_cmdline=str(kernel.get("cmdline", "")),
-    )
-
-
-def _sriov(raw: Any, where: str, driver: str | None) -> SriovCapability | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise _fail(where, "must be a mapping")
-    total = _int(raw, where, "total_vfs")
-    if not 1 <= total <= 2048:
-        raise _fail(f"{where}.total_vfs", "must be between 1 and 2048")
-    unsupported_raw = raw.get("unsupported")
-    if unsupported_raw is None:
-        unsupported = unsupported_settings(driver)
-    else:
-        try:
-            unsupported = frozenset(VfSetting(s) for s in unsupported_raw)
-        except (ValueError, TypeError) as exc:
-            choices = ", ".join(s.value for s in VfSetting)
-            raise _fail(f"{where}.unsupported", f"{exc}; settings are: {choices}") from exc
-    per_vf = _int(raw, where, "max_queue_pairs_per_vf", 1)
-    return SriovCapability(
-        total_vfs=total,
-        queue_pairs=_int(raw, where, "queue_pairs", total * per_vf),
-        max_queue_pairs_per_vf=per_vf,
-        vf_driver=str(raw.get("vf_driver") or VF_DRIVER.get(driver or "", "unknown")),
-        vf_device_id=_hexid(raw, where, "vf_device_id", "0000"),
-        unsupported=unsupported,
-        bus_resources=_flag(raw, where, "bus_resources"),
-        vf_bar_space=_flag(raw, where, "vf_bar_space"),
-    )
-
-
-def _adapter(raw: Any, i: int) -> AdapterSpec:
-    where = f"adapters[{i}]"
-    if not isinstance(raw, dict):
-        raise _fail(where, "must be a mapping")
-    name = raw.get("name")
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", name):
-        raise _fail(f"{where}.name", f"must be a Linux interface name (1-15 chars), not {name!r}")
-    where = f"adapter {name}"
-    pci = str(raw.get("pci_address", "")).lower()
-    if not _PCI_RE.fullmatch(pci):
-        raise _fail(f"{where}.pci_address", f"must look like 0000:01:00.0, not {pci!r}")
-    driver = raw.get("driver")
-    if driver is not None and not isinstance(driver, str):
-        raise _fail(f"{where}.driver", "must be a driver name or null")
-    sriov = _sriov(raw.get("sriov"), f"{where}.sriov", driver)
-    num_vfs = _int(raw, where, "num_vfs", 0)
-    if num_vfs and (sriov is None or num_vfs > sriov.total_vfs):
-        raise _fail(f"{where}.num_vfs", "exceeds the adapter's total_vfs")
-    try:
-        mac = normalize_mac(str(raw.get("mac", f"52:54:00:00:{i // 256:02x}:{i % 256:02x}")))
-    except InvalidInput as exc:
-        raise _fail(f"{where}.mac", exc.message) from exc
-    adapter = Adapter(
-        name=name,
-        pci_address=pci,
-        vendor_id=_hexid(raw, where, "vendor_id", "8086"),
-        device_id=_hexid(raw, where, "device_id", "0000"),
-        driver=driver,
-        model=str(raw.get("model", "Ethernet controller")),
-        link_speed_mbps=_int(raw, where, "link_speed_mbps", 1000),
-        numa_node=_int(raw, where, "numa_node", 0),
-        mac=mac,
-        sriov=sriov,
-        num_vfs=num_vfs,
-    )
-    sriov_raw = raw.get("sriov") or {}
-    return AdapterSpec(
-        adapter,
-        vf_offset=_int(sriov_raw, f"{where}.sriov", "vf_offset", 128),
-        vf_stride=_int(sriov_raw, f"{where}.sriov", "vf_stride", 2),
-    )
-
-
-def parse_spec(doc: Any) -> HostSpec:
-    """Validate a host spec document (already parsed from YAML/JSON)."""
-    if not isinstance(doc, dict):
-        raise _fail("document", "must be a mapping")
-    name = doc.get("name")
-    if not isinstance(name, str) or not name:
-        raise _fail("name", "is required")
-    raw_adapters = doc.get("adapters")
-    if not isinstance(raw_adapters, list) or not raw_adapters:
-        raise _fail("adapters", "must be a non-empty list")
-    adapters = tuple(_adapter(raw, i) for i, raw in enumerate(raw_adapters))
-    for key in ("name", "pci_address", "mac"):
-        values = [getattr(a.adapter, key) for a in adapters]
-        dupes = sorted({v for v in values if values.count(v) > 1})
-        if dupes:
-            raise _fail("adapters", f"duplicate {key}: {', '.join(dupes)}")
-    return HostSpec(name, str(doc.get("description", "")), _facts(doc), adapters, doc)
 
 
 def load_spec(name_or_path: str) -> HostSpec:
@@ -240,7 +43,7 @@ def load_spec(name_or_path: str) -> HostSpec:
         code="unknown-host-spec",
         kind="host spec",
         builtins=BUILTIN_SPECS,
-        invalid=_fail,
+        invalid=spec_error,
     )
     return parse_spec(doc)
 
@@ -251,82 +54,3 @@ def spec_to_json(spec: HostSpec) -> str:
 
 def spec_from_json(text: str) -> HostSpec:
     return parse_spec(json.loads(text))
-
-
-def _rid(pci: str) -> int:
-    _, bus, devfn = pci.split(":")
-    dev, fn = devfn.split(".")
-    return (int(bus, 16) << 8) | (int(dev, 16) << 3) | int(fn)
-
-
-def spec_document(
-    name: str,
-    facts: HostFacts,
-    adapters: list[Adapter],
-    vf_addresses: dict[str, list[str]],
-    description: str = "",
-) -> dict[str, Any]:
-    """The inverse of :func:`parse_spec`: a host spec document describing a machine.
-
-    ``vf_addresses`` gives each PF's VF PCI addresses (when VFs are enabled) so the
-    VF offset and stride of the SR-IOV capability can be derived; without two VFs
-    the PCIe defaults (offset 128, stride 2: the 82576's values) are written.
-    """
-    out: list[dict[str, Any]] = []
-    for a in adapters:
-        entry: dict[str, Any] = {
-            "name": a.name,
-            "pci_address": a.pci_address,
-            "vendor_id": a.vendor_id,
-            "device_id": a.device_id,
-            "driver": a.driver,
-            "model": a.model,
-            "link_speed_mbps": a.link_speed_mbps,
-            "numa_node": a.numa_node,
-            "mac": a.mac,
-        }
-        cap = a.sriov
-        if cap is not None:
-            vfs = vf_addresses.get(a.name, [])
-            offset = _rid(vfs[0]) - _rid(a.pci_address) if vfs else 128
-            stride = _rid(vfs[1]) - _rid(vfs[0]) if len(vfs) > 1 else 2
-            entry["sriov"] = {
-                "total_vfs": cap.total_vfs,
-                "queue_pairs": cap.queue_pairs,
-                "max_queue_pairs_per_vf": cap.max_queue_pairs_per_vf,
-                "vf_driver": cap.vf_driver,
-                "vf_device_id": cap.vf_device_id or "0000",
-                "vf_offset": offset,
-                "vf_stride": stride,
-                "unsupported": sorted(s.value for s in cap.unsupported),
-                "bus_resources": cap.bus_resources,
-                "vf_bar_space": cap.vf_bar_space,
-            }
-            entry["num_vfs"] = a.num_vfs
-        out.append(entry)
-    return {
-        "name": name,
-        "description": description,
-        "cpu": {
-            "vendor": facts.cpu_vendor,
-            "virtualization": facts.cpu_virtualization,
-            "slat": facts.cpu_slat,
-        },
-        "iommu": {
-            "present": facts.iommu_present,
-            "enabled": facts.iommu_enabled,
-            "dma_remapping": facts.dma_remapping,
-            "interrupt_remapping": facts.interrupt_remapping,
-        },
-        "firmware": {
-            "sriov_enabled": facts.firmware_sriov_enabled,
-            "pcie_native_control": facts.pcie_native_control,
-            "acs": facts.acs,
-        },
-        "kernel": {
-            "pci_iov": facts.kernel_pci_iov,
-            "vfio_pci": facts.vfio_pci,
-            "cmdline": facts.kernel_cmdline,
-        },
-        "adapters": out,
-    }

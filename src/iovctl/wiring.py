@@ -2,18 +2,24 @@
 
 The only module that knows every adapter. The backend of a state directory is
 fixed when it is first used (``meta.backend``): later commands see the same host.
+Adapters are imported when their backend is chosen, never at module import.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from iovctl.adapters.sqlite.store import SqliteStore, default_state_dir
+from iovctl.domain.model import NicConfig, VirtualFunction
 from iovctl.errors import StateError
 from iovctl.services.context import Context
+
+if TYPE_CHECKING:
+    from iovctl.adapters.netns.runtime import NetnsVmRuntime
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,9 @@ def _emulated(store: SqliteStore, options: Options) -> Context:
         raise _mismatch(options, "emulation", spec.name, wanted.name)
     hardware = EmulatedNic(spec)
     hardware.ensure()
+    # Eager, unlike _linux: EmulatedNic has already loaded the netlink layer, so
+    # laziness would save ~4 ms, and bench.datapath and tests/privileged use this
+    # runtime as a NetnsVmRuntime (isinstance, ``address``).
     runtime = NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
     return Context(store, hardware, runtime)
 
@@ -136,8 +145,60 @@ def _emulated(store: SqliteStore, options: Options) -> Context:
 def _linux(store: SqliteStore, options: Options) -> Context:
     """The real host: sysfs + netlink; VMs as network namespaces (libvirt later)."""
     from iovctl.adapters.linux.host import LinuxHost
-    from iovctl.adapters.netns.runtime import NetnsVmRuntime
 
     _bind(store, options, "linux")
-    runtime = NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
-    return Context(store, LinuxHost(), runtime)
+    return Context(store, LinuxHost(), LazyNetnsVmRuntime(store))
+
+
+class LazyNetnsVmRuntime:
+    """``VmRuntime`` that imports and builds ``NetnsVmRuntime`` on its first call.
+
+    Most commands (every read, and writes such as ``switch create``) never touch
+    a VM, so they skip importing the namespace runtime. Only the methods of the
+    ``VmRuntime`` port are forwarded; code that needs more of ``NetnsVmRuntime``
+    wires it directly.
+    """
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self._runtime: NetnsVmRuntime | None = None
+
+    def _built(self) -> NetnsVmRuntime:
+        if self._runtime is None:
+            from iovctl.adapters.netns.runtime import NetnsVmRuntime
+
+            store = self._store
+            self._runtime = NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
+        return self._runtime
+
+    def close(self) -> None:
+        """Release the runtime's netlink sockets; nothing to do if it was never built."""
+        if self._runtime is not None:
+            self._runtime.close()
+
+    def start_vm(self, vm: str) -> None:
+        self._built().start_vm(vm)
+
+    def stop_vm(self, vm: str) -> None:
+        self._built().stop_vm(vm)
+
+    def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
+        self._built().plug_software_nic(vm, nic, config)
+
+    def unplug_nic(self, vm: str, nic: str) -> None:
+        self._built().unplug_nic(vm, nic)
+
+    def reconcile(self, off_vms: Iterable[str]) -> list[str]:
+        return self._built().reconcile(off_vms)
+
+    def remove_switch(self, switch: str) -> None:
+        self._built().remove_switch(switch)
+
+    def attach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
+        self._built().attach_vf(vm, nic, vf)
+
+    def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
+        self._built().detach_vf(vm, nic, vf)
+
+    def vf_data_path_active(self, vm: str, nic: str) -> bool:
+        return self._built().vf_data_path_active(vm, nic)

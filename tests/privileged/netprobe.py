@@ -3,16 +3,37 @@
 Each command is bounded in packets and seconds and prints one JSON object. Standard
 library only (no ping/iperf3 needed); raw sockets need root. Never sends anywhere but
 the addresses it is given, which the tests take from namespaces they created.
+
+``echo-server``, ``sink`` and ``source`` are the data-path bench's own probes
+(src/iovctl/bench/probe.py), loaded by path like the bench runs them: no iovctl
+import, whichever iovctl is installed. The commands here are the ones the bench
+has no use for, and ``echo-client``, whose maximum-gap report the failover tests
+judge (the bench's ``gap-client`` reports raw timestamps instead).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
 import struct
 import sys
 import time
+from pathlib import Path
+from types import ModuleType
+
+
+def _load_bench_probe() -> ModuleType:
+    path = Path(__file__).resolve().parents[2] / "src" / "iovctl" / "bench" / "probe.py"
+    spec = importlib.util.spec_from_file_location("iovctl_bench_probe", path)
+    assert spec is not None and spec.loader is not None, f"no bench probe at {path}"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench_probe = _load_bench_probe()
 
 
 def _checksum(data: bytes) -> int:
@@ -44,41 +65,6 @@ def ping(dst: str, count: str, timeout: str = "0.5") -> dict[str, object]:
                 received += 1
                 break
     return {"sent": int(count), "received": received}
-
-
-def echo_server(port: str, seconds: str) -> dict[str, object]:
-    """UDP and TCP echo on ``port`` for at most ``seconds``."""
-    import selectors
-
-    end = time.monotonic() + float(seconds)
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("0.0.0.0", int(port)))
-    tcp = socket.socket()
-    tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    tcp.bind(("0.0.0.0", int(port)))
-    tcp.listen(4)
-    sel = selectors.DefaultSelector()
-    sel.register(udp, selectors.EVENT_READ, "udp")
-    sel.register(tcp, selectors.EVENT_READ, "listen")
-    print(json.dumps({"ready": True}), flush=True)
-    while time.monotonic() < end:
-        for key, _ in sel.select(0.1):
-            sock = key.fileobj
-            assert isinstance(sock, socket.socket)
-            if key.data == "udp":
-                data, addr = sock.recvfrom(2048)
-                sock.sendto(data, addr)
-            elif key.data == "listen":
-                conn, _ = sock.accept()
-                sel.register(conn, selectors.EVENT_READ, "conn")
-            else:
-                data = sock.recv(65536)
-                if data:
-                    sock.sendall(data)
-                else:
-                    sel.unregister(sock)
-                    sock.close()
-    return {"done": True}
 
 
 def echo_client(dst: str, port: str, seconds: str) -> dict[str, object]:
@@ -164,41 +150,6 @@ def echo_client(dst: str, port: str, seconds: str) -> dict[str, object]:
     }
 
 
-def sink(port: str, seconds: str) -> dict[str, object]:
-    """Accept one TCP connection and count bytes for at most ``seconds``."""
-    srv = socket.socket()
-    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind(("0.0.0.0", int(port)))
-    srv.listen(1)
-    srv.settimeout(float(seconds))
-    print(json.dumps({"ready": True}), flush=True)
-    conn, _ = srv.accept()
-    conn.settimeout(float(seconds))
-    total, first, last = 0, None, time.monotonic()
-    while True:
-        data = conn.recv(1 << 16)
-        if not data:
-            break
-        last = time.monotonic()
-        if first is None:
-            first = last
-        total += len(data)
-    elapsed = last - (first or last)
-    return {"bytes": total, "seconds": elapsed, "mbps": total * 8 / elapsed / 1e6 if elapsed else 0}
-
-
-def source(dst: str, port: str, seconds: str) -> dict[str, object]:
-    """Send as fast as TCP allows for ``seconds``."""
-    conn = socket.create_connection((dst, int(port)), timeout=5)
-    buf, total = b"\0" * 65536, 0
-    end = time.monotonic() + float(seconds)
-    while time.monotonic() < end:
-        conn.sendall(buf)
-        total += len(buf)
-    conn.close()
-    return {"bytes": total}
-
-
 def spoof(ifname: str, src_mac: str, count: str) -> dict[str, object]:
     """Send ``count`` broadcast ARP requests from ``ifname`` with source ``src_mac``."""
     mac = bytes.fromhex(src_mac.replace(":", ""))
@@ -231,10 +182,10 @@ def sniff(ifname: str, src_mac: str, seconds: str) -> dict[str, object]:
 
 COMMANDS = {
     "ping": ping,
-    "echo-server": echo_server,
+    "echo-server": bench_probe.echo_server,
     "echo-client": echo_client,
-    "sink": sink,
-    "source": source,
+    "sink": bench_probe.sink,
+    "source": bench_probe.source,
     "spoof": spoof,
     "sniff": sniff,
 }

@@ -33,17 +33,22 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pyroute2 import NetlinkError
+
 from iovctl.adapters.netns import names
 from iovctl.adapters.netns.kernel import (
     NO_IPV6_ADDRESSES,
     Links,
     announce,
+    brport_flags,
     ensure_netns,
+    kernel_error,
     list_netns,
     netns_exists,
     open_announcer,
     remove_netns,
     tolerate,
+    wait_until,
 )
 from iovctl.domain.model import NicConfig, PvlanMode, VirtualFunction
 from iovctl.domain.names import bridge_name
@@ -54,6 +59,12 @@ AddressPlan = Callable[[str, str, NicConfig], ipaddress.IPv4Interface | None]
 
 DEFAULT_SUBNET = ipaddress.IPv4Network("10.77.0.0/16")
 IFF_UP = 0x1
+NUD_PERMANENT = 0x80
+NTF_SELF = 0x02
+BR_STATE_FORWARDING = 3
+#: Longest wait for a port to forward after a path switch (an igbvf VF under QEMU
+#: takes about a second to see its link).
+PORT_WAIT_S = 3.0
 
 
 def mac_address_plan(subnet: ipaddress.IPv4Network = DEFAULT_SUBNET) -> AddressPlan:
@@ -138,6 +149,7 @@ class NetnsVmRuntime:
             name = str(message.get("IFLA_IFNAME"))
             if names.is_pair_helper(name):
                 if name.startswith("syn"):
+                    self._forget_on_uplink(ns, message)
                     self._links.delete(name, ns)  # its host end goes with it, now
             elif message.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "veth":
                 self._return_to_host(ns, message)
@@ -152,6 +164,11 @@ class NetnsVmRuntime:
         ns = names.vm_netns(vm)
         links = self._links
         bridge = self._ensure_switch_bridge(config.switch)
+        uplink = self._links.index(self._uplink_of(config.switch))
+        assert uplink is not None  # _ensure_switch_bridge checked it
+        before = self._links.get(names.nic_ifname(nic), ns)
+        if before is not None and before.get("IFLA_ADDRESS") != config.mac:
+            self._uplink_filter(uplink, str(before.get("IFLA_ADDRESS")), present=False)
         master = self._ensure_master(ns, vm, nic, config)
         syn, host_end = names.synthetic_vm_ifname(nic), names.synthetic_host_ifname(vm, nic)
         if links.index(syn, ns) is None:
@@ -178,6 +195,7 @@ class NetnsVmRuntime:
                 links.set(
                     f"setting the MAC of {vm}/{nic}", ns, index=port["index"], address=config.mac
                 )
+        self._uplink_filter(uplink, config.mac, present=not vf_ports)
         message = links.get(syn, ns)
         assert message is not None
         links.set(
@@ -193,6 +211,9 @@ class NetnsVmRuntime:
         ns = names.vm_netns(vm)
         links = self._links
         if netns_exists(ns):
+            syn = links.get(names.synthetic_vm_ifname(nic), ns)
+            if syn is not None:
+                self._forget_on_uplink(ns, syn)
             master = links.index(names.nic_ifname(nic), ns)
             if master is not None:
                 for port in self._vf_ports(ns, master):
@@ -244,7 +265,11 @@ class NetnsVmRuntime:
         if syn is not None:
             links.set(f"parking the synthetic NIC of {vm}/{nic}", ns, index=syn, state="down")
         links.set(f"switching {vm}/{nic} to {netdev}", ns, index=vf_index, state="up")
+        self._wait_forwarding((netdev, ns))
         announce(announcer, mac, self._ipv4(ns, master))
+        uplink = links.index(vf.adapter)
+        if uplink is not None:  # the NIC's own switch delivers to the VF now
+            self._uplink_filter(uplink, mac, present=False)
 
     def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
         """Switch the NIC back to the synthetic half and return the VF to the host."""
@@ -256,12 +281,18 @@ class NetnsVmRuntime:
         syn = links.index(names.synthetic_vm_ifname(nic), ns)
         master = links.get(names.nic_ifname(nic), ns)
         announcer = open_announcer(ns, names.nic_ifname(nic)) if master is not None else None
+        uplink = links.index(vf.adapter)
+        if master is not None and uplink is not None:
+            self._uplink_filter(uplink, str(master.get("IFLA_ADDRESS")), present=True)
         if message is not None:
             links.set(
                 f"unpairing VF {vf.index}", ns, index=message["index"], state="down", master=0
             )
         if syn is not None:
             links.set(f"switching {vm}/{nic} to its synthetic NIC", ns, index=syn, state="up")
+            self._wait_forwarding(
+                (names.synthetic_vm_ifname(nic), ns), (names.synthetic_host_ifname(vm, nic), None)
+            )
         if announcer is not None and master is not None:
             announce(announcer, str(master.get("IFLA_ADDRESS")), self._ipv4(ns, master["index"]))
         if message is not None:
@@ -412,6 +443,74 @@ class NetnsVmRuntime:
             mcast_flood=0,
             bcast_flood=0,
         )
+
+    def _wait_forwarding(self, *ports: tuple[str, str | None]) -> None:
+        """Wait (bounded) until each (port, namespace) has carrier and forwards.
+
+        A bridge learns a port's carrier from the kernel's link watch, a moment after
+        the link came up (longer on a loaded host, and a real VF needs its PF's word
+        first). A gratuitous ARP sent before is dropped at the port, and a bridge on
+        the way keeps pointing the MAC at the old path until the VM happens to send
+        something: a VM that only answers (a server) stays unreachable. Past the
+        bound the switch goes on; traffic will teach the bridges instead.
+        """
+
+        def forwarding() -> bool:
+            for name, ns in ports:
+                message = self._links.get(name, ns)
+                if message is None:
+                    continue
+                state = brport_flags(message).get("state")
+                if message.get("IFLA_CARRIER") != 1 or state not in (None, BR_STATE_FORWARDING):
+                    return False
+            return True
+
+        wait_until(forwarding, PORT_WAIT_S)
+
+    def _uplink_filter(self, uplink: int, mac: str, *, present: bool) -> None:
+        """Put the MAC of a NIC on the software path in (or out of) the uplink's own
+        unicast filter: ``bridge fdb add|del MAC dev PF self``.
+
+        The NIC's embedded switch knows only the MACs programmed into it: the PF's,
+        each VF's, and this list. A frame from a VF to any other MAC goes out on the
+        wire, never up to the PF, so without this a VM on a VF could not reach a VM
+        on the software path of the same switch (its frames left the host). Hyper-V's
+        switch does the same for its synthetic NICs. A NIC on its VF is left out: the
+        VF's own filter then delivers to it, and two pools with one MAC would get
+        every frame twice. Idempotent; a device without the operation is left alone.
+        """
+        command = "add" if present else "del"
+        try:
+            self._links().fdb(
+                command, ifindex=uplink, lladdr=mac, state=NUD_PERMANENT, flags=NTF_SELF
+            )
+        except NetlinkError as exc:
+            if exc.code not in (errno.EEXIST, errno.ENOENT, errno.EOPNOTSUPP):
+                raise kernel_error(
+                    f"{'adding' if present else 'removing'} {mac} on the uplink", exc
+                ) from exc
+
+    def _forget_on_uplink(self, ns: str, syn: Any) -> None:
+        """Take the MAC of the NIC whose synthetic half is ``syn`` out of the uplink's
+        filter; the uplink is the port of the switch bridge that is not a VM's."""
+        master = syn.get("IFLA_MASTER")
+        host_end = syn.get("IFLA_LINK")  # the peer's index, in the host
+        if not master or not host_end:
+            return
+        nic = self._links(ns).get_links(master)[0]
+        host = self._links()
+        try:
+            bridge = host.get_links(host_end)[0].get("IFLA_MASTER")
+        except NetlinkError:
+            return
+        for port in host.get_links():
+            name = str(port.get("IFLA_IFNAME"))
+            if (
+                bridge
+                and port.get("IFLA_MASTER") == bridge
+                and not name.startswith(names.SYNTHETIC_HOST_PREFIX)
+            ):
+                self._uplink_filter(port["index"], str(nic.get("IFLA_ADDRESS")), present=False)
 
     def _vf_ports(self, ns: str, master: int) -> list[Any]:
         """Ports of the master that are VFs (not the synthetic veth, not the anchor)."""

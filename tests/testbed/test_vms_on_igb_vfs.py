@@ -1,23 +1,30 @@
 """Issue 4 on real VFs: VMs as network namespaces on the igb guest's VFs.
 
-Two VMs on real VFs ping each other through the NIC's own switch. (A VM on the
-synthetic path does not reach a VM on a VF here: frames the PF sends are not looped
-back to its VFs in QEMU's 82576 model, seen as "Destination Host Unreachable"; the
-failover test on real VFs needs a peer both paths reach and is still open.)
+Two VMs on real VFs ping each other through the NIC's own switch; a VM on a VF and a
+VM on the software path (the switch's bridge, then the PF) ping each other, which
+needs the software NIC's MAC in the PF's own unicast filter (the NIC's switch sends a
+VF's frame to an unknown MAC out on the wire, not up to the PF); and a TCP
+connection from a VM on a VF to the VM on the software path lives through the VF
+being taken away and given back.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
+import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from test_iovctl_on_igb import igb_pf, iovctl, js  # this folder is on sys.path
 
-from iovctl.adapters.netns.names import nic_ifname, vm_netns
+from iovctl.adapters.netns.names import nic_ifname, synthetic_vm_ifname, vm_netns
+from iovctl.bench import probe as bench_probe
 
 pytestmark = pytest.mark.testbed
 
@@ -37,26 +44,72 @@ def ping(vm: str, dst: str, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.fixture
-def two_vms(tmp_path: Path) -> Any:
+IOMMU = os.environ.get("IOVCTL_TESTBED_IOMMU") == "1"
+PROBE = bench_probe.__file__
+
+
+def tx_packets(vm: str, ifname: str) -> int:
+    out = subprocess.run(
+        ["ip", "-n", vm_netns(vm), "-j", "-s", "link", "show", ifname],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(json.loads(out.stdout)[0]["stats64"]["tx"]["packets"])
+
+
+def vf_port(vm: str) -> str:
+    """The VF netdev paired with the VM's nic0 (named by the VF driver, in the VM)."""
+    out = subprocess.run(
+        ["ip", "-n", vm_netns(vm), "-j", "link", "show", "master", nic_ifname("nic0")],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    ports = [p["ifname"] for p in json.loads(out.stdout)]
+    vfs = [p for p in ports if not p.startswith(("syn", "anc"))]
+    assert len(vfs) == 1, ports
+    return str(vfs[0])
+
+
+def probe(vm: str, *args: str) -> subprocess.Popen[str]:
+    """A bench probe (src/iovctl/bench/probe.py) in the VM; returns once it is ready."""
+    proc = subprocess.Popen(
+        ["ip", "netns", "exec", vm_netns(vm), sys.executable, PROBE, *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert "ready" in line, proc.stderr.read() if proc.stderr else line
+    return proc
+
+
+def vms_on(tmp_path: Path, weights: dict[str, int]) -> Any:
     state = tmp_path / "state"
     pf = igb_pf(state)["name"]
     iovctl(state, "adapter", "enable", pf, "--num-vfs", "2")
     iovctl(state, "switch", "create", "ext", "--uplink", pf, "--iov")
-    for vm in ("a", "b"):
+    for vm, weight in weights.items():
         iovctl(state, "vm", "create", vm)
-        iovctl(state, "nic", "add", vm, "--switch", "ext", "--iov-weight", "50")
+        iovctl(state, "nic", "add", vm, "--switch", "ext", "--iov-weight", str(weight))
         iovctl(state, "vm", "start", vm)
     yield state
-    for vm in ("a", "b"):
+    for vm in weights:
         iovctl(state, "vm", "stop", vm, ok=False)
         iovctl(state, "vm", "delete", vm, ok=False)
     iovctl(state, "switch", "delete", "ext", ok=False)
     iovctl(state, "adapter", "disable", pf, ok=False)
 
 
+@pytest.fixture
+def two_vms(tmp_path: Path) -> Any:
+    yield from vms_on(tmp_path, {"a": 50, "b": 50})
+
+
+@pytest.fixture
+def vf_and_software(tmp_path: Path) -> Any:
+    """VM ``v`` wants a VF (weight 50), VM ``s`` stays on the software path (weight 0)."""
+    yield from vms_on(tmp_path, {"v": 50, "s": 0})
+
+
 @pytest.mark.skipif(
-    os.environ.get("IOVCTL_TESTBED_IOMMU") != "1",
+    not IOMMU,
     reason="without an IOMMU the switch keeps NICs on the software path (tested in test_iovctl_on_igb)",
 )
 def test_two_vms_on_real_vfs_ping_each_other(two_vms: Path) -> None:
@@ -65,3 +118,50 @@ def test_two_vms_on_real_vfs_ping_each_other(two_vms: Path) -> None:
         assert nic["iov_usage"] and nic["vf_data_path_active"], nic["status_description"]
     result = ping("a", ipv4("b"), "-c", "3", "-W", "2")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_vm_on_vf_and_vm_on_software_path_ping_each_other(vf_and_software: Path) -> None:
+    """Without an IOMMU both stay on the software path: the bridge, no NIC in between."""
+    assert js(vf_and_software, "nic", "show", "v", "nic0")["vf_data_path_active"] is IOMMU
+    assert js(vf_and_software, "nic", "show", "s", "nic0")["iov_usage"] is False
+    for src, dst in (("v", "s"), ("s", "v")):
+        result = ping(src, ipv4(dst), "-c", "3", "-W", "2")
+        assert result.returncode == 0, f"{src} -> {dst}: {result.stdout}{result.stderr}"
+
+
+@pytest.mark.skipif(not IOMMU, reason="without an IOMMU no NIC gets a VF")
+def test_tcp_connection_survives_real_vf_removal_and_return(vf_and_software: Path) -> None:
+    state = vf_and_software
+    vf_netdev = vf_port("v")
+    server = probe("s", "echo-server", "7100", "120")
+    client = probe("v", "gap-client", ipv4("s"), "7100", "110", "20")
+    try:
+        time.sleep(2)
+        vf_tx = tx_packets("v", vf_netdev)
+        iovctl(state, "nic", "set", "v", "nic0", "--iov-weight", "0")  # VF taken away
+        assert js(state, "nic", "show", "v", "nic0")["iov_usage"] is False
+        time.sleep(2)
+        syn_tx = tx_packets("v", synthetic_vm_ifname("nic0"))
+        iovctl(state, "nic", "set", "v", "nic0", "--iov-weight", "50")  # and given back
+        nic = js(state, "nic", "show", "v", "nic0")
+        assert nic["vf_data_path_active"] is True, nic["status_description"]
+        back_vf = vf_port("v")
+        back_tx = tx_packets("v", back_vf)
+        time.sleep(2)
+        client.send_signal(signal.SIGUSR1)
+        out, err = client.communicate(timeout=30)
+    finally:
+        client.kill()
+        server.kill()
+    result = json.loads(out.strip().splitlines()[-1])
+    sent, received = result["sent"], result["received"]
+    echoed = [t for t in received if t is not None]
+    gap_ms = max(b - a for a, b in itertools.pairwise(echoed)) * 1000
+    lost = sum(t is None for t in received)
+    print(f"real VF failover: {len(sent)} sent, {lost} UDP lost, max UDP gap {gap_ms:.0f} ms")
+    assert vf_tx > 0 and syn_tx > 0  # each path carried the connection in its turn
+    assert tx_packets("v", back_vf) > back_tx
+    assert result["tcp_error"] is None, err
+    assert len(result["tcp_times"]) == len(sent)  # every TCP message came back
+    # Under TCG a command takes seconds; the switch itself is one netlink round.
+    assert gap_ms < 1000

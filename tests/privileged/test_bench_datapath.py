@@ -47,11 +47,6 @@ def _check_path(measured: dict[str, Any], path: str) -> None:
         assert m["carried_by"] == path, (path, direction, m["tx_bytes_by_half"])
 
 
-@pytest.mark.skip(
-    reason="known bug, issue 4: the bench's synthetic-path VM-to-VM leg intermittently "
-    "cannot connect (probe 'source' connect timeout, iperf3 hangs alike) on a shared "
-    "host; the same path passes in test_datapath.py, so the bench's setup is suspect"
-)
 def test_quick_run_writes_sane_json_and_leaves_nothing(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(

@@ -7,6 +7,7 @@ count dropping to 0) and gives it back. The longest silence is the failover gap.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -14,7 +15,9 @@ from collections.abc import Callable
 import pytest
 from netns_lab import Background, Lab, counters, probe
 
+from iovctl.adapters.netns import names
 from iovctl.services import adapters, vms
+from iovctl.services.views import bridge_name
 
 pytestmark = pytest.mark.privileged
 
@@ -104,3 +107,35 @@ def _crc_of_nic() -> str:
     from iovctl.adapters.netns import names
 
     return names.synthetic_vm_ifname("nic0").removeprefix("syn")
+
+
+def _learned_port(bridge: str, mac: str) -> str | None:
+    """The port the host bridge forwards ``mac`` to (its learned FDB entry), if any."""
+    done = subprocess.run(
+        ["bridge", "-j", "fdb", "show", "br", bridge], capture_output=True, text=True, check=True
+    )
+    for entry in json.loads(done.stdout or "[]"):
+        if entry.get("mac") == mac and "self" not in entry.get("flags", []):
+            return str(entry["ifname"])
+    return None
+
+
+def test_after_a_switch_the_host_bridge_forwards_to_the_new_path(
+    make_lab: Callable[..., Lab],
+) -> None:
+    """Regression: the announcement after ``detach_vf`` was sent before the host
+    bridge saw the synthetic port's carrier and was dropped there; the bridge kept the
+    MAC on the uplink (learned from the VF path's broadcasts), and a VM that only
+    answers stayed unreachable from the software path until it sent something."""
+    lab = make_lab("veb", num_vfs=1)
+    vm = lab.add_vm("f", weight=100)
+    mac = lab.nic(vm)["mac"]
+    bridge = bridge_name(lab.switch)
+    host_end = names.synthetic_host_ifname(vm, "nic0")
+    for _ in range(5):
+        lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(iov_weight=100))
+        assert lab.nic(vm)["vf_data_path_active"] is True
+        # The VF path's announcement came up through the NIC's switch to the uplink.
+        assert _learned_port(bridge, mac) == lab.adapter
+        lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(iov_weight=0))
+        assert _learned_port(bridge, mac) == host_end  # at once, no traffic needed

@@ -132,3 +132,17 @@ def test_interrupted_run_cleans_up(signum: signal.Signals) -> None:
     assert proc.returncode == 130, rest
     assert "interrupted" in rest
     assert _leftovers(tag) == []
+
+
+def test_real_adapter_that_is_missing_is_refused_and_nothing_is_left() -> None:
+    """``--adapter`` takes a real PF (tested on igb in the testbed); a wrong name is
+    refused by name before anything is built."""
+    done = subprocess.run(
+        [*IOVCTL, "bench", "datapath", "--quick", "--adapter", "nosuch0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "error[adapter-not-found]: network adapter nosuch0" in done.stderr
+    assert "Traceback" not in done.stderr
+    tag = re.search(r"\(tag ([0-9a-f]+)\)", done.stderr)
+    assert tag is not None and _leftovers(tag.group(1)) == []

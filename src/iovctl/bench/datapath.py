@@ -1,7 +1,8 @@
 """``iovctl bench datapath``: real packets on the VF path and on the synthetic path.
 
 Builds a throwaway emulated SR-IOV host (its own state directory, adapter, world and
-VMs, all named with a random tag), drives it through the services exactly as the CLI
+VMs, all named with a random tag), or with ``--adapter PF`` takes an idle real PF and
+its VFs (``bench.real_host``), drives it through the services exactly as the CLI
 does, and measures with real traffic between network namespaces:
 
 - single-stream TCP throughput (iperf3 when installed, else a Python socket blaster)
@@ -48,6 +49,7 @@ from iovctl.adapters.netns import names
 from iovctl.adapters.netns.cleanup import cleanup, leftovers
 from iovctl.adapters.netns.kernel import Links, wait_until
 from iovctl.adapters.netns.runtime import NetnsVmRuntime
+from iovctl.bench import real_host
 from iovctl.domain.names import bridge_name
 from iovctl.errors import HardwareError, InvalidInput
 from iovctl.services import adapters, switches, vms
@@ -311,15 +313,25 @@ class DatapathBench:
     """One run of the data-path benchmark on a throwaway emulated SR-IOV host. Root."""
 
     def __init__(
-        self, plan: BenchPlan, progress: Callable[[str], None] | None = None, tag: str = ""
+        self,
+        plan: BenchPlan,
+        progress: Callable[[str], None] | None = None,
+        tag: str = "",
+        adapter: str | None = None,
     ) -> None:
         self.plan = plan
         self.tool = resolve_tool(plan.tool)
         self.progress = progress or (lambda _msg: None)
         self.tag = tag or uuid.uuid4().hex[:4]
-        self.adapter = f"iovb{self.tag}"
+        #: A real PF to take for the run (``--adapter``); None: an emulated one.
+        self.real_pf = adapter
+        self._pf_state: real_host.PfState | None = None
+        self.adapter = adapter or f"iovb{self.tag}"
         self.switch = f"bench-{self.tag}"
+        #: Namespace and address of the peer outside the VMs' NICs: the emulation's
+        #: world, or on a real PF a peer VM on the software path (``_open``).
         self.world = f"iov-bw{self.tag}"
+        self._world_ip = "10.77.0.1"
         self.vm_prefix = f"b{self.tag}-"
         self._procs: list[_Proc] = []
         self._vms: list[str] = []
@@ -344,6 +356,11 @@ class DatapathBench:
             try:
                 self._open()
                 doc["backend"] = self.ctx.hardware.backend_name
+                doc["world"] = (
+                    f"peer VM {self.world} on the software path of {self.adapter}'s switch"
+                    if self.real_pf
+                    else f"namespace {self.world} beyond the emulated uplink wire"
+                )
                 pool = self._start_vms("v", self.plan.vms, weight=100)
                 doc["paths"] = {}
                 doc["scaling"] = {}
@@ -385,9 +402,13 @@ class DatapathBench:
             "failover_interval_ms": FAILOVER_INTERVAL_MS,
             "setup_sizes": list(p.setup_sizes),
             "tag": self.tag,
+            "adapter": self.real_pf,
         }
 
     def _open(self) -> None:
+        if self.real_pf is not None:
+            self._open_real(self.real_pf)
+            return
         self.progress(f"building emulated SR-IOV host {self.adapter} (tag {self.tag})")
         self._tmp = Path(tempfile.mkdtemp(prefix=f"iovctl-bench-{self.tag}-"))
         spec = self._tmp / "emulation.yaml"
@@ -401,11 +422,52 @@ class DatapathBench:
         self._call(switches.create, self.switch, self.adapter, True)
         self._call(adapters.set_num_vfs, self.adapter, self.plan.total_vfs)
 
+    def _open_real(self, pf: str) -> None:
+        self.progress(f"taking SR-IOV adapter {pf} for the run (tag {self.tag})")
+        self._tmp = Path(tempfile.mkdtemp(prefix=f"iovctl-bench-{self.tag}-"))
+        self._ctx = open_context(Options(state_dir=self._tmp / "state"))
+        if self.ctx.hardware.backend_name != "linux":
+            raise InvalidInput(
+                "bench-no-real-host",
+                f"--adapter {pf} needs a Linux host with a PCI bus",
+                "run without --adapter for the emulated SR-IOV NIC",
+            )
+        with self.ctx.store.snapshot():
+            self._pf_state = real_host.take(self.ctx, pf, self.links)
+            total = self.ctx.hardware.adapter(pf).sriov
+        vfs = min(self.plan.total_vfs, total.total_vfs if total else 0)
+        if self.plan.vms > vfs:
+            raise InvalidInput(
+                "invalid-bench-vms",
+                f"--vms {self.plan.vms} is more than the {vfs} VFs of {pf}",
+                f"use --vms 2 to {vfs} on this adapter",
+            )
+        self._call(switches.create, self.switch, pf, True)
+        self._call(adapters.set_num_vfs, pf, vfs)
+        peer = self._vm("peer", 0)
+        self._start_vm(peer, weight=0)
+        self.world, self._world_ip = names.vm_netns(peer), self._ip(peer)
+
+    def _release_real(self) -> None:
+        """Hand the PF back: VMs, switch and VFs removed through the services."""
+        assert self._pf_state is not None and self._ctx is not None
+        for vm in reversed(self._vms):
+            with contextlib.suppress(Exception):
+                self._call(vms.stop_vm, vm)
+                self._call(vms.delete_vm, vm)
+        with contextlib.suppress(Exception):
+            self._call(switches.delete, self.switch)
+        with contextlib.suppress(Exception):
+            self._call(adapters.set_num_vfs, self._pf_state.name, 0, force=True)
+        real_host.give_back(self._pf_state, self.links)
+
     def _teardown(self) -> dict[str, Any]:
         """Kill the probes, close the host, remove every object with the run's tag."""
         for proc in self._procs:
             proc.kill()
         self._procs.clear()
+        if self._pf_state is not None:
+            self._release_real()
         if self._links is not None:
             self._links.close()
         if self._ctx is not None:
@@ -414,19 +476,16 @@ class DatapathBench:
                 if close is not None:
                     close()
             self._ctx.store.close()
-        netns_prefixes = (
-            names.vm_netns(self.vm_prefix),
-            names.nic_netns(self.adapter),
-            self.world,
-        )
-        own_links = (
+        netns_prefixes: tuple[str, ...] = (names.vm_netns(self.vm_prefix),)
+        own_links: tuple[str, ...] = (
             bridge_name(self.switch),
             *(names.synthetic_host_ifname(vm, NIC) for vm in self._vms),
         )
-        report = cleanup(
-            netns_prefix=netns_prefixes, link_prefix=(self.adapter, *own_links), extra_links=()
-        )
-        spaces, host_links = leftovers(netns_prefixes, (self.adapter, *own_links))
+        if self.real_pf is None:  # the emulated adapter and its world are the run's own
+            netns_prefixes += (names.nic_netns(self.adapter), self.world)
+            own_links = (self.adapter, *own_links)
+        report = cleanup(netns_prefix=netns_prefixes, link_prefix=own_links, extra_links=())
+        spaces, host_links = leftovers(netns_prefixes, own_links)
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
         return {
@@ -490,7 +549,7 @@ class DatapathBench:
 
     @property
     def world_ip(self) -> str:
-        return "10.77.0.1"
+        return self._world_ip
 
     def _next_port(self) -> int:
         self._port += 1
@@ -514,17 +573,17 @@ class DatapathBench:
     def _tx_bytes(self, vm: str) -> dict[str, int]:
         """Bytes the VM's NIC sent so far on each half of its pair."""
         ns = names.vm_netns(vm)
-        out = {}
-        nic = self.ctx.store.get_nic(vm, NIC)
-        halves = {DataPath.SYNTHETIC.value: names.synthetic_vm_ifname(NIC)}
-        if nic.assignment is not None:
-            halves[DataPath.VF.value] = names.vf_netdev(
-                nic.assignment.adapter, nic.assignment.index
-            )
-        for half, ifname in halves.items():
-            message = self.links.get(ifname, ns)
-            stats = message.get("IFLA_STATS64") if message is not None else None
-            out[half] = int(stats["tx_bytes"]) if stats is not None else 0
+        master = self.links.index(names.nic_ifname(NIC), ns)
+        out = {DataPath.SYNTHETIC.value: 0, DataPath.VF.value: 0}
+        for message in self.links(ns).get_links():
+            name = str(message.get("IFLA_IFNAME"))
+            stats = message.get("IFLA_STATS64")
+            if stats is None or message.get("IFLA_MASTER") != master:
+                continue
+            if name == names.synthetic_vm_ifname(NIC):
+                out[DataPath.SYNTHETIC.value] = int(stats["tx_bytes"])
+            elif not names.is_pair_helper(name):  # the VF, named by its driver
+                out[DataPath.VF.value] = int(stats["tx_bytes"])
         return out
 
     # -- measurements -----------------------------------------------------------------

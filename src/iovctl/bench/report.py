@@ -15,15 +15,21 @@ from iovctl.bench.datapath import BenchPlan, DatapathBench, Tool
 
 
 def run_datapath(
-    vms: int, quick: bool, tool: str, json_path: str | None, output: str = "table"
+    vms: int,
+    quick: bool,
+    tool: str,
+    json_path: str | None,
+    output: str = "table",
+    adapter: str | None = None,
 ) -> int:
-    """``iovctl bench datapath``: measure, print, and write ``json_path`` if given."""
+    """``iovctl bench datapath``: measure, print, and write ``json_path`` if given.
+    ``adapter``: a real PF to measure instead of an emulated one."""
     plan = BenchPlan(vms=vms, quick=quick, tool=Tool(tool))
 
     def progress(message: str) -> None:
         print(f"bench: {message}", file=sys.stderr, flush=True)
 
-    doc = DatapathBench(plan, progress).run()
+    doc = DatapathBench(plan, progress, adapter=adapter).run()
     if json_path:
         Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
     if output == "json":
@@ -69,7 +75,9 @@ def render(doc: dict[str, Any]) -> None:
     table = table_of("VF path vs synthetic path")
     for col in ("", "VF", "synthetic", "VF / synthetic"):
         table.add_column(col, justify="right" if col else "left")
-    for direction, label in (("vm_to_world", "VM → world"), ("vm_to_vm", "VM → VM")):
+    # On a real PF the "world" is a peer VM on the switch's software path.
+    world = "peer" if plan.get("adapter") else "world"
+    for direction, label in (("vm_to_world", f"VM → {world}"), ("vm_to_vm", "VM → VM")):
         vf, syn, r = paths["vf"][direction], paths["synthetic"][direction], ratios[direction]
         table.add_row(
             f"{label} TCP Mbit/s",
@@ -86,7 +94,7 @@ def render(doc: dict[str, Any]) -> None:
             )
     con.print(table)
 
-    table = table_of("Aggregate TCP Mbit/s, N VMs sending to the world at once")
+    table = table_of(f"Aggregate TCP Mbit/s, N VMs sending to the {world} at once")
     for col in ("VMs", "VF", "synthetic"):
         table.add_column(col, justify="right")
     for vf, syn in zip(doc["scaling"]["vf"], doc["scaling"]["synthetic"], strict=True):

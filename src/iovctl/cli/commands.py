@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         from iovctl.bench.report import run_datapath
 
         output = getattr(args, "output", "table")
-        return run_datapath(args.vms, args.quick, args.tool, args.json_file, output)
+        return run_datapath(args.vms, args.quick, args.tool, args.json_file, output, args.adapter)
     global COMMITTED
     COMMITTED = False
     handler, writes, renderer = COMMANDS[(args.group, getattr(args, "verb", None))]

@@ -234,8 +234,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser("demo", help="narrated tour on a throwaway simulated host")
         p.add_argument("--keep", metavar="DIR", help="keep the demo's state directory in DIR")
 
-    if want("bench", "benchmarks on a throwaway emulated SR-IOV host (root)"):
-        bench = group("bench", "benchmarks on a throwaway emulated SR-IOV host (root)")
+    if want("bench", "benchmarks on a throwaway emulated SR-IOV host or a real PF (root)"):
+        bench = group("bench", "benchmarks on a throwaway emulated SR-IOV host or a real PF (root)")
         p = bench.add_parser(
             "datapath",
             parents=[common],
@@ -250,6 +250,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             help="TCP throughput by iperf3 or a Python blaster (auto: iperf3 if installed)",
         )
         p.add_argument("--json", dest="json_file", metavar="FILE", help="also write JSON here")
+        p.add_argument(
+            "--adapter",
+            metavar="PF",
+            help="measure real VFs of this idle SR-IOV PF (taken for the run, given back)",
+        )
 
     return parser
 

@@ -19,6 +19,8 @@ from iovctl.errors import StateError
 from iovctl.services.context import Context
 
 if TYPE_CHECKING:
+    import ipaddress
+
     from iovctl.adapters.netns.runtime import NetnsVmRuntime
 
 
@@ -202,3 +204,7 @@ class LazyNetnsVmRuntime:
 
     def vf_data_path_active(self, vm: str, nic: str) -> bool:
         return self._built().vf_data_path_active(vm, nic)
+
+    def address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
+        """The IPv4 identity of a NIC (not in the port: namespaces only; the bench)."""
+        return self._built().address(vm, nic, config)

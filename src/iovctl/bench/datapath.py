@@ -54,7 +54,7 @@ from iovctl.domain.names import bridge_name
 from iovctl.errors import HardwareError, InvalidInput
 from iovctl.services import adapters, switches, vms
 from iovctl.services.context import Context
-from iovctl.wiring import Options, open_context
+from iovctl.wiring import LazyNetnsVmRuntime, Options, open_context
 
 #: Version of the JSON document ``--json`` writes.
 SCHEMA = "iovctl-bench-datapath/1"
@@ -542,7 +542,8 @@ class DatapathBench:
 
     def _ip(self, vm: str) -> str:
         runtime = self.ctx.runtime
-        assert isinstance(runtime, NetnsVmRuntime)
+        # NetnsVmRuntime, or on a real host the lazy proxy that builds one (wiring).
+        assert isinstance(runtime, NetnsVmRuntime | LazyNetnsVmRuntime), runtime
         address = runtime.address(vm, NIC, self.ctx.store.get_nic(vm, NIC).config)
         assert address is not None
         return str(address.ip)

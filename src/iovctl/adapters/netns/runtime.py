@@ -61,6 +61,9 @@ DEFAULT_SUBNET = ipaddress.IPv4Network("10.77.0.0/16")
 IFF_UP = 0x1
 NUD_PERMANENT = 0x80
 NTF_SELF = 0x02
+NTF_MASTER = 0x04
+NTF_STICKY = 0x40
+NUD_NOARP = 0x40  # "static" in iproute2
 BR_STATE_FORWARDING = 3
 #: Longest wait for a port to forward after a path switch (an igbvf VF under QEMU
 #: takes about a second to see its link).
@@ -166,11 +169,12 @@ class NetnsVmRuntime:
         bridge = self._ensure_switch_bridge(config.switch)
         uplink = self._links.index(self._uplink_of(config.switch))
         assert uplink is not None  # _ensure_switch_bridge checked it
+        syn, host_end = names.synthetic_vm_ifname(nic), names.synthetic_host_ifname(vm, nic)
         before = self._links.get(names.nic_ifname(nic), ns)
         if before is not None and before.get("IFLA_ADDRESS") != config.mac:
-            self._uplink_filter(uplink, str(before.get("IFLA_ADDRESS")), present=False)
+            old_mac = str(before.get("IFLA_ADDRESS"))
+            self._software_path(uplink, links.index(host_end), old_mac, present=False)
         master = self._ensure_master(ns, vm, nic, config)
-        syn, host_end = names.synthetic_vm_ifname(nic), names.synthetic_host_ifname(vm, nic)
         if links.index(syn, ns) is None:
             links.delete(host_end)  # half of a pair left by a killed command
             links.add(
@@ -195,7 +199,7 @@ class NetnsVmRuntime:
                 links.set(
                     f"setting the MAC of {vm}/{nic}", ns, index=port["index"], address=config.mac
                 )
-        self._uplink_filter(uplink, config.mac, present=not vf_ports)
+        self._software_path(uplink, host_index, config.mac, present=not vf_ports)
         message = links.get(syn, ns)
         assert message is not None
         links.set(
@@ -264,12 +268,13 @@ class NetnsVmRuntime:
         syn = links.index(names.synthetic_vm_ifname(nic), ns)
         if syn is not None:
             links.set(f"parking the synthetic NIC of {vm}/{nic}", ns, index=syn, state="down")
+        # The NIC's own switch delivers to the VF from now on; the host bridge is to
+        # learn the MAC on the uplink from the VF's announcement, so its pin goes first.
+        host_end = links.index(names.synthetic_host_ifname(vm, nic))
+        self._software_path(links.index(vf.adapter), host_end, mac, present=False)
         links.set(f"switching {vm}/{nic} to {netdev}", ns, index=vf_index, state="up")
         self._wait_forwarding((netdev, ns))
         announce(announcer, mac, self._ipv4(ns, master))
-        uplink = links.index(vf.adapter)
-        if uplink is not None:  # the NIC's own switch delivers to the VF now
-            self._uplink_filter(uplink, mac, present=False)
 
     def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
         """Switch the NIC back to the synthetic half and return the VF to the host."""
@@ -281,9 +286,10 @@ class NetnsVmRuntime:
         syn = links.index(names.synthetic_vm_ifname(nic), ns)
         master = links.get(names.nic_ifname(nic), ns)
         announcer = open_announcer(ns, names.nic_ifname(nic)) if master is not None else None
-        uplink = links.index(vf.adapter)
-        if master is not None and uplink is not None:
-            self._uplink_filter(uplink, str(master.get("IFLA_ADDRESS")), present=True)
+        if master is not None:
+            host_end = links.index(names.synthetic_host_ifname(vm, nic))
+            mac = str(master.get("IFLA_ADDRESS"))
+            self._software_path(links.index(vf.adapter), host_end, mac, present=True)
         if message is not None:
             links.set(
                 f"unpairing VF {vf.index}", ns, index=message["index"], state="down", master=0
@@ -466,6 +472,40 @@ class NetnsVmRuntime:
             return True
 
         wait_until(forwarding, PORT_WAIT_S)
+
+    def _software_path(
+        self, uplink: int | None, host_end: int | None, mac: str, *, present: bool
+    ) -> None:
+        """Tell both switches that ``mac`` lives on the software path (or no longer).
+
+        The uplink's filter (:meth:`_uplink_filter`) makes the NIC's switch hand
+        frames for it up to the PF. The host bridge gets a static, sticky entry for it
+        on the NIC's port (``bridge fdb replace MAC dev iovs<crc> master static
+        sticky``): learning must never move it elsewhere. The NIC's switch may bring a
+        VM's own broadcasts back up to the PF (QEMU's igb does, to every pool,
+        the sender's included); the bridge then learned the MAC on the uplink, and a
+        VM that only answers (a server) was unreachable from the software path
+        until it sent something itself. On the VF path the entry goes, so that the
+        bridge learns the MAC on the uplink, where it is then.
+        """
+        if uplink is not None:
+            self._uplink_filter(uplink, mac, present=present)
+        if host_end is None:
+            return
+        try:
+            if present:
+                self._links().fdb(
+                    "replace",
+                    ifindex=host_end,
+                    lladdr=mac,
+                    state=NUD_NOARP,
+                    flags=NTF_MASTER | NTF_STICKY,
+                )
+            else:
+                self._links().fdb("del", ifindex=host_end, lladdr=mac, flags=NTF_MASTER)
+        except NetlinkError as exc:
+            if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                raise kernel_error(f"pinning {mac} on the switch bridge", exc) from exc
 
     def _uplink_filter(self, uplink: int, mac: str, *, present: bool) -> None:
         """Put the MAC of a NIC on the software path in (or out of) the uplink's own

@@ -195,10 +195,8 @@ class NetnsVmRuntime:
         links.brport(f"isolating {vm}/{nic}", host_end, isolated=int(isolated))
         vf_ports = self._vf_ports(ns, master)
         for port in vf_ports:  # a MAC change must hold on the VF too
-            if port.get("IFLA_ADDRESS") != config.mac:
-                links.set(
-                    f"setting the MAC of {vm}/{nic}", ns, index=port["index"], address=config.mac
-                )
+            name = str(port.get("IFLA_IFNAME"))
+            self._adopt_mac(ns, name, int(port["index"]), config.mac)
         self._software_path(uplink, host_index, config.mac, present=not vf_ports)
         message = links.get(syn, ns)
         assert message is not None
@@ -255,14 +253,14 @@ class NetnsVmRuntime:
             links.set(f"taking {netdev} down", index=host_index, state="down")
             links.set(f"giving {netdev} to VM {vm}", index=host_index, net_ns_fd=ns)
         vf_index = links.index(netdev, ns)
-        links.set(
-            f"pairing {netdev} with {vm}/{nic}",
-            ns,
-            index=vf_index,
-            address=mac,
-            master=master,
-            IFLA_AF_SPEC=NO_IPV6_ADDRESSES,
-        )
+        assert vf_index is not None
+        links.set(f"preparing {netdev}", ns, index=vf_index, IFLA_AF_SPEC=NO_IPV6_ADDRESSES)
+        self._adopt_mac(ns, netdev, vf_index, mac)
+        # Up before it is a port of the master (no loop: the master forwards to one
+        # port at a time), so that its link comes up off the failover's clock: a
+        # real VF hears of its link from its PF, a second or more under QEMU.
+        links.set(f"starting {netdev}", ns, index=vf_index, state="up")
+        wait_until(lambda: self._has_carrier(netdev, ns), PORT_WAIT_S)
         announcer = open_announcer(ns, names.nic_ifname(nic))
         # Synthetic down first: both halves up would be a loop between the two paths.
         syn = links.index(names.synthetic_vm_ifname(nic), ns)
@@ -272,7 +270,9 @@ class NetnsVmRuntime:
         # learn the MAC on the uplink from the VF's announcement, so its pin goes first.
         host_end = links.index(names.synthetic_host_ifname(vm, nic))
         self._software_path(links.index(vf.adapter), host_end, mac, present=False)
-        links.set(f"switching {vm}/{nic} to {netdev}", ns, index=vf_index, state="up")
+        links.set(
+            f"switching {vm}/{nic} to {netdev}", ns, index=vf_index, master=master, state="up"
+        )
         self._wait_forwarding((netdev, ns))
         announce(announcer, mac, self._ipv4(ns, master))
 
@@ -449,6 +449,42 @@ class NetnsVmRuntime:
             mcast_flood=0,
             bcast_flood=0,
         )
+
+    def _has_carrier(self, name: str, ns: str | None) -> bool:
+        message = self._links.get(name, ns)
+        return message is not None and message.get("IFLA_CARRIER") == 1
+
+    def _adopt_mac(self, ns: str, netdev: str, index: int, mac: str) -> None:
+        """Give the VF netdev the NIC's MAC (set on the VF by its PF when granted).
+
+        An emulated VF takes it as any netdev does. A real VF asks its PF, and igb
+        refuses a VF's request once the PF has set the VF's MAC ("attempted to
+        override administratively set MAC address"); igbvf then keeps the MAC it
+        learned at its last reset. Its reset (at link up) fetches the PF's, so the VF
+        is brought up (not yet a port of the master: no loop) until it shows it.
+        """
+        links = self._links
+
+        def current() -> str | None:
+            message = links.get(netdev, ns)
+            return None if message is None else str(message.get("IFLA_ADDRESS"))
+
+        if current() == mac:
+            return
+        try:
+            links(ns).link("set", index=index, address=mac)
+            return
+        except NetlinkError as exc:
+            if exc.code != errno.EADDRNOTAVAIL:
+                raise kernel_error(f"setting the MAC of {netdev}", exc) from exc
+        links.set(f"resetting {netdev}", ns, index=index, state="down")
+        links.set(f"resetting {netdev}", ns, index=index, state="up")
+        if not wait_until(lambda: current() == mac, PORT_WAIT_S):
+            raise HardwareError(
+                "vf-mac-refused",
+                f"{netdev} keeps MAC {current()} instead of {mac}, set by its PF",
+                "check the PF driver's messages (dmesg); reloading the VF driver resets it",
+            )
 
     def _wait_forwarding(self, *ports: tuple[str, str | None]) -> None:
         """Wait (bounded) until each (port, namespace) has carrier and forwards.

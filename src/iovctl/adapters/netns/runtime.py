@@ -460,8 +460,9 @@ class NetnsVmRuntime:
         An emulated VF takes it as any netdev does. A real VF asks its PF, and igb
         refuses a VF's request once the PF has set the VF's MAC ("attempted to
         override administratively set MAC address"); igbvf then keeps the MAC it
-        learned at its last reset. Its reset (at link up) fetches the PF's, so the VF
-        is brought up (not yet a port of the master: no loop) until it shows it.
+        learned at its last reset. Its reset (when it goes down) fetches the PF's, so
+        the VF is cycled up, down and up (not yet a port of the master: no loop)
+        until it shows it.
         """
         links = self._links
 
@@ -477,8 +478,9 @@ class NetnsVmRuntime:
         except NetlinkError as exc:
             if exc.code != errno.EADDRNOTAVAIL:
                 raise kernel_error(f"setting the MAC of {netdev}", exc) from exc
-        links.set(f"resetting {netdev}", ns, index=index, state="down")
-        links.set(f"resetting {netdev}", ns, index=index, state="up")
+        # igbvf resets when it goes down: up first, so that the down is one.
+        for state in ("up", "down", "up"):
+            links.set(f"resetting {netdev}", ns, index=index, state=state)
         if not wait_until(lambda: current() == mac, PORT_WAIT_S):
             raise HardwareError(
                 "vf-mac-refused",

@@ -44,6 +44,12 @@ NETLINK_ROUTE = 0
 KERNEL_WAIT_S = 5.0
 #: Bound on one external tool run.
 TOOL_TIMEOUT_S = 10.0
+# linux/pkt_sched.h
+TC_ROOT = 0xFFFFFFFF
+#: Handle of the root qdisc that enforces a max rate (1:).
+SHAPER_HANDLE = 0x10000
+#: tbf bucket: at least one 64 KiB GSO frame, or 4 ms at the rate.
+MIN_BURST_BYTES = 128 * 1024
 
 
 def kernel_error(what: str, exc: Exception) -> HardwareError:
@@ -306,6 +312,33 @@ class Links:
             self(ns).brport("set", index=index, **flags)
         except NetlinkError as exc:
             raise kernel_error(what, exc) from exc
+
+
+def shape_transmit(ipr: IPRoute, index: int, mbps: int | None, what: str) -> None:
+    """Make link ``index`` transmit at most ``mbps`` Mbit/s; None or 0 = unlimited. Root.
+
+    A tbf root qdisc: a shaper, so TCP gets the rate rather than a policer's
+    sawtooth. Its bucket holds at least one 64 KiB GSO frame (a smaller one would
+    never pass such a frame) or 4 ms at the rate. Idempotent. ``ipr`` is the
+    netlink handle of the link's namespace; ``what`` names the limit in errors.
+    """
+    with tolerate(errno.ENOENT, errno.EINVAL):  # no shaper yet
+        ipr.tc("del", index=index, handle=SHAPER_HANDLE, parent=TC_ROOT)
+    if not mbps:
+        return
+    rate_bytes = mbps * 1_000_000 // 8
+    try:
+        ipr.tc(
+            "replace",
+            "tbf",
+            index,
+            SHAPER_HANDLE,
+            rate=f"{mbps}mbit",
+            burst=max(MIN_BURST_BYTES, rate_bytes // 250),
+            latency="50ms",
+        )
+    except (OSError, NetlinkError) as exc:
+        raise kernel_error(what, exc) from exc
 
 
 def brport_flags(message: Any) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 What the allocator reports is what the packets do (interface counters), the embedded
 switch's modes block exactly what they should, the spoof check drops forged source
-MACs and the max rate holds.
+MACs and the max rate holds, on the VF and on the synthetic half alike.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 from netns_lab import Background, Lab, counters, probe
 
 from iovctl.adapters.netns import names
+from iovctl.adapters.netns.kernel import run_tool
 from iovctl.services import vms
 
 pytestmark = pytest.mark.privileged
@@ -113,3 +114,34 @@ def test_max_rate_holds_within_ten_percent(make_lab: Callable[..., Lab]) -> None
     mbps = sink.result()["mbps"]
     print(f"VF max rate 400 Mbit/s: measured {mbps:.1f} Mbit/s")
     assert 360 <= mbps <= 440
+
+
+# -- the same settings on the synthetic half (IOV weight 0: never a VF) -------------
+
+
+def test_max_rate_holds_within_ten_percent_on_the_synthetic_path(
+    make_lab: Callable[..., Lab],
+) -> None:
+    lab = make_lab("veb", num_vfs=1)
+    vm = lab.add_vm("r", weight=0, max_rate=200)
+    assert lab.nic(vm)["iov_usage"] is False
+    sink = Background(lab.world, "sink", "5201", "15", ready=True)
+    probe(lab.ns(vm), "source", lab.world_ip, "5201", "3")
+    mbps = sink.result()["mbps"]
+    print(f"synthetic max rate 200 Mbit/s: measured {mbps:.1f} Mbit/s")
+    assert 180 <= mbps <= 220
+
+    # Raising the limit on a running NIC reshapes its synthetic half in place.
+    lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(max_rate=400))
+    sink = Background(lab.world, "sink", "5202", "15", ready=True)
+    probe(lab.ns(vm), "source", lab.world_ip, "5202", "3")
+    mbps = sink.result()["mbps"]
+    print(f"synthetic max rate 400 Mbit/s: measured {mbps:.1f} Mbit/s")
+    assert 360 <= mbps <= 440
+
+    # No limit, no shaper.
+    syn = names.synthetic_vm_ifname("nic0")
+    assert "tbf" in run_tool(["tc", "qdisc", "show", "dev", syn], lab.ns(vm))
+    lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(max_rate=0))
+    assert lab.nic(vm)["max_rate"] is None
+    assert "tbf" not in run_tool(["tc", "qdisc", "show", "dev", syn], lab.ns(vm))

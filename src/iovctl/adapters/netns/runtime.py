@@ -47,6 +47,7 @@ from iovctl.adapters.netns.kernel import (
     netns_exists,
     open_announcer,
     remove_netns,
+    shape_transmit,
     tolerate,
     wait_until,
 )
@@ -159,7 +160,8 @@ class NetnsVmRuntime:
     # -- the synthetic half ------------------------------------------------------
 
     def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
-        """Ensure the NIC's master (MAC, address) and its synthetic port on the switch."""
+        """Ensure the NIC's master (MAC, address) and its synthetic port on the switch,
+        with the NIC's max rate on what the VM sends through it. Idempotent. Root."""
         self._ensure_vm(vm)
         ns = names.vm_netns(vm)
         links = self._links
@@ -198,6 +200,12 @@ class NetnsVmRuntime:
         self._uplink_filter(uplink, config.mac, present=not vf_ports)
         message = links.get(syn, ns)
         assert message is not None
+        # The VM's end of the veth stands for the virtual NIC's transmit queue: the
+        # max rate limits what the VM sends, as a VF's limits what the VF sends.
+        # Shaped before the port comes up, kept while it is parked behind a VF.
+        shape_transmit(
+            links(ns), message["index"], config.max_rate, f"setting the max rate of {vm}/{nic}"
+        )
         links.set(
             f"attaching the synthetic NIC of {vm}/{nic}",
             ns,

@@ -3,8 +3,11 @@
 Everything here needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN for namespaces).
 Netlink goes through pyroute2; ``tc`` for ingress redirects and ``nft`` run as
 subprocesses only where pyroute2 cannot (nftables netdev hooks; pyroute2's nftables
-API is a prototype without namespaces or ingress hooks). Kernel and library errors
-become :class:`iovctl.errors.HardwareError` here, at the edge.
+API is a prototype without namespaces or ingress hooks). Deleting nftables chains
+and tables is a raw nfnetlink batch: one round trip instead of an ``nft`` process,
+and the only way to delete a table *only if it is empty* (NLM_F_NONREC, which
+nft(8) never sends). Kernel and library errors become
+:class:`iovctl.errors.HardwareError` here, at the edge.
 
 Must not import services, the CLI, the store or other adapters.
 """
@@ -15,6 +18,7 @@ import contextlib
 import ctypes
 import errno
 import functools
+import json
 import os
 import socket
 import struct
@@ -50,6 +54,21 @@ TC_ROOT = 0xFFFFFFFF
 SHAPER_HANDLE = 0x10000
 #: tbf bucket: at least one 64 KiB GSO frame, or 4 ms at the rate.
 MIN_BURST_BYTES = 128 * 1024
+# linux/netlink.h, linux/netfilter/nfnetlink.h, linux/netfilter/nf_tables.h
+NETLINK_NETFILTER = 12
+NLM_F_REQUEST = 0x1
+NLM_F_ACK = 0x4
+NLM_F_NONREC = 0x100
+NLMSG_ERROR = 0x2
+NFNL_MSG_BATCH_BEGIN = 0x10
+NFNL_MSG_BATCH_END = 0x11
+NFNL_SUBSYS_NFTABLES = 10
+NFT_MSG_DELTABLE = 2
+NFT_MSG_DELCHAIN = 5
+NFTA_TABLE_NAME = 1
+NFTA_CHAIN_TABLE = 1
+NFTA_CHAIN_NAME = 3
+NFPROTO_NETDEV = 5
 
 
 def kernel_error(what: str, exc: Exception) -> HardwareError:
@@ -375,6 +394,97 @@ def run_tool(argv: list[str], ns: str | None = None, stdin: str | None = None) -
             "check that the kernel has nftables (netdev family) and tc mirred",
         )
     return done.stdout
+
+
+def nft_chains(table: str) -> list[str]:
+    """Chains of netdev table ``table`` in the host namespace (none without ``nft``). Root."""
+    try:
+        listing = run_tool(["nft", "-j", "list", "chains", "netdev"])
+    except HardwareError as exc:
+        if exc.code == "tool-missing":
+            return []  # no nft, so no chain iovctl could have made
+        raise
+    return sorted(
+        item["chain"]["name"]
+        for item in json.loads(listing)["nftables"]
+        if item.get("chain", {}).get("table") == table
+    )
+
+
+def nft_delete_chain(table: str, chain: str) -> bool:
+    """Delete ``chain`` and its rules from netdev table ``table`` in the host namespace.
+
+    False if there was no such chain or table (idempotent: older kernels delete a
+    netdev chain with its device; recent ones, 6.18 here, keep it, unbound). Root.
+    """
+    code = _nft_delete(NFT_MSG_DELCHAIN, 0, [(NFTA_CHAIN_TABLE, table), (NFTA_CHAIN_NAME, chain)])
+    if code == errno.ENOENT:
+        return False
+    if code:
+        raise kernel_error(f"deleting nftables chain {chain}", OSError(code, os.strerror(code)))
+    return True
+
+
+def nft_delete_table_if_empty(table: str) -> bool:
+    """Delete netdev table ``table`` of the host namespace if it holds nothing. Root.
+
+    True if it was deleted; False if it holds something or is not there. Atomic:
+    with NLM_F_NONREC the kernel refuses (EBUSY) to delete a table that is in use
+    (nf_tables_api.c, nf_tables_deltable), so a chain another process adds at the
+    same moment is never deleted with the table, as it could be between an
+    ``nft list`` and an ``nft delete table``.
+    """
+    code = _nft_delete(NFT_MSG_DELTABLE, NLM_F_NONREC, [(NFTA_TABLE_NAME, table)])
+    if code in (errno.ENOENT, errno.EBUSY):
+        return False
+    if code:
+        raise kernel_error(f"deleting nftables table {table}", OSError(code, os.strerror(code)))
+    return True
+
+
+def _nft_delete(kind: int, flags: int, attrs: list[tuple[int, str]]) -> int:
+    """Send one nftables delete message (netdev family) as a batch; its errno (0 = done).
+
+    The calling thread's namespace (the host's, for iovctl's main thread).
+    """
+
+    def message(kind: int, flags: int, seq: int, family: int, res_id: int, body: bytes) -> bytes:
+        body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + body  # nfgenmsg
+        return struct.pack("=IHHII", 16 + len(body), kind, flags, seq, 0) + body
+
+    payload = b""
+    for attr, value in attrs:
+        data = value.encode() + b"\0"
+        payload += struct.pack("=HH", 4 + len(data), attr) + data + bytes(-len(data) % 4)
+    batch = (
+        message(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 1, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b"")
+        + message(
+            NFNL_SUBSYS_NFTABLES << 8 | kind,
+            NLM_F_REQUEST | NLM_F_ACK | flags,
+            2,
+            NFPROTO_NETDEV,
+            0,
+            payload,
+        )
+        + message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 3, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b"")
+    )
+    try:
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
+            sock.settimeout(KERNEL_WAIT_S)
+            sock.send(batch)
+            while True:  # the acknowledgement of message 2 (an error, or 0)
+                data, offset = sock.recv(65536), 0
+                while offset + 20 <= len(data):
+                    length, msg_type = struct.unpack_from("=IH", data, offset)
+                    if msg_type == NLMSG_ERROR and length >= 36:
+                        error, _, _, _, seq, _ = struct.unpack_from("=iIHHII", data, offset + 16)
+                        if seq == 2:
+                            return -int(error)
+                    if length < 16:
+                        break
+                    offset += (length + 3) & ~3
+    except OSError as exc:
+        raise kernel_error("deleting nftables objects", exc) from exc
 
 
 @functools.cache

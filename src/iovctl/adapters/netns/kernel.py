@@ -469,7 +469,13 @@ def _nft_delete(kind: int, flags: int, attrs: list[tuple[int, str]]) -> int:
         + message(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 3, socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES, b"")
     )
     try:
-        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER) as sock:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+    except OSError as exc:
+        if exc.errno == errno.EPROTONOSUPPORT:  # no nfnetlink: no nftables object either
+            return errno.ENOENT
+        raise kernel_error("deleting nftables objects", exc) from exc
+    try:
+        with sock:
             sock.settimeout(KERNEL_WAIT_S)
             sock.send(batch)
             while True:  # the acknowledgement of message 2 (an error, or 0)

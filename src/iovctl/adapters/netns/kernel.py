@@ -59,7 +59,9 @@ NETLINK_NETFILTER = 12
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
 NLM_F_NONREC = 0x100
+NLM_F_DUMP = 0x300
 NLMSG_ERROR = 0x2
+NLMSG_DONE = 0x3
 NFNL_MSG_BATCH_BEGIN = 0x10
 NFNL_MSG_BATCH_END = 0x11
 NFNL_SUBSYS_NFTABLES = 10
@@ -67,11 +69,16 @@ NFT_MSG_GETTABLE = 1
 NFT_MSG_DELTABLE = 2
 NFT_MSG_GETCHAIN = 4
 NFT_MSG_DELCHAIN = 5
-_NFT_GETS = (NFT_MSG_GETTABLE, NFT_MSG_GETCHAIN)
+NFT_MSG_GETRULE = 7
+_NFT_GETS = (NFT_MSG_GETTABLE, NFT_MSG_GETCHAIN, NFT_MSG_GETRULE)
 NFTA_TABLE_NAME = 1
 NFTA_TABLE_USE = 3
 NFTA_CHAIN_TABLE = 1
 NFTA_CHAIN_NAME = 3
+NFTA_RULE_TABLE = 1
+NFTA_RULE_CHAIN = 2
+NFTA_RULE_USERDATA = 7
+NFTNL_UDATA_RULE_COMMENT = 0
 NFPROTO_NETDEV = 5
 
 
@@ -415,6 +422,30 @@ def nft_chains(table: str) -> list[str]:
     )
 
 
+def nft_rule_comments(table: str, chain: str) -> list[str]:
+    """Comments of the rules of ``chain`` in netdev table ``table`` (host namespace),
+    in order; none for a chain that is not there. Root.
+
+    A netlink dump, ~10 us, where ``nft list`` would cost a process: lets a caller
+    that writes its rules with a comment naming what they hold skip an unchanged
+    rewrite (deleting a rule costs the kernel an RCU grace period, ~14 ms here).
+    """
+    comments = []
+    code, rules = _nft_exchange(
+        NFT_MSG_GETRULE, NLM_F_DUMP, [(NFTA_RULE_TABLE, table), (NFTA_RULE_CHAIN, chain)]
+    )
+    if code not in (0, errno.ENOENT):
+        raise kernel_error(f"reading nftables chain {chain}", OSError(code, os.strerror(code)))
+    for rule in rules:
+        data, offset = rule.get(NFTA_RULE_USERDATA, b""), 0
+        while offset + 2 <= len(data):  # TLVs of libnftnl's udata: type, length, value
+            kind, length = data[offset], data[offset + 1]
+            if kind == NFTNL_UDATA_RULE_COMMENT:
+                comments.append(data[offset + 2 : offset + 2 + length].rstrip(b"\0").decode())
+            offset += 2 + length
+    return comments
+
+
 def nft_delete_chain(table: str, chain: str) -> bool:
     """Delete ``chain`` and its rules from netdev table ``table`` in the host namespace.
 
@@ -446,7 +477,7 @@ def nft_delete_table_if_empty(table: str) -> bool:
     """
     attrs = [(NFTA_TABLE_NAME, table)]
     code, found = _nft_exchange(NFT_MSG_GETTABLE, 0, attrs)
-    if code == errno.ENOENT or struct.unpack("!I", found.get(NFTA_TABLE_USE, bytes(4)))[0]:
+    if code == errno.ENOENT or struct.unpack("!I", found[0].get(NFTA_TABLE_USE, bytes(4)))[0]:
         return False
     code = _nft_exchange(NFT_MSG_DELTABLE, NLM_F_NONREC, attrs)[0]
     if code in (errno.ENOENT, errno.EBUSY):
@@ -458,12 +489,12 @@ def nft_delete_table_if_empty(table: str) -> bool:
 
 def _nft_exchange(
     kind: int, flags: int, attrs: list[tuple[int, str]]
-) -> tuple[int, dict[int, bytes]]:
+) -> tuple[int, list[dict[int, bytes]]]:
     """Send one nf_tables message (netdev family) in the calling thread's namespace.
 
-    A change (DEL*) goes in a batch, as the kernel wants it; a get alone. Returns the
-    errno of the kernel's acknowledgement (0 = done) and the attributes of the
-    object a get answered with. A kernel without nfnetlink has no object: ENOENT.
+    A change (DEL*) goes in a batch, as the kernel wants it; a get or a dump alone.
+    Returns the errno of the kernel's answer (0 = done) and the attributes of each
+    object a get or dump answered with. No nfnetlink in the kernel: ENOENT.
     """
 
     def message(kind: int, flags: int, seq: int, family: int, res_id: int, body: bytes) -> bytes:
@@ -474,9 +505,10 @@ def _nft_exchange(
     for attr, value in attrs:
         data = value.encode() + b"\0"
         payload += struct.pack("=HH", 4 + len(data), attr) + data + bytes(-len(data) % 4)
+    ack = 0 if flags & NLM_F_DUMP == NLM_F_DUMP else NLM_F_ACK  # a dump ends with DONE
     request = message(
         NFNL_SUBSYS_NFTABLES << 8 | kind,
-        NLM_F_REQUEST | NLM_F_ACK | flags,
+        NLM_F_REQUEST | ack | flags,
         2,
         NFPROTO_NETDEV,
         0,
@@ -492,14 +524,14 @@ def _nft_exchange(
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
     except OSError as exc:
         if exc.errno == errno.EPROTONOSUPPORT:  # no nfnetlink: no nftables object either
-            return errno.ENOENT, {}
+            return errno.ENOENT, []
         raise kernel_error("asking nftables", exc) from exc
-    found: dict[int, bytes] = {}
+    found: list[dict[int, bytes]] = []
     try:
         with sock:
             sock.settimeout(KERNEL_WAIT_S)
             sock.send(request)
-            while True:  # until the acknowledgement of message 2 (an error, or 0)
+            while True:  # until the answer to message 2: an error or ack, or DONE
                 data, offset = sock.recv(65536), 0
                 while offset + 16 <= len(data):
                     length, msg_type, _, seq = struct.unpack_from("=IHHI", data, offset)
@@ -509,8 +541,10 @@ def _nft_exchange(
                         error, _, _, _, acked = struct.unpack_from("=iIHHI", data, offset + 16)
                         if acked == 2:
                             return -int(error), found
+                    elif msg_type == NLMSG_DONE and seq == 2:
+                        return 0, found
                     elif seq == 2 and msg_type >> 8 == NFNL_SUBSYS_NFTABLES:
-                        found = _nl_attrs(data[offset + 20 : offset + length])
+                        found.append(_nl_attrs(data[offset + 20 : offset + length]))
                     offset += (length + 3) & ~3
     except OSError as exc:
         raise kernel_error("asking nftables", exc) from exc

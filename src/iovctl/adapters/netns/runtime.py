@@ -47,6 +47,7 @@ from iovctl.adapters.netns.kernel import (
     netns_exists,
     nft_delete_chain,
     nft_delete_table_if_empty,
+    nft_rule_comments,
     open_announcer,
     remove_netns,
     run_tool,
@@ -535,19 +536,25 @@ class NetnsVmRuntime:
 
         A netdev ingress chain on the host end (what enters it is what the VM sent),
         named after it, in the host's table for synthetic ports; rewritten whole
-        (flush + rule) on every plug, so it follows a new MAC or setting, in one nft
-        transaction. A NIC that may spoof has no chain: nothing to check.
+        (flush + rule, one nft transaction) unless its one rule already says it checks
+        this MAC, so it follows a new MAC or setting, and a plug that changes neither
+        costs a netlink dump instead of an nft process and a rule deletion (whose RCU
+        grace period is ~14 ms here). A NIC that may spoof has no chain.
         """
         if config.allow_mac_spoofing:
             self._drop_spoof_checks(host_end)
             return
         t = names.SYNTHETIC_NFT_TABLE
+        comment = f"spoof check: source must be {config.mac}"
+        if nft_rule_comments(t, host_end) == [comment]:
+            return
         script = [
             f"add table netdev {t}",
             f"add chain netdev {t} {host_end} {{ type filter hook ingress device"
             f' "{host_end}" priority 0; }}',
             f"flush chain netdev {t} {host_end}",
-            f"add rule netdev {t} {host_end} ether saddr != {config.mac} counter drop",
+            f"add rule netdev {t} {host_end} ether saddr != {config.mac} counter drop"
+            f' comment "{comment}"',
         ]
         run_tool(["nft", "-f", "-"], stdin="\n".join(script) + "\n")
 

@@ -19,6 +19,11 @@ loses carrier, so the host bridge forgets the MAC there) and brings the VF up;
 up, so the two paths to the same L2 network never form a loop. After each switch a
 gratuitous ARP from the master tells every bridge on the way (host bridge, the NIC's
 embedded switch, the world) where the MAC lives now, as bonding does on failover.
+
+The NIC's spoof check and max rate hold on the synthetic half too, as on a VF: an
+nftables netdev ingress chain on the host end (host table
+``names.SYNTHETIC_NFT_TABLE``, one chain per host end, named after it) drops frames
+from any other source MAC, and a tbf shaper on ``syn<crc>`` limits what the VM sends.
 See docs/failover.md.
 
 Every method is idempotent and needs root. Must not import the CLI, the store or other
@@ -169,7 +174,8 @@ class NetnsVmRuntime:
     def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
         """Ensure the NIC's master (MAC, address) and its synthetic port on the switch,
         with the NIC's spoof check and max rate on what the VM sends through it (as
-        the VF does on its half). Idempotent; one ``nft`` run. Root."""
+        the VF does on its half). Idempotent; at most one ``nft`` run (none when the
+        spoof check is unchanged). Root."""
         self._ensure_vm(vm)
         ns = names.vm_netns(vm)
         links = self._links

@@ -567,14 +567,16 @@ class NetnsVmRuntime:
     def _drop_spoof_checks(self, *host_ends: str) -> None:
         """Delete the spoof-check chains of these host ends, and the table once empty.
 
-        Needed although the devices are gone: on recent kernels (6.18 here; older
-        ones deleted it with its device) a netdev chain outlives its device, unbound,
-        and binds to the next device of that name, with whatever MAC it held.
+        Needed although the devices are gone: on recent kernels (6.18 here) a netdev
+        chain outlives its device, unbound, and binds to the next device of that name,
+        with whatever MAC it held. Older ones (6.1) delete a single-device chain with
+        its device (nft_chain_filter.c, nft_netdev_event), so the table is looked at
+        even when no chain was left to delete. Both only ask when there is nothing.
         """
         t = names.SYNTHETIC_NFT_TABLE
-        deleted = [h for h in host_ends if nft_delete_chain(t, h)]
-        if deleted:
-            nft_delete_table_if_empty(t)
+        for host_end in host_ends:
+            nft_delete_chain(t, host_end)
+        nft_delete_table_if_empty(t)
 
     def _host_end_name(self, syn: Any) -> str | None:
         """Name of the host end of synthetic veth ``syn`` (its peer, in the host)."""

@@ -477,8 +477,13 @@ def nft_delete_table_if_empty(table: str) -> bool:
     """
     attrs = [(NFTA_TABLE_NAME, table)]
     code, found = _nft_exchange(NFT_MSG_GETTABLE, 0, attrs)
-    if code == errno.ENOENT or struct.unpack("!I", found[0].get(NFTA_TABLE_USE, bytes(4)))[0]:
+    if code == errno.ENOENT:
         return False
+    if code or not found:
+        code = code or errno.EPROTO  # an answer without the table
+        raise kernel_error(f"reading nftables table {table}", OSError(code, os.strerror(code)))
+    if struct.unpack("!I", found[0].get(NFTA_TABLE_USE, bytes(4)))[0]:
+        return False  # chains in it
     code = _nft_exchange(NFT_MSG_DELTABLE, NLM_F_NONREC, attrs)[0]
     if code in (errno.ENOENT, errno.EBUSY):
         return False

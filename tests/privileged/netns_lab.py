@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 
 from iovctl.adapters.netns import names
-from iovctl.adapters.netns.kernel import Links, list_netns, remove_netns, wait_until
+from iovctl.adapters.netns.kernel import (
+    Links,
+    list_netns,
+    nft_delete_chain,
+    nft_delete_table_if_empty,
+    remove_netns,
+    wait_until,
+)
 from iovctl.adapters.netns.nic import EmulatedNic
 from iovctl.adapters.netns.runtime import NetnsVmRuntime
 from iovctl.adapters.netns.spec import parse_emulation
@@ -163,6 +170,10 @@ class Lab:
             assert wait_until(lambda: not mine & set(links.names()))
         finally:
             links.close()
+        # The synthetic ports' spoof checks, which may outlive their devices.
+        for vm in self.vms:
+            nft_delete_chain(names.SYNTHETIC_NFT_TABLE, names.synthetic_host_ifname(vm, "nic0"))
+        nft_delete_table_if_empty(names.SYNTHETIC_NFT_TABLE)
 
 
 @pytest.fixture

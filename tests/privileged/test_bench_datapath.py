@@ -98,7 +98,7 @@ def test_quick_run_writes_sane_json_and_leaves_nothing(tmp_path: Path) -> None:
         assert step["setup_s"] > 0
         assert step["on_vf"] == step["vms"]  # 8 VFs: everyone gets one
 
-    assert doc["cleanup"]["leftovers"] == {"namespaces": [], "links": []}
+    assert doc["cleanup"]["leftovers"] == {"namespaces": [], "links": [], "nft_chains": []}
     assert _leftovers(doc["plan"]["tag"]) == []
     # The table went to stdout.
     assert "VF path vs synthetic path" in done.stdout

@@ -1,5 +1,7 @@
 """Nothing is left behind: after deleting through the services plus cleanup, and after
-a process was killed in the middle of building a VM's failover pair."""
+a process was killed in the middle of building a VM's failover pair. That includes the
+spoof-check chains of the synthetic ports in the host's nftables table, which the
+kernel (6.18 here) keeps after their devices are gone."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from netns_lab import Lab, probe
 
 from iovctl.adapters.netns import names
 from iovctl.adapters.netns.cleanup import cleanup, leftovers
-from iovctl.adapters.netns.kernel import Links, list_netns, run_tool, wait_until
+from iovctl.adapters.netns.kernel import Links, list_netns, nft_chains, run_tool, wait_until
 from iovctl.services import adapters, switches, vms
 from iovctl.services.views import bridge_name
 
@@ -35,15 +37,26 @@ def _host_state() -> tuple[set[str], set[str], str]:
     return set(list_netns()), host_links, run_tool(["nft", "list", "ruleset"])
 
 
+def _spoof_checks(*vms: str) -> set[str]:
+    """The synthetic ports' spoof-check chains of these VMs' NIC nic0 that exist."""
+    mine = {names.synthetic_host_ifname(vm, "nic0") for vm in vms}
+    return mine & set(nft_chains(names.SYNTHETIC_NFT_TABLE))
+
+
 def test_deleting_everything_leaves_nothing_behind(make_lab: Callable[..., Lab]) -> None:
     before = _host_state()
     lab = make_lab("vepa", num_vfs=2)
     a = lab.add_vm("a", weight=100, max_rate=500)
     b = lab.add_vm("b", weight=0)
+    c = lab.add_vm("c", weight=0)
     assert probe(lab.ns(a), "ping", lab.ip(b), "2")["received"] == 2
-    for vm in (a, b):
+    assert len(_spoof_checks(a, b, c)) == 3  # one per synthetic port, VF or not
+    lab.call(vms.remove_nic, c, "nic0")  # unplugged from a running VM
+    assert not _spoof_checks(c)
+    for vm in (a, b, c):
         lab.call(vms.stop_vm, vm)
         lab.call(vms.delete_vm, vm)
+    assert not _spoof_checks(a, b)
     lab.call(adapters.set_num_vfs, lab.adapter, 0)
     lab.call(switches.delete, lab.switch)
     lab.runtime.remove_switch(lab.switch)  # what switches.delete should call (proposed)
@@ -91,17 +104,21 @@ def test_cleanup_after_a_killed_process(tmp_path: Path) -> None:
         time.sleep(0.3)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(5)
-        spaces, _ = leftovers(f"iov-vm-{tag}")
+        spaces, _, _ = leftovers(f"iov-vm-{tag}")
         assert spaces  # there is something to clean up
+        first = names.synthetic_host_ifname(f"{tag}k", "nic0")
+        assert first in leftovers(link_prefix=first)[2]  # its spoof check, too
         # What `iovctl` cleanup does with prefixes "iov-" and "iov", scoped to this test.
         ours = [bridge_name(f"sw{tag}"), f"ie{tag}"]
         ours += [names.synthetic_host_ifname(vm, "nic0") for vm in _killed_vms(tag)]
-        removed = []
+        removed, chains = [], []
         for prefix in (f"iov-vm-{tag}", f"iov-nic-ie{tag}", f"iov-w{tag}"):
-            removed += cleanup(
-                netns_prefix=prefix, link_prefix=ours[0], extra_links=tuple(ours)
-            ).namespaces
+            report = cleanup(netns_prefix=prefix, link_prefix=ours[0], extra_links=tuple(ours))
+            removed += report.namespaces
+            chains += report.nft_chains
         assert f"iov-nic-ie{tag}" in removed
+        assert first in chains
+        assert not _spoof_checks(*_killed_vms(tag))
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -2,7 +2,7 @@
 
 What the allocator reports is what the packets do (interface counters), the embedded
 switch's modes block exactly what they should, the spoof check drops forged source
-MACs and the max rate holds.
+MACs and the max rate holds, on the VF and on the synthetic half alike.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 from netns_lab import Background, Lab, counters, probe
 
 from iovctl.adapters.netns import names
+from iovctl.adapters.netns.kernel import run_tool
 from iovctl.services import vms
 
 pytestmark = pytest.mark.privileged
@@ -113,3 +114,73 @@ def test_max_rate_holds_within_ten_percent(make_lab: Callable[..., Lab]) -> None
     mbps = sink.result()["mbps"]
     print(f"VF max rate 400 Mbit/s: measured {mbps:.1f} Mbit/s")
     assert 360 <= mbps <= 440
+
+
+# -- the same settings on the synthetic half (IOV weight 0: never a VF) -------------
+
+
+def _frames_seen_from(lab: Lab, vm: str, mac: str) -> int:
+    """How many of 5 broadcasts the VM's workload sends with source ``mac`` reach the world."""
+    sniffer = Background(lab.world, "sniff", names.WORLD_BRIDGE, mac, "1.5", ready=True)
+    probe(lab.ns(vm), "spoof", names.nic_ifname("nic0"), mac, "5")
+    return int(sniffer.result()["seen"])
+
+
+@pytest.mark.parametrize("allow_spoofing", [False, True])
+def test_spoof_check_drops_a_forged_source_mac_on_the_synthetic_path(
+    make_lab: Callable[..., Lab], allow_spoofing: bool
+) -> None:
+    lab = make_lab("veb", num_vfs=1)
+    vm = lab.add_vm("v", weight=0, allow_mac_spoofing=allow_spoofing)
+    assert lab.nic(vm)["iov_usage"] is False
+    seen = _frames_seen_from(lab, vm, "52:54:00:de:ad:01")
+    assert seen == (5 if allow_spoofing else 0)
+    # The NIC's own MAC still gets through.
+    assert probe(lab.ns(vm), "ping", lab.world_ip, "2")["received"] == 2
+
+
+def test_synthetic_spoof_check_follows_the_setting_and_the_mac(
+    make_lab: Callable[..., Lab],
+) -> None:
+    """``nic set`` on a running NIC: the check goes off, comes back for a new MAC."""
+    lab = make_lab("veb", num_vfs=0)
+    vm = lab.add_vm("m", weight=0)
+    forged = "52:54:00:de:ad:02"
+    assert _frames_seen_from(lab, vm, forged) == 0
+    lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(allow_mac_spoofing=True))
+    assert _frames_seen_from(lab, vm, forged) == 5
+
+    old = lab.nic(vm)["mac"]
+    new = "52:54:00:be:ef:02"
+    lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(allow_mac_spoofing=False, mac=new))
+    assert _frames_seen_from(lab, vm, forged) == 0
+    assert _frames_seen_from(lab, vm, old) == 0  # the old MAC is a forgery now
+    assert probe(lab.ns(vm), "ping", lab.world_ip, "2")["received"] == 2  # the new one passes
+
+
+def test_max_rate_holds_within_ten_percent_on_the_synthetic_path(
+    make_lab: Callable[..., Lab],
+) -> None:
+    lab = make_lab("veb", num_vfs=1)
+    vm = lab.add_vm("r", weight=0, max_rate=200)
+    assert lab.nic(vm)["iov_usage"] is False
+    sink = Background(lab.world, "sink", "5201", "15", ready=True)
+    probe(lab.ns(vm), "source", lab.world_ip, "5201", "3")
+    mbps = sink.result()["mbps"]
+    print(f"synthetic max rate 200 Mbit/s: measured {mbps:.1f} Mbit/s")
+    assert 180 <= mbps <= 220
+
+    # Raising the limit on a running NIC reshapes its synthetic half in place.
+    lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(max_rate=400))
+    sink = Background(lab.world, "sink", "5202", "15", ready=True)
+    probe(lab.ns(vm), "source", lab.world_ip, "5202", "3")
+    mbps = sink.result()["mbps"]
+    print(f"synthetic max rate 400 Mbit/s: measured {mbps:.1f} Mbit/s")
+    assert 360 <= mbps <= 440
+
+    # No limit, no shaper.
+    syn = names.synthetic_vm_ifname("nic0")
+    assert "tbf" in run_tool(["tc", "qdisc", "show", "dev", syn], lab.ns(vm))
+    lab.call(vms.set_nic, vm, "nic0", vms.NicChanges(max_rate=0))
+    assert lab.nic(vm)["max_rate"] is None
+    assert "tbf" not in run_tool(["tc", "qdisc", "show", "dev", syn], lab.ns(vm))

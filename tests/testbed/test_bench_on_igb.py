@@ -67,7 +67,7 @@ def test_bench_on_real_vfs(tmp_path: Path) -> None:
     failover = doc["failover"]
     assert failover["tcp_survived"] is True, failover["tcp_error"]
     assert [s["kind"] for s in failover["switches"]] == ["removal", "return"]
-    assert doc["cleanup"]["leftovers"] == {"namespaces": [], "links": []}
+    assert doc["cleanup"]["leftovers"] == {"namespaces": [], "links": [], "nft_chains": []}
     assert pf_state(pf) == before
 
 

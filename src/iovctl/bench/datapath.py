@@ -485,13 +485,14 @@ class DatapathBench:
             netns_prefixes += (names.nic_netns(self.adapter), self.world)
             own_links = (self.adapter, *own_links)
         report = cleanup(netns_prefix=netns_prefixes, link_prefix=own_links, extra_links=())
-        spaces, host_links = leftovers(netns_prefixes, own_links)
+        spaces, host_links, chains = leftovers(netns_prefixes, own_links)
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
         return {
             "namespaces_removed": len(report.namespaces),
             "links_removed": len(report.links),
-            "leftovers": {"namespaces": spaces, "links": host_links},
+            "nft_chains_removed": len(report.nft_chains),
+            "leftovers": {"namespaces": spaces, "links": host_links, "nft_chains": chains},
         }
 
     # -- services, as the CLI calls them --------------------------------------------

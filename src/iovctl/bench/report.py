@@ -150,8 +150,9 @@ def render(doc: dict[str, Any]) -> None:
     con.print(table)
     left = doc["cleanup"]["leftovers"]
     con.print(
-        f"cleanup: {doc['cleanup']['namespaces_removed']} namespaces and "
-        f"{doc['cleanup']['links_removed']} links removed, "
-        f"{len(left['namespaces']) + len(left['links'])} left behind; "
+        f"cleanup: {doc['cleanup']['namespaces_removed']} namespaces, "
+        f"{doc['cleanup']['links_removed']} links and "
+        f"{doc['cleanup'].get('nft_chains_removed', 0)} nftables chains removed, "
+        f"{sum(len(v) for v in left.values())} left behind; "
         f"run took {doc['duration_s']} s"
     )

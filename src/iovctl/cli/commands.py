@@ -206,7 +206,8 @@ def run(args: argparse.Namespace) -> int:
             render.as_json(report)
         else:
             render.note(
-                f"removed {len(report['namespaces'])} namespaces and {len(report['links'])} links"
+                f"removed {len(report['namespaces'])} namespaces, {len(report['links'])} links"
+                f" and {len(report['nft_chains'])} nftables chains"
             )
         return 0
     if args.group == "install-service":

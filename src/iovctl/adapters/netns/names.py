@@ -21,6 +21,10 @@ WORLD_NETNS = "iov-world"
 HOST_IFNAME_PREFIX = "iov"
 #: Host end of a synthetic NIC's veth pair.
 SYNTHETIC_HOST_PREFIX = "iovs"
+#: nftables table (netdev family) in the host namespace with the spoof checks of the
+#: synthetic ports: one chain per host end, named after it (``iovs<crc>``). Not
+#: :data:`NFT_TABLE`, which lives in each emulated NIC's namespace.
+SYNTHETIC_NFT_TABLE = "iovctl_synthetic"
 
 IFNAMSIZ = 15
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")

@@ -49,6 +49,7 @@ from iovctl.adapters.netns.kernel import (
     kernel_error,
     netns_exists,
     run_tool,
+    shape_transmit,
     tolerate,
 )
 from iovctl.adapters.netns.spec import EmulatedAdapterSpec, EmulationSpec, SwitchMode
@@ -78,10 +79,7 @@ NUD_NOARP = 0x40
 NTF_MASTER = 0x04
 NTF_STICKY = 0x40
 TC_INGRESS = 0xFFFF0000
-TC_ROOT = 0xFFFFFFFF
 ETH_P_ALL = 0x0003
-#: tbf bucket: at least one 64 KiB GSO frame, or 4 ms at the rate.
-MIN_BURST_BYTES = 128 * 1024
 
 _ZERO_MAC = "00:00:00:00:00:00"
 #: Ageing time of the embedded switch's FDB: one day, in centiseconds.
@@ -628,22 +626,6 @@ class EmulatedNic:
         return out
 
     def _set_rate(self, ns: str, index: int, mbps: int) -> None:
-        ipr = self._links(ns)
         shaper = self._links.index(names.vf_shaper(index), ns)
-        with tolerate(errno.ENOENT, errno.EINVAL):
-            ipr.tc("del", index=shaper, handle=0x10000, parent=TC_ROOT)
-        if not mbps:
-            return
-        rate_bytes = mbps * 1_000_000 // 8
-        try:
-            ipr.tc(
-                "replace",
-                "tbf",
-                shaper,
-                0x10000,
-                rate=f"{mbps}mbit",
-                burst=max(MIN_BURST_BYTES, rate_bytes // 250),
-                latency="50ms",
-            )
-        except OSError as exc:
-            raise kernel_error(f"setting the max rate of VF {index}", exc) from exc
+        assert shaper is not None
+        shape_transmit(self._links(ns), shaper, mbps, f"setting the max rate of VF {index}")

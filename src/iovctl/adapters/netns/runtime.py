@@ -19,6 +19,11 @@ loses carrier, so the host bridge forgets the MAC there) and brings the VF up;
 up, so the two paths to the same L2 network never form a loop. After each switch a
 gratuitous ARP from the master tells every bridge on the way (host bridge, the NIC's
 embedded switch, the world) where the MAC lives now, as bonding does on failover.
+
+The NIC's spoof check and max rate hold on the synthetic half too, as on a VF: an
+nftables netdev ingress chain on the host end (host table
+``names.SYNTHETIC_NFT_TABLE``, one chain per host end, named after it) drops frames
+from any other source MAC, and a tbf shaper on ``syn<crc>`` limits what the VM sends.
 See docs/failover.md.
 
 Every method is idempotent and needs root. Must not import the CLI, the store or other
@@ -45,8 +50,13 @@ from iovctl.adapters.netns.kernel import (
     kernel_error,
     list_netns,
     netns_exists,
+    nft_delete_chain,
+    nft_delete_table_if_empty,
+    nft_rule_comments,
     open_announcer,
     remove_netns,
+    run_tool,
+    shape_transmit,
     tolerate,
     wait_until,
 )
@@ -148,21 +158,27 @@ class NetnsVmRuntime:
         ns = names.vm_netns(vm)
         if not netns_exists(ns):
             return
+        host_ends = []
         for message in self._links(ns).get_links():
             name = str(message.get("IFLA_IFNAME"))
             if names.is_pair_helper(name):
                 if name.startswith("syn"):
                     self._forget_on_uplink(ns, message)
+                    host_ends.append(self._host_end_name(message))
                     self._links.delete(name, ns)  # its host end goes with it, now
             elif message.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "veth":
                 self._return_to_host(ns, message)
         self._links.forget(ns)
         remove_netns(ns)
+        self._drop_spoof_checks(*(h for h in host_ends if h is not None))
 
     # -- the synthetic half ------------------------------------------------------
 
     def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
-        """Ensure the NIC's master (MAC, address) and its synthetic port on the switch."""
+        """Ensure the NIC's master (MAC, address) and its synthetic port on the switch,
+        with the NIC's spoof check and max rate on what the VM sends through it (as
+        the VF does on its half). Idempotent; at most one ``nft`` run (none when the
+        spoof check is unchanged). Root."""
         self._ensure_vm(vm)
         ns = names.vm_netns(vm)
         links = self._links
@@ -193,6 +209,7 @@ class NetnsVmRuntime:
         )
         isolated = config.pvlan is not None and config.pvlan.mode is PvlanMode.ISOLATED
         links.brport(f"isolating {vm}/{nic}", host_end, isolated=int(isolated))
+        self._ensure_spoof_check(host_end, config)
         vf_ports = self._vf_ports(ns, master)
         for port in vf_ports:  # a MAC change must hold on the VF too
             name = str(port.get("IFLA_IFNAME"))
@@ -200,6 +217,12 @@ class NetnsVmRuntime:
         self._software_path(uplink, host_index, config.mac, present=not vf_ports)
         message = links.get(syn, ns)
         assert message is not None
+        # The VM's end of the veth stands for the virtual NIC's transmit queue: the
+        # max rate limits what the VM sends, as a VF's limits what the VF sends.
+        # Shaped before the port comes up, kept while it is parked behind a VF.
+        shape_transmit(
+            links(ns), message["index"], config.max_rate, f"setting the max rate of {vm}/{nic}"
+        )
         links.set(
             f"attaching the synthetic NIC of {vm}/{nic}",
             ns,
@@ -224,6 +247,7 @@ class NetnsVmRuntime:
             links.delete(names.synthetic_vm_ifname(nic), ns)
             links.delete(names.anchor_ifname(nic), ns)
         links.delete(names.synthetic_host_ifname(vm, nic))
+        self._drop_spoof_checks(names.synthetic_host_ifname(vm, nic))
 
     # -- the VF half ----------------------------------------------------------------
 
@@ -589,6 +613,58 @@ class NetnsVmRuntime:
                 and not name.startswith(names.SYNTHETIC_HOST_PREFIX)
             ):
                 self._uplink_filter(port["index"], str(nic.get("IFLA_ADDRESS")), present=False)
+
+    def _ensure_spoof_check(self, host_end: str, config: NicConfig) -> None:
+        """Unless the NIC may spoof MACs, drop what the VM sends on its synthetic half
+        from any source but the NIC's MAC, as the VF's spoof check does on its half.
+
+        A netdev ingress chain on the host end (what enters it is what the VM sent),
+        named after it, in the host's table for synthetic ports; rewritten whole
+        (flush + rule, one nft transaction) unless its one rule already says it checks
+        this MAC, so it follows a new MAC or setting, and a plug that changes neither
+        costs a netlink dump instead of an nft process and a rule deletion (whose RCU
+        grace period is ~14 ms here). A NIC that may spoof has no chain.
+        """
+        if config.allow_mac_spoofing:
+            self._drop_spoof_checks(host_end)
+            return
+        t = names.SYNTHETIC_NFT_TABLE
+        comment = f"spoof check: source must be {config.mac}"
+        if nft_rule_comments(t, host_end) == [comment]:
+            return
+        script = [
+            f"add table netdev {t}",
+            f"add chain netdev {t} {host_end} {{ type filter hook ingress device"
+            f' "{host_end}" priority 0; }}',
+            f"flush chain netdev {t} {host_end}",
+            f"add rule netdev {t} {host_end} ether saddr != {config.mac} counter drop"
+            f' comment "{comment}"',
+        ]
+        run_tool(["nft", "-f", "-"], stdin="\n".join(script) + "\n")
+
+    def _drop_spoof_checks(self, *host_ends: str) -> None:
+        """Delete the spoof-check chains of these host ends, and the table once empty.
+
+        Needed although the devices are gone: on recent kernels (6.18 here) a netdev
+        chain outlives its device, unbound, and binds to the next device of that name,
+        with whatever MAC it held. Older ones (6.1) delete a single-device chain with
+        its device (nft_chain_filter.c, nft_netdev_event), so the table is looked at
+        even when no chain was left to delete. Both only ask when there is nothing.
+        """
+        t = names.SYNTHETIC_NFT_TABLE
+        for host_end in host_ends:
+            nft_delete_chain(t, host_end)
+        nft_delete_table_if_empty(t)
+
+    def _host_end_name(self, syn: Any) -> str | None:
+        """Name of the host end of synthetic veth ``syn`` (its peer, in the host)."""
+        peer = syn.get("IFLA_LINK")
+        if not peer:
+            return None
+        try:
+            return str(self._links().get_links(peer)[0].get("IFLA_IFNAME"))
+        except NetlinkError:
+            return None
 
     def _vf_ports(self, ns: str, master: int) -> list[Any]:
         """Ports of the master that are VFs (not the synthetic veth, not the anchor)."""

@@ -22,11 +22,10 @@ from iovctl.adapters.netns import names
 from iovctl.adapters.netns.kernel import (
     Links,
     list_netns,
-    nft_delete_chain,
-    nft_delete_table_if_empty,
     remove_netns,
     wait_until,
 )
+from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empty
 from iovctl.adapters.netns.nic import EmulatedNic
 from iovctl.adapters.netns.runtime import NetnsVmRuntime
 from iovctl.adapters.netns.spec import parse_emulation

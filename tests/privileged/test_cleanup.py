@@ -20,7 +20,8 @@ from netns_lab import Lab, probe
 
 from iovctl.adapters.netns import names
 from iovctl.adapters.netns.cleanup import cleanup, leftovers
-from iovctl.adapters.netns.kernel import Links, list_netns, nft_chains, run_tool, wait_until
+from iovctl.adapters.netns.kernel import Links, list_netns, run_tool, wait_until
+from iovctl.adapters.netns.nft import nft_chains
 from iovctl.services import adapters, switches, vms
 from iovctl.services.views import bridge_name
 

@@ -18,12 +18,10 @@ from iovctl.adapters.netns import names
 from iovctl.adapters.netns.kernel import (
     Links,
     list_netns,
-    nft_chains,
-    nft_delete_chain,
-    nft_delete_table_if_empty,
     remove_netns,
     wait_until,
 )
+from iovctl.adapters.netns.nft import nft_chains, nft_delete_chain, nft_delete_table_if_empty
 
 
 @dataclass

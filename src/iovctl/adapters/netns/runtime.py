@@ -50,9 +50,6 @@ from iovctl.adapters.netns.kernel import (
     kernel_error,
     list_netns,
     netns_exists,
-    nft_delete_chain,
-    nft_delete_table_if_empty,
-    nft_rule_comments,
     open_announcer,
     remove_netns,
     run_tool,
@@ -60,6 +57,7 @@ from iovctl.adapters.netns.kernel import (
     tolerate,
     wait_until,
 )
+from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empty, nft_rule_comments
 from iovctl.domain.model import NicConfig, PvlanMode, VirtualFunction
 from iovctl.domain.names import bridge_name
 from iovctl.errors import HardwareError

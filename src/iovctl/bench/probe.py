@@ -187,24 +187,10 @@ def gap_client(dst: str, port: str, seconds: str, interval_ms: str) -> dict[str,
         got, pending = len(pending) // 8, pending[len(pending) // 8 * 8 :]
         tcp_times.extend([time.monotonic()] * got)
 
-    while True:
-        now = time.monotonic()
-        due = start + len(sent) * interval
-        if now >= due:
-            if due >= end or stopped:
-                break
-            msg = struct.pack("!Q", len(sent))
-            sent.append(now)
-            udp.sendto(msg, (dst, int(port)))
-            if tcp_error is None:
-                try:
-                    tcp.send(msg)  # 8 bytes: fits unless the connection is stuck
-                except BlockingIOError:
-                    pass
-                except OSError as exc:
-                    tcp_error = str(exc)
-            continue
-        for key, _ in sel.select(due - now):
+    def receive(timeout: float) -> None:
+        """Take in every echo that arrives within ``timeout``."""
+        nonlocal tcp_error
+        for key, _ in sel.select(timeout):
             try:
                 if key.data == "udp":
                     while True:
@@ -223,29 +209,31 @@ def gap_client(dst: str, port: str, seconds: str, interval_ms: str) -> dict[str,
                 if key.data == "tcp":
                     tcp_error = tcp_error or str(exc)
                     sel.unregister(tcp)
+
+    while True:
+        now = time.monotonic()
+        due = start + len(sent) * interval
+        if now >= due:
+            if due >= end or stopped:
+                break
+            msg = struct.pack("!Q", len(sent))
+            sent.append(now)
+            udp.sendto(msg, (dst, int(port)))
+            if tcp_error is None:
+                try:
+                    tcp.send(msg)  # 8 bytes: fits unless the connection is stuck
+                except BlockingIOError:
+                    pass
+                except OSError as exc:
+                    tcp_error = str(exc)
+            continue
+        receive(due - now)
     # The last echoes (and TCP retransmissions) may still be on their way.
     drain_end = time.monotonic() + 3.0
     while time.monotonic() < drain_end and (
         len(received) < len(sent) or (tcp_error is None and len(tcp_times) < len(sent))
     ):
-        for key, _ in sel.select(0.05):
-            try:
-                if key.data == "udp":
-                    data = udp.recv(64)
-                    received.setdefault(struct.unpack("!Q", data[:8])[0], time.monotonic())
-                else:
-                    data = tcp.recv(65536)
-                    if not data:
-                        tcp_error = tcp_error or "connection closed by peer"
-                        sel.unregister(tcp)
-                    else:
-                        on_tcp(data)
-            except BlockingIOError:
-                pass
-            except OSError as exc:
-                if key.data == "tcp":
-                    tcp_error = tcp_error or str(exc)
-                    sel.unregister(tcp)
+        receive(0.05)
     tcp.close()
     return {
         "interval_ms": float(interval_ms),

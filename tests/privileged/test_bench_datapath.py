@@ -104,6 +104,10 @@ def test_quick_run_writes_sane_json_and_leaves_nothing(tmp_path: Path) -> None:
     assert "VF path vs synthetic path" in done.stdout
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_run_cleans_up(signum: signal.Signals) -> None:
     proc = subprocess.Popen(
@@ -111,6 +115,9 @@ def test_interrupted_run_cleans_up(signum: signal.Signals) -> None:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # A shell without job control starts background jobs with SIGINT ignored, and
+        # Python keeps an ignored SIGINT ignored: the bench is to see the default.
+        preexec_fn=_default_sigint,
     )
     assert proc.stderr is not None
     tag, seen = None, []

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
 
+from helpers import clean_env
 from iovctl.adapters.linux.host import LinuxHost
 from iovctl.adapters.linux.netlink import NetlinkVfs
 from iovctl.domain.drivers import unsupported_settings
@@ -219,3 +224,42 @@ def test_autoprobe(tmp_path: Path) -> None:
 def test_host_facts(tmp_path: Path) -> None:
     facts = make_host(tmp_path, igb_host())[0].host_facts()
     assert facts.iommu_enabled and facts.acs and facts.vfio_pci
+
+
+#: Imports the host adapter, builds a LinuxHost over the fake tree at argv[1] and reads
+#: what needs no VF settings; reports whether pyroute2 was imported before and after
+#: the first use of ``host.netlink``.
+_READ_WITHOUT_NETLINK = textwrap.dedent(
+    """
+    import json, sys
+    from iovctl.adapters.linux.host import LinuxHost
+
+    host = LinuxHost(sys.argv[1], kernel_release="6.1.0")
+    names = [adapter.name for adapter in host.adapters()]
+    host.host_facts()
+    host.virtual_functions("enp1s0")  # no VFs enabled: no RTM_GETLINK
+    before = "pyroute2" in sys.modules
+    host.netlink  # builds NetlinkVfs; opens no socket
+    print(json.dumps({"names": names, "before": before, "after": "pyroute2" in sys.modules}))
+    """
+)
+
+
+def test_pyroute2_is_imported_only_when_netlink_is_used(tmp_path: Path) -> None:
+    """pyroute2's import is about half a read command's start-up: commands that
+    never touch VF settings must not pay it. A fresh interpreter, since this one
+    has imported pyroute2 already."""
+    spec = igb_host()
+    spec.pci_ids = PCI_IDS
+    build(tmp_path, spec)
+    proc = subprocess.run(
+        [sys.executable, "-c", _READ_WITHOUT_NETLINK, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert report == {"names": ["enp1s0"], "before": False, "after": True}

@@ -5,6 +5,8 @@ count, VF drivers), :class:`~iovctl.adapters.linux.readiness.HostProbe` (host fa
 :class:`~iovctl.adapters.linux.netlink.NetlinkVfs` (VF settings) and
 :class:`~iovctl.adapters.linux.pciids.PciIds` (model names), and names adapters the way
 admins do: by their PF's network interface (the PCI address when no driver is bound).
+NetlinkVfs, and pyroute2 with it, is imported on first use: commands that never
+read or write VF settings skip pyroute2's import (tens of milliseconds).
 
 Must not import services, the CLI or other adapters.
 """
@@ -13,8 +15,8 @@ from __future__ import annotations
 
 import errno
 import os
+from typing import TYPE_CHECKING
 
-from iovctl.adapters.linux.netlink import NetlinkVfs, VfReport
 from iovctl.adapters.linux.pciids import PciIds
 from iovctl.adapters.linux.readiness import HostProbe
 from iovctl.adapters.linux.sysfs import PciFunction, SysfsPci
@@ -28,6 +30,9 @@ from iovctl.domain.model import (
     VirtualFunction,
 )
 from iovctl.errors import HardwareError, NotFound
+
+if TYPE_CHECKING:
+    from iovctl.adapters.linux.netlink import NetlinkVfs, VfReport
 
 #: 82576 device ids (e1000_hw.h E1000_DEV_ID_82576*): the only igb MAC whose VFs can be
 #: rate limited; igb_ndo_set_vf_bw answers EOPNOTSUPP on i350 and the others.
@@ -61,9 +66,19 @@ class LinuxHost:
         kernel_release: str | None = None,
     ) -> None:
         self.sysfs = sysfs or SysfsPci(root, vf_create_timeout=vf_create_timeout)
-        self.netlink = netlink or NetlinkVfs()
+        self._netlink = netlink
         self.pci_ids = pci_ids or PciIds(root)
         self.probe = probe or HostProbe(root, sysfs=self.sysfs, kernel_release=kernel_release)
+
+    @property
+    def netlink(self) -> NetlinkVfs:
+        """VF settings over rtnetlink; the default one is built (and pyroute2 imported)
+        on first use."""
+        if self._netlink is None:
+            from iovctl.adapters.linux.netlink import NetlinkVfs
+
+            self._netlink = NetlinkVfs()
+        return self._netlink
 
     # ------------------------------------------------------------------ PciBus
 

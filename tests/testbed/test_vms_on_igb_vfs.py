@@ -23,7 +23,12 @@ from typing import Any
 import pytest
 from test_iovctl_on_igb import igb_pf, iovctl, js  # this folder is on sys.path
 
-from iovctl.adapters.netns.names import nic_ifname, synthetic_vm_ifname, vm_netns
+from iovctl.adapters.netns.names import (
+    nic_ifname,
+    synthetic_host_ifname,
+    synthetic_vm_ifname,
+    vm_netns,
+)
 from iovctl.bench import probe as bench_probe
 
 pytestmark = [
@@ -84,14 +89,18 @@ def probe(vm: str, *args: str) -> subprocess.Popen[str]:
     return proc
 
 
-def vms_on(tmp_path: Path, weights: dict[str, int]) -> Any:
+def vms_on(tmp_path: Path, weights: dict[str, int], vlans: dict[str, int] | None = None) -> Any:
     state = tmp_path / "state"
     pf = igb_pf(state)["name"]
     iovctl(state, "adapter", "enable", pf, "--num-vfs", "2")
     iovctl(state, "switch", "create", "ext", "--uplink", pf, "--iov")
     for vm, weight in weights.items():
+        vlan = (vlans or {}).get(vm)
         iovctl(state, "vm", "create", vm)
-        iovctl(state, "nic", "add", vm, "--switch", "ext", "--iov-weight", str(weight))
+        iovctl(
+            state, "nic", "add", vm, "--switch", "ext", "--iov-weight", str(weight),
+            *(["--vlan", str(vlan)] if vlan else []),
+        )  # fmt: skip
         iovctl(state, "vm", "start", vm)
     yield state
     for vm in weights:
@@ -110,6 +119,60 @@ def two_vms(tmp_path: Path) -> Any:
 def vf_and_software(tmp_path: Path) -> Any:
     """VM ``v`` wants a VF (weight 50), VM ``s`` stays on the software path (weight 0)."""
     yield from vms_on(tmp_path, {"v": 50, "s": 0})
+
+
+@pytest.fixture
+def vlan_vms(tmp_path: Path) -> Any:
+    """``a`` wants a VF, the rest stay on the software path; ``a`` and ``b`` are in VLAN
+    100, ``c`` in VLAN 200, ``d`` in none."""
+    yield from vms_on(
+        tmp_path, {"a": 50, "b": 0, "c": 0, "d": 0}, vlans={"a": 100, "b": 100, "c": 200}
+    )
+
+
+def access_and_trunk() -> tuple[dict[str, set[int]], dict[str, set[int]]]:
+    """Per bridge port, as iproute2 shows them: PVID VLANs, and tagged VLANs."""
+    out = subprocess.run(
+        ["bridge", "-j", "vlan", "show"], capture_output=True, text=True, check=True
+    )
+    pvid: dict[str, set[int]] = {}
+    tagged: dict[str, set[int]] = {}
+    for port in json.loads(out.stdout or "[]"):
+        for v in port["vlans"]:
+            vids = set(range(v["vid"], v.get("vidEnd", v["vid"]) + 1))
+            flags = v.get("flags", [])
+            if "PVID" in flags:
+                pvid.setdefault(port["ifname"], set()).update(vids)
+            if "Egress Untagged" not in flags:
+                tagged.setdefault(port["ifname"], set()).update(vids)
+    return pvid, tagged
+
+
+def reaches(src: str, dst: str) -> bool:
+    return ping(src, ipv4(dst), "-c", "2", "-W", "1").returncode == 0
+
+
+def test_vlan_holds_on_the_vf_path_and_on_the_software_path(vlan_vms: Path) -> None:
+    """The distribution kernel's bridge filters VLANs: the NIC's host end is an access
+    port of its VLAN and the PF a trunk; on the VF the igb NIC tags. VLANs part the
+    VMs the same way on both paths, also after a VF is taken away."""
+    state = vlan_vms
+    assert js(state, "nic", "show", "a", "nic0")["vf_data_path_active"] is IOMMU
+    pf = igb_pf(state)["name"]
+    pvid, tagged = access_and_trunk()
+    for vm, vlan in (("b", 100), ("c", 200), ("d", 1)):
+        assert pvid[synthetic_host_ifname(vm, "nic0")] == {vlan}
+        assert not tagged.get(synthetic_host_ifname(vm, "nic0"))
+    assert tagged[pf] == {100, 200}  # VLAN 1 stays untagged on the wire
+    assert reaches("a", "b") and reaches("b", "a")
+    for src, dst in (("a", "c"), ("b", "c"), ("b", "d"), ("d", "b"), ("c", "d")):
+        assert not reaches(src, dst), f"{src} reached {dst} across VLANs"
+    if IOMMU:
+        iovctl(state, "nic", "set", "a", "nic0", "--iov-weight", "0")  # VF taken away
+        assert js(state, "nic", "show", "a", "nic0")["iov_usage"] is False
+        assert access_and_trunk()[0][synthetic_host_ifname("a", "nic0")] == {100}
+        assert reaches("a", "b") and reaches("b", "a")
+        assert not reaches("a", "c") and not reaches("a", "d")
 
 
 @pytest.mark.skipif(

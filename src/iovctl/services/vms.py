@@ -4,6 +4,7 @@ starts, returned (scrubbed) when it stops."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -26,7 +27,7 @@ from iovctl.domain.validation import (
     check_weight,
     normalize_mac,
 )
-from iovctl.errors import Conflict, InvalidInput
+from iovctl.errors import Conflict, InvalidInput, IovctlError
 from iovctl.services.allocation import rebalance, release_vf
 from iovctl.services.context import Context
 from iovctl.services.views import NicViewer, vm_view
@@ -67,8 +68,14 @@ def start_vm(ctx: Context, name: str) -> None:
         return
     nics = ctx.store.list_nics(name)
     ctx.runtime.start_vm(name)
-    for nic in nics:
-        ctx.runtime.plug_software_nic(name, nic.name, nic.config)
+    try:
+        for nic in nics:
+            ctx.runtime.plug_software_nic(name, nic.name, nic.config)
+    except BaseException:
+        # The store rolls back to off: nothing of the start may stay behind either.
+        with contextlib.suppress(IovctlError):
+            ctx.runtime.stop_vm(name)
+        raise
     ctx.store.set_vm_state(name, VmState.RUNNING)
     ctx.event(EventLevel.INFO, "vm-started", "vm", name, f"VM {name} started")
     for switch in sorted({n.config.switch for n in nics}):

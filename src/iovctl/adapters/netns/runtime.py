@@ -24,7 +24,8 @@ The NIC's spoof check and max rate hold on the synthetic half too, as on a VF: a
 nftables netdev ingress chain on the host end (host table
 ``names.SYNTHETIC_NFT_TABLE``, one chain per host end, named after it) drops frames
 from any other source MAC, and a tbf shaper on ``syn<crc>`` limits what the VM sends.
-See docs/failover.md.
+So does its VLAN: the host end is an access port of the switch bridge, which filters
+VLANs once a NIC has one (``bridge_vlan``). See docs/failover.md.
 
 Every method is idempotent and needs root. Must not import the CLI, the store or other
 adapters; it imports ``domain.names.bridge_name`` so that the bridge it builds is the
@@ -40,7 +41,7 @@ from typing import Any
 
 from pyroute2 import NetlinkError
 
-from iovctl.adapters.netns import names
+from iovctl.adapters.netns import bridge_vlan, names
 from iovctl.adapters.netns.kernel import (
     NO_IPV6_ADDRESSES,
     Links,
@@ -181,13 +182,18 @@ class NetnsVmRuntime:
         ns = names.vm_netns(vm)
         links = self._links
         bridge = self._ensure_switch_bridge(config.switch)
-        uplink = self._links.index(self._uplink_of(config.switch))
+        bridge_message = links.get(bridge_name(config.switch))
+        vlan = config.vlan or 0
+        if vlan:  # before anything of the NIC is made: a kernel may refuse it
+            bridge_vlan.ensure_filtering(links, bridge_message, config.switch, f"{vm}/{nic}", vlan)
+        uplink_name = self._uplink_of(config.switch)
+        uplink = self._links.index(uplink_name)
         assert uplink is not None  # _ensure_switch_bridge checked it
         syn, host_end = names.synthetic_vm_ifname(nic), names.synthetic_host_ifname(vm, nic)
         before = self._links.get(names.nic_ifname(nic), ns)
         if before is not None and before.get("IFLA_ADDRESS") != config.mac:
             old_mac = str(before.get("IFLA_ADDRESS"))
-            self._software_path(uplink, links.index(host_end), old_mac, present=False)
+            self._software_path(uplink, links.index(host_end), old_mac, vlan, present=False)
         master = self._ensure_master(ns, vm, nic, config)
         if links.index(syn, ns) is None:
             links.delete(host_end)  # half of a pair left by a killed command
@@ -207,12 +213,14 @@ class NetnsVmRuntime:
         )
         isolated = config.pvlan is not None and config.pvlan.mode is PvlanMode.ISOLATED
         links.brport(f"isolating {vm}/{nic}", host_end, isolated=int(isolated))
+        if vlan or bridge_vlan.filtering(bridge_message):
+            bridge_vlan.sync(links, bridge, host_end, vlan, uplink_name)
         self._ensure_spoof_check(host_end, config)
         vf_ports = self._vf_ports(ns, master)
         for port in vf_ports:  # a MAC change must hold on the VF too
             name = str(port.get("IFLA_IFNAME"))
             self._adopt_mac(ns, name, int(port["index"]), config.mac)
-        self._software_path(uplink, host_index, config.mac, present=not vf_ports)
+        self._software_path(uplink, host_index, config.mac, vlan, present=not vf_ports)
         message = links.get(syn, ns)
         assert message is not None
         # The VM's end of the veth stands for the virtual NIC's transmit queue: the
@@ -291,7 +299,7 @@ class NetnsVmRuntime:
         # The NIC's own switch delivers to the VF from now on; the host bridge is to
         # learn the MAC on the uplink from the VF's announcement, so its pin goes first.
         host_end = links.index(names.synthetic_host_ifname(vm, nic))
-        self._software_path(links.index(vf.adapter), host_end, mac, present=False)
+        self._software_path(links.index(vf.adapter), host_end, mac, vf.settings.vlan, present=False)
         links.set(
             f"switching {vm}/{nic} to {netdev}", ns, index=vf_index, master=master, state="up"
         )
@@ -311,7 +319,9 @@ class NetnsVmRuntime:
         if master is not None:
             host_end = links.index(names.synthetic_host_ifname(vm, nic))
             mac = str(master.get("IFLA_ADDRESS"))
-            self._software_path(links.index(vf.adapter), host_end, mac, present=True)
+            self._software_path(
+                links.index(vf.adapter), host_end, mac, vf.settings.vlan, present=True
+            )
         if message is not None:
             links.set(
                 f"unpairing VF {vf.index}", ns, index=message["index"], state="down", master=0
@@ -534,7 +544,7 @@ class NetnsVmRuntime:
         wait_until(forwarding, PORT_WAIT_S)
 
     def _software_path(
-        self, uplink: int | None, host_end: int | None, mac: str, *, present: bool
+        self, uplink: int | None, host_end: int | None, mac: str, vlan: int, *, present: bool
     ) -> None:
         """Tell both switches that ``mac`` lives on the software path (or no longer).
 
@@ -546,12 +556,15 @@ class NetnsVmRuntime:
         the sender's included); the bridge then learned the MAC on the uplink, and a
         VM that only answers (a server) was unreachable from the software path
         until it sent something itself. On the VF path the entry goes, so that the
-        bridge learns the MAC on the uplink, where it is then.
+        bridge learns the MAC on the uplink, where it is then. On a bridge that filters
+        VLANs, entries are per VLAN: the pin is made in the NIC's access VLAN
+        (``vlan``, 0 for none).
         """
         if uplink is not None:
             self._uplink_filter(uplink, mac, present=present)
         if host_end is None:
             return
+        in_vlan = self._pin_vlan(host_end, vlan)
         try:
             if present:
                 self._links().fdb(
@@ -560,12 +573,24 @@ class NetnsVmRuntime:
                     lladdr=mac,
                     state=NUD_NOARP,
                     flags=NTF_MASTER | NTF_STICKY,
+                    **in_vlan,
                 )
             else:
-                self._links().fdb("del", ifindex=host_end, lladdr=mac, flags=NTF_MASTER)
+                self._links().fdb("del", ifindex=host_end, lladdr=mac, flags=NTF_MASTER, **in_vlan)
         except NetlinkError as exc:
             if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
                 raise kernel_error(f"pinning {mac} on the switch bridge", exc) from exc
+
+    def _pin_vlan(self, host_end: int, vlan: int) -> dict[str, int]:
+        """``{"vlan": id}`` for an FDB entry on ``host_end`` when its bridge filters
+        VLANs (the NIC's VLAN, or the default one), else nothing."""
+        ipr = self._links()
+        try:
+            master = ipr.get_links(host_end)[0].get("IFLA_MASTER")
+            on = master is not None and bridge_vlan.filtering(ipr.get_links(master)[0])
+        except NetlinkError:
+            return {}
+        return {"vlan": vlan or bridge_vlan.DEFAULT_PVID} if on else {}
 
     def _uplink_filter(self, uplink: int, mac: str, *, present: bool) -> None:
         """Put the MAC of a NIC on the software path in (or out of) the uplink's own

@@ -139,7 +139,7 @@ def access_and_trunk() -> tuple[dict[str, set[int]], dict[str, set[int]]]:
     tagged: dict[str, set[int]] = {}
     for port in json.loads(out.stdout or "[]"):
         for v in port["vlans"]:
-            vids = set(range(v["vid"], v.get("vidEnd", v["vid"]) + 1))
+            vids = set(range(v["vlan"], v.get("vlanEnd", v["vlan"]) + 1))
             flags = v.get("flags", [])
             if "PVID" in flags:
                 pvid.setdefault(port["ifname"], set()).update(vids)

@@ -12,9 +12,9 @@ ACCESS = frozenset({"PVID", "Egress Untagged"})
 def test_parses_ranges_and_flags_as_iproute2_prints_them() -> None:
     text = json.dumps(
         [
-            {"ifname": "br", "vlans": [{"vid": 1, "flags": ["PVID", "Egress Untagged"]}]},
-            {"ifname": "up", "vlans": [{"vid": 1, "flags": ["PVID", "Egress Untagged"]},
-                                       {"vid": 10, "vidEnd": 12}]},
+            {"ifname": "br", "vlans": [{"vlan": 1, "flags": ["PVID", "Egress Untagged"]}]},
+            {"ifname": "up", "vlans": [{"vlan": 1, "flags": ["PVID", "Egress Untagged"]},
+                                       {"vlan": 10, "vlanEnd": 12}]},
         ]
     )  # fmt: skip
     assert port_vlans(text) == {

@@ -65,12 +65,13 @@ def ensure_filtering(links: Links, bridge: Any, switch: str, nic: str, vlan: int
 
 
 def port_vlans(text: str) -> dict[str, dict[int, frozenset[str]]]:
-    """Parse ``bridge -j vlan show``: port -> VLAN id -> flags."""
+    """Parse ``bridge -j vlan show``: port -> VLAN id -> flags. iproute2 names a VLAN
+    ``vlan`` (``vlanEnd`` for the last of a range)."""
     out: dict[str, dict[int, frozenset[str]]] = {}
     for entry in json.loads(text or "[]"):
         vids = out.setdefault(str(entry["ifname"]), {})
         for v in entry.get("vlans", []):
-            first, last = int(v["vid"]), int(v.get("vidEnd", v["vid"]))
+            first, last = int(v["vlan"]), int(v.get("vlanEnd", v["vlan"]))
             for vid in range(first, last + 1):
                 vids[vid] = frozenset(v.get("flags", []))
     return out

@@ -164,7 +164,10 @@ def test_vlan_holds_on_the_vf_path_and_on_the_software_path(vlan_vms: Path) -> N
     for vm, vlan in (("b", 100), ("c", 200), ("d", 1)):
         assert pvid[synthetic_host_ifname(vm, "nic0")] == {vlan}
         assert not tagged.get(synthetic_host_ifname(vm, "nic0"))
-    assert tagged[pf] == {100, 200}  # VLAN 1 stays untagged on the wire
+    # A trunk of the VLANs in use; VLAN 1 stays untagged on the wire. (The bridge is
+    # switch "ext"'s: a VM an earlier test left running there for boot 2 may add its
+    # VLAN, 7.)
+    assert {100, 200} <= tagged[pf] and 1 not in tagged[pf]
     assert reaches("a", "b") and reaches("b", "a")
     for src, dst in (("a", "c"), ("b", "c"), ("b", "d"), ("d", "b"), ("c", "d")):
         assert not reaches(src, dst), f"{src} reached {dst} across VLANs"

@@ -90,6 +90,21 @@ def run_subprocess(
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
+def fresh_python(script: str, *args: str) -> Any:
+    """Run ``script`` in a fresh interpreter (for what this one imported already);
+    returns the JSON of its last line."""
+    proc = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
 def assert_clean_error(result: Result, code: str, exit_code: int) -> None:
     """The error contract: ``error[code]: msg`` + ``hint:`` on stderr, family exit code,
     nothing on stdout, never a traceback."""

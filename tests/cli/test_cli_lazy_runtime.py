@@ -7,14 +7,11 @@ network-namespace runtime. Each check runs in a fresh interpreter, whose
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
-from helpers import clean_env
+from helpers import fresh_python
 
 RUNTIME_MODULE = "iovctl.adapters.netns.runtime"
 
@@ -66,16 +63,7 @@ _PROXY = textwrap.dedent(
 
 def _python(script: str, *args: str) -> dict[str, Any]:
     """Run ``script`` in a fresh interpreter (argv: RUNTIME_MODULE, *args); its last line."""
-    proc = subprocess.run(
-        [sys.executable, "-c", script, RUNTIME_MODULE, *args],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result: dict[str, Any] = json.loads(proc.stdout.splitlines()[-1])
+    result: dict[str, Any] = fresh_python(script, RUNTIME_MODULE, *args)
     return result
 
 

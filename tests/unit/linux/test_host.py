@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
 
-from helpers import clean_env
+from helpers import fresh_python
 from iovctl.adapters.linux.host import LinuxHost
 from iovctl.adapters.linux.netlink import NetlinkVfs
 from iovctl.domain.drivers import unsupported_settings
@@ -252,14 +249,5 @@ def test_pyroute2_is_imported_only_when_netlink_is_used(tmp_path: Path) -> None:
     spec = igb_host()
     spec.pci_ids = PCI_IDS
     build(tmp_path, spec)
-    proc = subprocess.run(
-        [sys.executable, "-c", _READ_WITHOUT_NETLINK, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=clean_env(),
-        timeout=120,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout.splitlines()[-1])
+    report = fresh_python(_READ_WITHOUT_NETLINK, str(tmp_path))
     assert report == {"names": ["enp1s0"], "before": False, "after": True}

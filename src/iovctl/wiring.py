@@ -100,25 +100,20 @@ def _mismatch(options: Options, kind: str, have: str, want: str) -> StateError:
 
 
 def _simulated(store: SqliteStore, options: Options) -> Context:
-    from iovctl.adapters.sim.host import SimulatedHost
-    from iovctl.adapters.sim.runtime import SimulatedVmRuntime
+    from iovctl.adapters.sim import simulated_machine
     from iovctl.adapters.sim.spec import load_spec, spec_from_json, spec_to_json
 
     wanted = load_spec(options.sim) if options.sim is not None else None
     stored = store.get_meta("sim_spec")
     if stored is None:
         fresh = wanted or load_spec("demo")
-
-        def init() -> None:
-            SimulatedHost(store.conn, fresh).ensure_schema()
-            SimulatedVmRuntime(store.conn).ensure_schema()
-
-        stored = _bind(store, options, "sim", "sim_spec", spec_to_json(fresh), init)
+        stored = _bind(store, options, "sim", "sim_spec", spec_to_json(fresh))
         assert stored is not None
     spec = spec_from_json(stored)
     if wanted is not None and wanted.name != spec.name:
         raise _mismatch(options, "simulated host", spec.name, wanted.name)
-    return Context(store, SimulatedHost(store.conn, spec), SimulatedVmRuntime(store.conn))
+    host, runtime = simulated_machine(spec, None if options.in_memory else options.state_dir)
+    return Context(store, host, runtime)
 
 
 def _emulated(store: SqliteStore, options: Options) -> Context:

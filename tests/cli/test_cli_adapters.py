@@ -161,10 +161,14 @@ def test_changing_the_count_under_assigned_vfs_names_the_vms_and_force_works(cli
     assert codes.index("adapter-vfs-changed") < len(codes) - 1
 
 
-def test_disable_revokes_assigned_vfs_and_nics_fall_back(cli):
+def test_disable_revokes_assigned_vfs_with_force_and_nics_fall_back(cli):
     cli.igb_pool(2)
     cli.vm_with_nic("alpha", "--iov-weight", "50", start=True)
-    cli.ok("adapter", "disable", "enp1s0")
+    # The rule of `set --num-vfs 0`: refused while VMs hold VFs, naming them.
+    refused = cli.fail("adapter", "disable", "enp1s0", code="vfs-assigned", exit_code=4)
+    assert "alpha" in refused.err and "--force" in refused.err
+    assert cli.nic("alpha")["iov_usage"] is True
+    cli.ok("adapter", "disable", "enp1s0", "--force")
     nic = cli.nic("alpha")
     assert nic["iov_usage"] is False and nic["virtual_function"] is None
     assert nic["status"] == "degraded"
@@ -173,6 +177,19 @@ def test_disable_revokes_assigned_vfs_and_nics_fall_back(cli):
     # Enabling again hands a VF back to the waiting NIC.
     cli.ok("adapter", "enable", "enp1s0", "--num-vfs", "1")
     assert cli.nic("alpha")["virtual_function"]["index"] == 0
+
+
+def test_enable_answers_clearly_when_it_has_nothing_to_do(cli):
+    cli.ok("adapter", "enable", "enp1s0", "--num-vfs", "2")
+    again = cli.fail("adapter", "enable", "enp1s0", code="already-enabled", exit_code=4)
+    assert "2 VFs" in again.err and "adapter set" in again.err
+    cli.fail("adapter", "enable", "enp1s0", "--num-vfs", "3", code="already-enabled", exit_code=4)
+    cli.ok("adapter", "disable", "enp1s0")
+    zero = cli.fail(
+        "adapter", "enable", "enp1s0", "--num-vfs", "0", code="invalid-vf-count", exit_code=2
+    )
+    assert "adapter disable" in zero.err
+    assert cli.vfs() == []
 
 
 def test_adapter_without_sriov_is_refused_by_the_hardware_rule(cli):

@@ -135,7 +135,10 @@ CASES: list[tuple[tuple[str, ...], str, int]] = [
     (("switch", "set", "plain", "--iov"), "iov-fixed-at-creation", CONFLICT),
     (("adapter", "set", "enp1s0", "--num-vfs", "5"), "vfs-assigned", CONFLICT),
     (("adapter", "set", "enp1s0", "--num-vfs", "0"), "vfs-assigned", CONFLICT),
-    (("adapter", "enable", "enp1s0"), "vfs-assigned", CONFLICT),
+    (("adapter", "enable", "enp1s0"), "already-enabled", CONFLICT),
+    (("adapter", "disable", "enp1s0"), "vfs-assigned", CONFLICT),
+    (("vm", "start", "vm1"), "vm-running", CONFLICT),
+    (("vm", "stop", "vm2"), "vm-not-running", CONFLICT),
     # -- HardwareError
     (("adapter", "set", "enp1s0", "--num-vfs", "99"), "vf-count-out-of-range", HARDWARE),
     (("adapter", "set", "enp1s0", "--num-vfs", "99", "--force"), "vf-count-out-of-range", HARDWARE),
@@ -254,17 +257,21 @@ adapters:
 """
 
 
-def test_a_command_that_fails_after_writing_rolls_everything_back(make_cli, tmp_path):
+def test_a_command_that_fails_after_writing_tells_what_the_machine_did(make_cli, tmp_path):
     """``adapter set`` writes 0 VFs first (kernel rule), then the new count fails
-    (ENOMEM, no room left by the firmware): the 2 VFs the host booted with are still
-    there, with their settings, and no event says otherwise."""
+    (ENOMEM, no room left by the firmware) and so does asking for the old 2 again:
+    the store says what the kernel did (0 VFs, 0 to restore at boot), and the
+    events say why; it does not pretend the 2 VFs are still there."""
     spec = tmp_path / "half-broken.yaml"
     spec.write_text(HALF_BROKEN_SPEC)
     host = make_cli(str(spec), name="half")
     assert len(host.vfs()) == 2
-    before = state_dump(host.state_dir)
     host.fail(
         "adapter", "set", "enp1s0", "--num-vfs", "3", code="vf-resources-missing", exit_code=5
     )
-    assert state_dump(host.state_dir) == before
-    assert [v["function_id"] for v in host.vfs()] == [0, 1]
+    assert host.vfs() == []
+    assert host.ok("adapter", "show", "enp1s0")["num_vfs"] == 0
+    codes = [e["code"] for e in host.ok("events")]
+    assert codes.count("adapter-vfs-failed") == 2  # the new count, then the old one
+    report = host.ok("apply", "--dry-run")
+    assert report["changed"] == 0  # apply at boot would not try 2 or 3 either

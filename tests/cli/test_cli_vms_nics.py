@@ -48,12 +48,13 @@ def test_vm_lifecycle(host):
     started = host.ok("vm", "start", "alpha")
     assert (started["state"], started["vfs_in_use"]) == ("running", 1)
     seq = host.last_seq()
-    assert host.ok("vm", "start", "alpha")["state"] == "running"  # idempotent
+    again = host.fail("vm", "start", "alpha", code="vm-running", exit_code=4)
+    assert "already running" in again.err  # says so, like virsh start
     assert host.events(since=seq) == []
 
     stopped = host.ok("vm", "stop", "alpha")
     assert (stopped["state"], stopped["vfs_in_use"]) == ("off", 0)
-    assert host.ok("vm", "stop", "alpha")["state"] == "off"
+    host.fail("vm", "stop", "alpha", code="vm-not-running", exit_code=4)
 
     assert host.ok("vm", "delete", "alpha") == {"deleted": "vm", "name": "alpha"}
     assert host.ok("vm", "list") == []

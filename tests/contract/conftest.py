@@ -18,13 +18,10 @@ from iovctl.ports import HostHardware
 
 
 def _sim() -> HostHardware:
-    from iovctl.adapters.sim.host import SimulatedHost
+    from iovctl.adapters.sim import simulated_machine
     from iovctl.adapters.sim.spec import load_spec
-    from iovctl.adapters.sqlite.store import SqliteStore
 
-    store = SqliteStore.open(None)
-    host = SimulatedHost(store.conn, load_spec("igb"))
-    host.ensure_schema()
+    host, _ = simulated_machine(load_spec("igb"))
     return host
 
 

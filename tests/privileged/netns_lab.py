@@ -30,7 +30,7 @@ from iovctl.adapters.netns.nic import EmulatedNic
 from iovctl.adapters.netns.runtime import NetnsVmRuntime
 from iovctl.adapters.netns.spec import parse_emulation
 from iovctl.adapters.sqlite.store import SqliteStore
-from iovctl.services import adapters, switches, vms
+from iovctl.services import adapters, journal, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.views import bridge_name
 
@@ -119,9 +119,8 @@ class Lab:
         return str(self.hardware.spec.world_address.ip)
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run a service call in one transaction, as the CLI does."""
-        with self.store.transaction():
-            return fn(self.ctx, *args, **kwargs)
+        """Run a service call as one journaled operation, as the CLI does."""
+        return journal.run(self.ctx, fn, *args, **kwargs)
 
     def add_vm(self, suffix: str, weight: int, **changes: Any) -> str:
         """Create and start VM ``<tag><suffix>`` with one NIC ``nic0``; returns its name."""

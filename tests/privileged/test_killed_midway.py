@@ -1,9 +1,10 @@
-"""A command killed mid-operation: the next command cleans up (issue 4, item 6).
+"""A command killed mid-operation: the next command finishes it.
 
-A process runs ``vm start`` (or ``adapter enable``) through the services, as the CLI
-does, and is SIGKILLed at a chosen point inside its write transaction: the store
-rolls back, the kernel objects stay. The next ``iovctl`` command must end with
-exactly what the store says, and nothing of the killed command left over.
+A process runs ``vm start``, ``vm stop`` or ``adapter set`` through the services as
+the CLI does (one journaled operation), and is SIGKILLed at a chosen side effect:
+the store already says what the command wanted, the journal holds the steps not
+yet confirmed. The next ``iovctl`` write command (or ``apply``) must finish them,
+and end with exactly what the store says, nothing of the killed command left over.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ _KILLED = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from iovctl.services import adapters, vms
+    from iovctl.services import adapters, journal, vms
     from iovctl.wiring import open_context, resolve_options
 
     state, marker, action, arg, hook = sys.argv[1:6]
@@ -54,11 +55,12 @@ _KILLED = textwrap.dedent(
         return result
 
     setattr(target, method, hang)
-    with ctx.store.transaction():
-        if action == "vm-start":
-            vms.start_vm(ctx, arg)
-        else:
-            adapters.set_num_vfs(ctx, arg.split("=")[0], int(arg.split("=")[1]))
+    if action == "vm-start":
+        journal.run(ctx, vms.start_vm, arg)
+    elif action == "vm-stop":
+        journal.run(ctx, vms.stop_vm, arg)
+    else:
+        journal.run(ctx, adapters.set_num_vfs, arg.split("=")[0], int(arg.split("=")[1]))
     """
 )
 
@@ -162,21 +164,20 @@ def _vm_with_nic(host: Host, suffix: str, weight: int) -> str:
 
 
 def _kill_start_after_the_vf_moved(host: Host, tmp_path: Path) -> str:
-    """VM k's start killed once its VF is inside it: a namespace and a VF the store
-    does not know about."""
+    """VM k's start killed once its VF is inside it, before that step was confirmed."""
     host.iovctl("adapter", "enable", host.adapter, "--num-vfs", "1")
     k = _vm_with_nic(host, "k", 100)
     host.kill_midway(tmp_path, "vm-start", k, "runtime.attach_vf.1")
-    assert host.iovctl("vm", "show", k)["state"] == "off"  # rolled back
-    assert netns_exists(names.vm_netns(k))  # ...but the kernel objects stayed
+    assert host.iovctl("vm", "show", k)["state"] == "running"  # the intent is recorded
+    assert netns_exists(names.vm_netns(k))
     assert host.where(names.vf_netdev(host.adapter, 0)) == names.vm_netns(k)
     return k
 
 
-def test_next_start_of_the_killed_vm_rebuilds_it(host: Host, tmp_path: Path) -> None:
+def test_the_next_command_finishes_the_killed_start(host: Host, tmp_path: Path) -> None:
     k = _kill_start_after_the_vf_moved(host, tmp_path)
 
-    host.iovctl("vm", "start", k)
+    host.iovctl("vm", "create", host.vm("j"))  # any write command finishes it first
     nic = host.iovctl("nic", "show", k, "nic0")
     assert nic["vf_data_path_active"] is True
     assert host.where(names.vf_netdev(host.adapter, 0)) == names.vm_netns(k)
@@ -187,22 +188,29 @@ def test_next_start_of_the_killed_vm_rebuilds_it(host: Host, tmp_path: Path) -> 
     assert host.where(names.vf_netdev(host.adapter, 0)) == ""  # home, not lost
 
 
-def test_a_stranded_vf_is_reclaimed_for_the_next_vm(host: Host, tmp_path: Path) -> None:
-    k = _kill_start_after_the_vf_moved(host, tmp_path)
+def test_a_killed_stop_is_finished_and_its_vf_goes_to_the_next_vm(
+    host: Host, tmp_path: Path
+) -> None:
+    host.iovctl("adapter", "enable", host.adapter, "--num-vfs", "1")
+    k = _vm_with_nic(host, "k", 100)
+    host.iovctl("vm", "start", k)
+    # Killed once the VF is back in the host, before the namespace went and the
+    # VF was scrubbed.
+    host.kill_midway(tmp_path, "vm-stop", k, "runtime.detach_vf.1")
+    assert host.iovctl("vm", "show", k)["state"] == "off"
+    assert netns_exists(names.vm_netns(k))
 
-    j = _vm_with_nic(host, "j", 100)
-    host.iovctl("vm", "start", j)  # the only VF is the one stranded in k's namespace
+    j = _vm_with_nic(host, "j", 50)  # finishes the stop: namespace gone, VF scrubbed
+    assert not netns_exists(names.vm_netns(k))
+    vf = host.iovctl("vf", "list", host.adapter)[0]
+    assert (vf["in_use"], vf["mac"]) == (False, "00:00:00:00:00:00")
+    host.iovctl("vm", "start", j)
     assert host.iovctl("nic", "show", j, "nic0")["vf_data_path_active"] is True
     assert host.where(names.vf_netdev(host.adapter, 0)) == names.vm_netns(j)
-
-    host.iovctl("vm", "start", k)  # rebuilt from scratch, on the software path
-    nic = host.iovctl("nic", "show", k, "nic0")
-    assert nic["iov_usage"] is False
-    for vm in (j, k):
-        assert probe(names.vm_netns(vm), "ping", "10.77.0.1", "3")["received"] == 3
+    assert probe(names.vm_netns(j), "ping", "10.77.0.1", "3")["received"] == 3
 
 
-def test_killed_vf_count_change_is_repaired_by_the_next_command(host: Host, tmp_path: Path) -> None:
+def test_killed_vf_count_change_is_finished_by_the_next_command(host: Host, tmp_path: Path) -> None:
     # Killed after creating the first of two VFs: devices exist, the count was not
     # recorded yet (it is written last).
     host.kill_midway(tmp_path, "num-vfs", f"{host.adapter}=2", "hardware._create_vf.1")
@@ -214,7 +222,7 @@ def test_killed_vf_count_change_is_repaired_by_the_next_command(host: Host, tmp_
         links.close()
 
     adapter = host.iovctl("adapter", "show", host.adapter)  # any command opens the host
-    assert adapter["num_vfs"] == 0
+    assert adapter["num_vfs"] == 0  # the emulated NIC drops a half-made VF set
     links = Links()
     try:
         left = [n for n in links.names(nic_ns) if n.startswith("vf")]
@@ -223,21 +231,23 @@ def test_killed_vf_count_change_is_repaired_by_the_next_command(host: Host, tmp_
     finally:
         links.close()
 
-    host.iovctl("adapter", "enable", host.adapter, "--num-vfs", "2")
+    k = _vm_with_nic(host, "k", 100)  # a write: the journal's count is written first
     assert [vf["function_id"] for vf in host.iovctl("vf", "list", host.adapter)] == [0, 1]
-    k = _vm_with_nic(host, "k", 100)
     host.iovctl("vm", "start", k)
     assert host.iovctl("nic", "show", k, "nic0")["vf_data_path_active"] is True
     assert probe(names.vm_netns(k), "ping", "10.77.0.1", "3")["received"] == 3
 
 
 def test_reconcile_removes_what_the_store_has_off(host: Host, tmp_path: Path) -> None:
-    """``NetnsVmRuntime.reconcile``: the hook a command can run under the write lock."""
+    """``NetnsVmRuntime.reconcile``: what ``apply`` runs for VMs the store has off."""
     from iovctl.adapters.netns.runtime import NetnsVmRuntime
     from iovctl.domain.model import VmState
     from iovctl.wiring import open_context, resolve_options
 
-    k = _kill_start_after_the_vf_moved(host, tmp_path)
+    host.iovctl("adapter", "enable", host.adapter, "--num-vfs", "1")
+    k = _vm_with_nic(host, "k", 100)
+    host.iovctl("vm", "start", k)
+    host.kill_midway(tmp_path, "vm-stop", k, "runtime.detach_vf.1")
     ctx = open_context(resolve_options(str(host.state), None, None))
     try:
         assert isinstance(ctx.runtime, NetnsVmRuntime)

@@ -6,18 +6,19 @@ Runs on the real services, SQLite store (in memory) and simulated host.
 
 from __future__ import annotations
 
+import contextlib
+
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
-from iovctl.adapters.sim.host import SimulatedHost
-from iovctl.adapters.sim.runtime import SimulatedVmRuntime
+from iovctl.adapters.sim import simulated_machine
 from iovctl.adapters.sim.spec import parse_spec
 from iovctl.adapters.sqlite.store import SqliteStore
 from iovctl.domain.model import SCRUBBED, VmState
 from iovctl.domain.nic_rules import vf_settings_for
 from iovctl.errors import IovctlError
-from iovctl.services import adapters, switches, vms
+from iovctl.services import adapters, journal, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.vms import NicChanges
 
@@ -42,24 +43,17 @@ class AllocationMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         store = SqliteStore.open(None)
-        hw = SimulatedHost(store.conn, parse_spec(SPEC))
-        rt = SimulatedVmRuntime(store.conn)
-        with store.transaction():
-            hw.ensure_schema()
-            rt.ensure_schema()
+        hw, rt = simulated_machine(parse_spec(SPEC))
         self.ctx = Context(store, hw, rt, allocation_window=self.window)
-        with store.transaction():
-            adapters.enable(self.ctx, "pf0", 3)
-            switches.create(self.ctx, "sw", "pf0", iov=True)
-            for vm in VMS:
-                vms.create_vm(self.ctx, vm)
+        journal.run(self.ctx, adapters.enable, "pf0", 3)
+        journal.run(self.ctx, switches.create, "sw", "pf0", True)
+        for vm in VMS:
+            journal.run(self.ctx, vms.create_vm, vm)
 
     def _do(self, fn, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        try:
-            with self.ctx.store.transaction():
-                fn(self.ctx, *args, **kwargs)
-        except IovctlError:
-            pass  # refused operations must leave state unchanged; invariants check it
+        # Refused operations must leave state unchanged; the invariants check it.
+        with contextlib.suppress(IovctlError):
+            journal.run(self.ctx, fn, *args, **kwargs)
 
     @rule(vm=st.sampled_from(VMS), weight=st.integers(0, 100), qps=st.integers(1, 3))
     def add_nic(self, vm: str, weight: int, qps: int) -> None:
@@ -158,15 +152,12 @@ def test_allocation_with_a_one_nic_window() -> None:
 def test_a_freed_vf_goes_to_the_first_of_equal_waiters() -> None:
     machine = AllocationMachine()
     ctx = machine.ctx
-    with ctx.store.transaction():
-        adapters.set_num_vfs(ctx, "pf0", 1, force=True)
-        for vm in ("vm0", "vm1", "vm2", "vm3"):
-            vms.add_nic(ctx, vm, "sw", None, NicChanges(iov_weight=40))
+    journal.run(ctx, adapters.set_num_vfs, "pf0", 1, force=True)
+    for vm in ("vm0", "vm1", "vm2", "vm3"):
+        journal.run(ctx, vms.add_nic, vm, "sw", None, NicChanges(iov_weight=40))
     for vm in ("vm0", "vm2", "vm1", "vm3"):  # arrival order
-        with ctx.store.transaction():
-            vms.start_vm(ctx, vm)
+        journal.run(ctx, vms.start_vm, vm)
     for expected in ("vm2", "vm1", "vm3"):
         holder = ctx.store.nics_holding_vfs("pf0")[0].vm
-        with ctx.store.transaction():
-            vms.stop_vm(ctx, holder)
+        journal.run(ctx, vms.stop_vm, holder)
         assert ctx.store.nics_holding_vfs("pf0")[0].vm == expected

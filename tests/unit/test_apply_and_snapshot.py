@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from iovctl.adapters.sim import simulated_machine
 from iovctl.adapters.sim.host import SimulatedHost
+from iovctl.adapters.sim.machine import open_machine
 from iovctl.adapters.sim.runtime import SimulatedVmRuntime
 from iovctl.adapters.sim.spec import load_spec, parse_spec
 from iovctl.adapters.sqlite.store import SqliteStore
@@ -16,7 +18,7 @@ from iovctl.domain.model import SCRUBBED, VfSettings
 from iovctl.domain.nic_rules import vf_settings_for
 from iovctl.domain.reconcile import SetVfCount
 from iovctl.errors import Conflict
-from iovctl.services import adapters, reconcile, switches, vms
+from iovctl.services import adapters, journal, reconcile, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.snapshot import snapshot
 from iovctl.services.vms import NicChanges
@@ -38,16 +40,17 @@ class CountingHost(SimulatedHost):
 
 def make(spec: str = "demo") -> tuple[Context, CountingHost]:
     store = SqliteStore.open(None)
-    hw = CountingHost(store.conn, load_spec(spec))
-    rt = SimulatedVmRuntime(store.conn)
+    machine = open_machine(None)
+    hw = CountingHost(machine, load_spec(spec))
+    rt = SimulatedVmRuntime(machine)
     hw.ensure_schema()
     rt.ensure_schema()
     return Context(store, hw, rt), hw
 
 
-def run(ctx: Context, fn: Any, *args: Any, **kw: Any) -> Any:
-    with ctx.store.transaction():
-        return fn(ctx, *args, **kw)
+def run(ctx: Context, fn: Any, *args: Any) -> Any:
+    """As the CLI runs a command: one journaled operation."""
+    return journal.run(ctx, fn, *args, retry_stalled=fn is reconcile.apply)
 
 
 @pytest.fixture
@@ -76,7 +79,7 @@ def test_apply_after_a_reboot_restores_counts_and_tenants(
     ctx, hw = busy
     run(ctx, reconcile.power_cycle)
     assert hw.adapter("enp1s0").num_vfs == 0
-    dry = run(ctx, reconcile.apply, dry_run=True)
+    dry = journal.preview(ctx, reconcile.apply, True)
     hw.writes = 0
     report = run(ctx, reconcile.apply)
     assert [c["action"] for c in report["changes"]] == [c["action"] for c in dry["changes"]]
@@ -91,7 +94,11 @@ def test_apply_after_a_reboot_restores_counts_and_tenants(
         assert nic.assignment is not None
         vf = hw.virtual_function("enp1s0", nic.assignment.index)
         assert vf.settings == vf_settings_for(nic.config)
-    assert hw.writes == len(report["changes"])
+        # The runtime attachments are repaired too, not only the hardware.
+        assert ctx.runtime.vf_data_path_active(nic.vm, nic.name)
+    attached = sorted(c["tenant"] for c in report["changes"] if c["action"] == "attach-vf")
+    assert attached == ["a/nic0", "b/nic0"]
+    assert hw.writes == len(report["changes"]) - len(attached)
     hw.writes = 0
     assert run(ctx, reconcile.apply)["changed"] == 0
     assert hw.writes == 0
@@ -134,9 +141,7 @@ def test_power_cycle_is_only_for_simulated_hosts(busy: tuple[Context, CountingHo
 def test_snapshot_loads_back_as_the_same_inventory(busy: tuple[Context, CountingHost]) -> None:
     ctx, hw = busy
     doc = snapshot(ctx, "twin")
-    twin_store = SqliteStore.open(None)
-    twin = SimulatedHost(twin_store.conn, parse_spec(doc))
-    twin.ensure_schema()
+    twin, _ = simulated_machine(parse_spec(doc))
     assert twin.adapters() == hw.adapters()
     assert twin.host_facts() == hw.host_facts()
     addresses = [vf.pci_address for vf in hw.virtual_functions("enp1s0")]

@@ -324,14 +324,22 @@ def test_mlx5_takes_min_rate_and_link_state(demo):
     assert demo.virtual_function("ens3f0np0", 0).settings == settings
 
 
-def test_state_lives_in_the_callers_transaction():
-    """Hardware state commits or rolls back with the command's transaction."""
-    spec = load_spec("igb")
-    conn = sqlite3.connect(":memory:", isolation_level=None)
-    host = SimulatedHost(conn, spec)
-    host.ensure_schema()
-    conn.execute("BEGIN")
-    host.set_num_vfs("enp1s0", 3)
-    conn.execute("ROLLBACK")
-    assert host.adapter("enp1s0").num_vfs == 0
-    assert host.virtual_functions("enp1s0") == []
+def test_state_does_not_roll_back_with_a_command(tmp_path):
+    """Like a kernel's: a write is done once it returns, whatever the store does."""
+    from iovctl.adapters.sim import simulated_machine
+    from iovctl.adapters.sqlite.store import SqliteStore
+
+    store = SqliteStore.open(tmp_path)
+    host, _ = simulated_machine(load_spec("igb"), tmp_path)
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), store.transaction():
+        store.set_desired_num_vfs("enp1s0", 3)
+        host.set_num_vfs("enp1s0", 3)
+        raise Boom
+    assert store.desired_num_vfs() == {}
+    again, _ = simulated_machine(load_spec("igb"), tmp_path)  # another process's view
+    assert again.adapter("enp1s0").num_vfs == 3
+    assert len(again.virtual_functions("enp1s0")) == 3

@@ -52,7 +52,7 @@ from iovctl.adapters.netns.runtime import NetnsVmRuntime
 from iovctl.bench import real_host
 from iovctl.domain.names import bridge_name
 from iovctl.errors import HardwareError, InvalidInput
-from iovctl.services import adapters, switches, vms
+from iovctl.services import adapters, journal, switches, vms
 from iovctl.services.context import Context
 from iovctl.wiring import LazyNetnsVmRuntime, Options, open_context
 
@@ -498,9 +498,8 @@ class DatapathBench:
     # -- services, as the CLI calls them --------------------------------------------
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """One service call in one transaction: what one iovctl command does."""
-        with self.ctx.store.transaction():
-            return fn(self.ctx, *args, **kwargs)
+        """One service call as one journaled operation: what one iovctl command does."""
+        return journal.run(self.ctx, fn, *args, **kwargs)
 
     def _vm(self, kind: str, i: int) -> str:
         return f"{self.vm_prefix}{kind}{i}"

@@ -6,12 +6,13 @@ import argparse
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from iovctl.cli import render
 from iovctl.domain.validation import check_event_window
-from iovctl.services import adapters, reconcile, switches, vms
+from iovctl.services import adapters, journal, reconcile, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.views import event_view, host_view
 from iovctl.services.vms import NicChanges, make_pvlan
@@ -56,14 +57,21 @@ def _check_vlan_arg(a: argparse.Namespace) -> None:
         check_rate(a.max_rate)
 
 
-def _after(action: Callable[[Context, argparse.Namespace], None], show: Handler) -> Handler:
-    """A mutating command that then shows the object it changed."""
+@dataclass(frozen=True)
+class _After:
+    """A mutating command that then shows the object it changed, once the
+    machine has done what the command asked (services.journal)."""
 
-    def handler(c: Context, a: argparse.Namespace) -> Any:
-        action(c, a)
-        return show(c, a)
+    action: Callable[[Context, argparse.Namespace], object]
+    show: Handler
 
-    return handler
+    def __call__(self, c: Context, a: argparse.Namespace) -> Any:
+        self.action(c, a)
+        return self.show(c, a)
+
+
+def _after(action: Callable[[Context, argparse.Namespace], object], show: Handler) -> Handler:
+    return _After(action, show)
 
 
 def _deleted(kind: str, name: Callable[[argparse.Namespace], str]) -> Handler:
@@ -72,12 +80,22 @@ def _deleted(kind: str, name: Callable[[argparse.Namespace], str]) -> Handler:
 
 def _nic_add(c: Context, a: argparse.Namespace) -> Any:
     _check_vlan_arg(a)
-    return vms.add_nic(c, a.vm, a.switch, a.name, _nic_changes(a, for_set=False))
+    a.nic = vms.add_nic(c, a.vm, a.switch, a.name, _nic_changes(a, for_set=False))
 
 
 def _nic_set(c: Context, a: argparse.Namespace) -> Any:
     _check_vlan_arg(a)
-    return vms.set_nic(c, a.vm, a.nic, _nic_changes(a, for_set=True))
+    vms.set_nic(c, a.vm, a.nic, _nic_changes(a, for_set=True))
+
+
+def _show_nic(c: Context, a: argparse.Namespace) -> Any:
+    return vms.show_nic(c, a.vm, a.nic)
+
+
+def _apply(c: Context, a: argparse.Namespace) -> Any:
+    if a.dry_run:
+        return journal.preview(c, reconcile.apply, True)
+    return journal.run(c, reconcile.apply, retry_stalled=True)
 
 
 def _events(c: Context, a: argparse.Namespace) -> Any:
@@ -120,11 +138,7 @@ COMMANDS: dict[tuple[str, str | None], tuple[Handler, bool, Callable[[Any], None
         True,
         render.host,
     ),
-    ("apply", None): (
-        lambda c, a: reconcile.apply(c, dry_run=a.dry_run),
-        True,
-        render.apply_report,
-    ),
+    ("apply", None): (_apply, False, render.apply_report),
     ("adapter", "list"): (lambda c, a: adapters.list_adapters(c), False, render.adapters),
     ("adapter", "show"): (_show_adapter, False, render.adapter),
     ("adapter", "enable"): (
@@ -133,7 +147,7 @@ COMMANDS: dict[tuple[str, str | None], tuple[Handler, bool, Callable[[Any], None
         render.adapter,
     ),
     ("adapter", "disable"): (
-        _after(lambda c, a: adapters.disable(c, a.name), _show_adapter),
+        _after(lambda c, a: adapters.disable(c, a.name, force=a.force), _show_adapter),
         True,
         render.adapter,
     ),
@@ -146,7 +160,7 @@ COMMANDS: dict[tuple[str, str | None], tuple[Handler, bool, Callable[[Any], None
     ),
     ("vf", "list"): (lambda c, a: adapters.list_vfs(c, a.adapter), False, render.vfs),
     ("switch", "create"): (
-        lambda c, a: switches.create(c, a.name, a.uplink, a.iov),
+        _after(lambda c, a: switches.create(c, a.name, a.uplink, a.iov), _show_switch),
         True,
         render.switch,
     ),
@@ -162,7 +176,11 @@ COMMANDS: dict[tuple[str, str | None], tuple[Handler, bool, Callable[[Any], None
         True,
         _done,
     ),
-    ("vm", "create"): (lambda c, a: vms.create_vm(c, a.name), True, render.vm),
+    ("vm", "create"): (
+        _after(lambda c, a: vms.create_vm(c, a.name), lambda c, a: vms.vm_summary(c, a.name)),
+        True,
+        render.vm,
+    ),
     ("vm", "delete"): (
         _after(lambda c, a: vms.delete_vm(c, a.name), _deleted("vm", lambda a: a.name)),
         True,
@@ -172,8 +190,8 @@ COMMANDS: dict[tuple[str, str | None], tuple[Handler, bool, Callable[[Any], None
     ("vm", "show"): (_show_vm, False, render.vm),
     ("vm", "start"): (_after(lambda c, a: vms.start_vm(c, a.name), _show_vm), True, render.vm),
     ("vm", "stop"): (_after(lambda c, a: vms.stop_vm(c, a.name), _show_vm), True, render.vm),
-    ("nic", "add"): (_nic_add, True, render.nic),
-    ("nic", "set"): (_nic_set, True, render.nic),
+    ("nic", "add"): (_after(_nic_add, _show_nic), True, render.nic),
+    ("nic", "set"): (_after(_nic_set, _show_nic), True, render.nic),
     ("nic", "remove"): (
         _after(
             lambda c, a: vms.remove_nic(c, a.vm, a.nic),
@@ -183,7 +201,7 @@ COMMANDS: dict[tuple[str, str | None], tuple[Handler, bool, Callable[[Any], None
         _done,
     ),
     ("nic", "list"): (lambda c, a: vms.list_nics(c, a.vm), False, render.nics),
-    ("nic", "show"): (lambda c, a: vms.show_nic(c, a.vm, a.nic), False, render.nic),
+    ("nic", "show"): (_show_nic, False, render.nic),
     ("events", None): (
         _events,
         False,
@@ -226,9 +244,18 @@ def run(args: argparse.Namespace) -> int:
     handler, writes, renderer = COMMANDS[(args.group, getattr(args, "verb", None))]
     ctx = open_context(resolve_options(args.state_dir, args.sim, args.emulate))
     try:
-        with ctx.store.transaction() if writes else ctx.store.snapshot():
-            result = handler(ctx, args)
-        COMMITTED = writes
+        if handler is _apply:
+            result = _apply(ctx, args)  # runs its own operation, or a preview
+            COMMITTED = not args.dry_run
+        elif writes:
+            assert isinstance(handler, _After), "a write command shows what it changed"
+            journal.run(ctx, handler.action, args)
+            COMMITTED = True
+            with ctx.store.snapshot():
+                result = handler.show(ctx, args)
+        else:
+            with ctx.store.snapshot():
+                result = handler(ctx, args)
     finally:
         ctx.store.close()
     if args.group == "host" and args.verb == "snapshot":

@@ -153,9 +153,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p.add_argument("name")
         p.add_argument("--num-vfs", type=int, metavar="N")
         p = ad.add_parser(
-            "disable", parents=[common], help="disable SR-IOV; VMs fall back to software"
+            "disable", parents=[common], help="disable SR-IOV (refused while VMs hold VFs)"
         )
         p.add_argument("name")
+        p.add_argument(
+            "--force", action="store_true", help="move NICs holding VFs to the software path first"
+        )
         p = ad.add_parser("set", parents=[common], help="set the VF count")
         p.add_argument("name")
         p.add_argument("--num-vfs", type=int, metavar="N", required=True)

@@ -322,6 +322,8 @@ class VmNetworkAdapter:
     wait_reason: str | None = None
     #: VF settings the config needs, as nic_rules.required_mask (stored with the NIC).
     vf_needs: int = 0
+    #: Why the machine refused this NIC a VF; it waits until that may have changed.
+    grant_error: str | None = None
 
     @property
     def label(self) -> str:

@@ -10,25 +10,39 @@ from __future__ import annotations
 
 from iovctl.domain.allocation import Claim, Grant, Plan, Pool, Preemption, WaitReason, plan_pool
 from iovctl.domain.model import (
-    SCRUBBED,
     Adapter,
     EventLevel,
     VfAssignment,
     VmNetworkAdapter,
 )
 from iovctl.domain.nic_rules import settings_mask, vf_settings_for
+from iovctl.domain.steps import AttachVf, ConfigureVf, DetachVf, ScrubVf
 from iovctl.services.context import Context
 
 
-def release_vf(ctx: Context, nic: VmNetworkAdapter, why: str, code: str = "vf-released") -> None:
-    """Take the NIC's VF back: detach from the VM, scrub to defaults, free it."""
+def release_vf(
+    ctx: Context,
+    nic: VmNetworkAdapter,
+    why: str,
+    code: str = "vf-released",
+    *,
+    scrub: bool = True,
+) -> ScrubVf | None:
+    """Take the NIC's VF back: detach it from the VM, then scrub it to defaults.
+
+    The VF is out of the pool (``hold_released_vf``) until its scrub is done, so
+    nobody else gets it first. With ``scrub=False`` the scrub step is returned for
+    the caller to queue after its own steps (a VM stop scrubs after the stop).
+    """
     a = nic.assignment
     if a is None:
-        return
-    vf = ctx.hardware.virtual_function(a.adapter, a.index)
-    ctx.runtime.detach_vf(nic.vm, nic.name, vf)
-    ctx.hardware.set_vf_settings(a.adapter, a.index, SCRUBBED)
+        return None
     ctx.store.set_assignment(nic.id, None)
+    ctx.store.hold_released_vf(a.adapter, a.index)
+    ctx.do(DetachVf(a.adapter, a.index, nic.vm, nic.name, a.pci_address))
+    scrubbing = ScrubVf(a.adapter, a.index, nic.vm)
+    if scrub:
+        ctx.do(scrubbing)
     level = EventLevel.INFO if code == "vf-released" else EventLevel.WARNING
     ctx.event(
         level,
@@ -38,13 +52,17 @@ def release_vf(ctx: Context, nic: VmNetworkAdapter, why: str, code: str = "vf-re
         f"VF {a.index} of {a.adapter} released from {nic.label} ({why}) and scrubbed; "
         "traffic continues on the software path",
     )
+    return None if scrub else scrubbing
 
 
 def grant_vf(ctx: Context, nic: VmNetworkAdapter, uplink: Adapter, index: int, qps: int) -> None:
-    ctx.hardware.set_vf_settings(uplink.name, index, vf_settings_for(nic.config))
+    """Give the VF to the NIC: configure it with the NIC's settings, then attach it."""
     vf = ctx.hardware.virtual_function(uplink.name, index)
-    ctx.runtime.attach_vf(nic.vm, nic.name, vf)
     ctx.store.set_assignment(nic.id, VfAssignment(uplink.name, index, qps, vf.pci_address))
+    ctx.do(
+        ConfigureVf(uplink.name, index, nic.vm, nic.name, nic.id, vf_settings_for(nic.config)),
+        AttachVf(uplink.name, index, nic.vm, nic.name, nic.id),
+    )
     pairs = "queue pair" if qps == 1 else "queue pairs"
     ctx.event(
         EventLevel.INFO,

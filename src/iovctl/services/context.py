@@ -6,13 +6,19 @@ from dataclasses import dataclass, field
 
 from iovctl.domain.model import Adapter, EventLevel, HostFacts, Reason, VirtualSwitch
 from iovctl.domain.readiness import switch_reasons
+from iovctl.domain.steps import Step
 from iovctl.ports import HostHardware, VmRuntime
 from iovctl.ports.store import StateStore
 
 
 @dataclass
 class Context:
-    """What one command runs against: the store, the hardware and the VM runtime."""
+    """What one command runs against: the store, the hardware and the VM runtime.
+
+    Services change the store and queue the machine's side effects with :meth:`do`;
+    ``services.journal`` records them and runs them once the store's changes are
+    committed. Services never call a mutating port method themselves.
+    """
 
     store: StateStore
     hardware: HostHardware
@@ -20,12 +26,18 @@ class Context:
     #: Best waiters / weakest holders loaded per planning round (services.allocation).
     allocation_window: int = 8
     _facts: HostFacts | None = field(default=None, repr=False)
+    #: Side effects the plan being made queued, in order.
+    planned: list[Step] = field(default_factory=list, repr=False)
 
     @property
     def facts(self) -> HostFacts:
         if self._facts is None:
             self._facts = self.hardware.host_facts()
         return self._facts
+
+    def do(self, *steps: Step) -> None:
+        """Queue side effects; they run after the plan's store changes commit."""
+        self.planned.extend(steps)
 
     def event(self, level: EventLevel, code: str, kind: str, name: str, message: str) -> None:
         self.store.add_event(level, code, kind, name, message)

@@ -6,11 +6,13 @@ sysfs or the PF driver survives a reboot. Idempotent: a second run changes nothi
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from iovctl.domain.model import SCRUBBED, EventLevel, VfSettings, VmState
+from iovctl.domain.model import SCRUBBED, EventLevel, VfSettings, VmNetworkAdapter, VmState
 from iovctl.domain.nic_rules import vf_settings_for
 from iovctl.domain.reconcile import SetVfCount, SetVfSettings, plan_counts, plan_settings
+from iovctl.domain.steps import AttachVf, ConfigureVf, PlugNic, ScrubVf, SetNumVfs, StartVm
 from iovctl.errors import Conflict
 from iovctl.services.context import Context
 
@@ -26,30 +28,41 @@ def _settings_view(s: VfSettings) -> dict[str, Any]:
     }
 
 
-def apply(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
-    """Repair what drifted; report each change. Writes nothing when nothing drifted."""
+def apply(ctx: Context, dry_run: bool = False) -> dict[str, Any]:
+    """Repair what drifted; report each change. Writes nothing when nothing drifted.
+
+    Queues the repairs as journaled steps (run by ``services.journal``): VF counts,
+    VF settings, and the VFs of running VMs that are no longer attached. Gives NICs
+    the machine refused a VF another chance. Run it under ``journal.run(...,
+    retry_stalled=True)``, which first finishes what earlier commands left.
+    """
     hw = ctx.hardware
     actual = {a.name: a.num_vfs for a in hw.adapters() if a.sriov is not None}
     changes: list[dict[str, Any]] = []
     recreated: dict[str, int] = {}
+    broken: set[str] = set()
     for step in plan_counts(ctx.store.desired_num_vfs(), actual):
-        changes.append(_count_change(ctx, step, dry_run))
+        changes.append(_count_change(ctx, step))
         recreated[step.adapter] = step.desired
     for name in sorted(actual):
-        tenants = {
-            n.assignment.index: (n.label, vf_settings_for(n.config))
-            for n in ctx.store.nics_holding_vfs(name)
-            if n.assignment
-        }
-        if dry_run and name in recreated:
+        holders = {n.assignment.index: n for n in ctx.store.nics_holding_vfs(name) if n.assignment}
+        tenants = {i: (n.label, vf_settings_for(n.config)) for i, n in holders.items()}
+        on_their_way = {index for _, index, _ in ctx.store.released_vfs(name)}
+        if name in recreated:
             # Not created yet: new VFs come up with power-on defaults.
             current = dict.fromkeys(range(recreated[name]), SCRUBBED)
         else:
             current = {vf.index: vf.settings for vf in hw.virtual_functions(name)}
         for vf_step in plan_settings(name, current, tenants):
-            changes.append(_settings_change(ctx, vf_step, dry_run))
-    off = [vm.name for vm in ctx.store.list_vms() if vm.state is VmState.OFF]
+            if vf_step.index not in on_their_way:  # their own operation scrubs them
+                changes.append(_settings_change(ctx, vf_step, holders.get(vf_step.index)))
+        broken |= _broken_vms(ctx, holders.values(), actual[name], recreated.get(name))
+    changes.extend(_restore(ctx, broken))
     if not dry_run:
+        if ctx.store.clear_grant_errors():
+            for switch in ctx.store.list_switches():
+                ctx.store.mark_rebalance_due(switch.name)
+        off = [vm.name for vm in ctx.store.list_vms() if vm.state is VmState.OFF]
         for vm in ctx.runtime.reconcile(off):
             changes.append({"action": "remove-leftover-vm", "vm": vm})
             ctx.event(
@@ -60,6 +73,47 @@ def apply(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
                 f"apply: removed what an interrupted command left of stopped VM {vm}",
             )
     return {"dry_run": dry_run, "changed": len(changes), "changes": changes}
+
+
+def _broken_vms(
+    ctx: Context, holders: Iterable[VmNetworkAdapter], count: int, recreated: int | None
+) -> set[str]:
+    """Running VMs holding VFs the runtime no longer has (a reboot, a PF reset)."""
+    running = {vm.name for vm in ctx.store.list_vms() if vm.state is VmState.RUNNING}
+    broken = set()
+    for nic in holders:
+        a = nic.assignment
+        assert a is not None
+        if nic.vm not in running:
+            continue
+        gone = a.index >= count or recreated is not None
+        if gone or not ctx.runtime.vf_data_path_active(nic.vm, nic.name):
+            broken.add(nic.vm)
+    return broken
+
+
+def _restore(ctx: Context, vms: set[str]) -> list[dict[str, Any]]:
+    """Put VMs back together: started, every NIC plugged, every VF attached."""
+    out = []
+    for vm in sorted(vms):
+        nics = ctx.store.list_nics(vm)
+        ctx.do(StartVm(vm), *(PlugNic(vm, n.name, n.id, n.config) for n in nics))
+        for nic in nics:
+            a = nic.assignment
+            if a is None:
+                continue
+            ctx.do(AttachVf(a.adapter, a.index, vm, nic.name, nic.id))
+            out.append(
+                {"action": "attach-vf", "adapter": a.adapter, "index": a.index, "tenant": nic.label}
+            )
+        ctx.event(
+            EventLevel.INFO,
+            "apply-vm-restored",
+            "vm",
+            vm,
+            f"apply: VM {vm} put back together: its NICs plugged and its VFs attached again",
+        )
+    return out
 
 
 def power_cycle(ctx: Context) -> None:
@@ -81,11 +135,9 @@ def power_cycle(ctx: Context) -> None:
     )
 
 
-def _count_change(ctx: Context, step: SetVfCount, dry_run: bool) -> dict[str, Any]:
-    if not dry_run:
-        for value in step.writes:
-            ctx.hardware.set_num_vfs(step.adapter, value)
-        ctx.event(
+def _count_change(ctx: Context, step: SetVfCount) -> dict[str, Any]:
+    ctx.do(*(SetNumVfs(step.adapter, value) for value in step.writes))
+    ctx.event(
             EventLevel.INFO,
             "apply-vf-count",
             "adapter",
@@ -100,17 +152,23 @@ def _count_change(ctx: Context, step: SetVfCount, dry_run: bool) -> dict[str, An
     }
 
 
-def _settings_change(ctx: Context, step: SetVfSettings, dry_run: bool) -> dict[str, Any]:
+def _settings_change(
+    ctx: Context, step: SetVfSettings, tenant: VmNetworkAdapter | None
+) -> dict[str, Any]:
     what = f"for {step.tenant}" if step.tenant else "scrubbed (free VF)"
-    if not dry_run:
-        ctx.hardware.set_vf_settings(step.adapter, step.index, step.desired)
-        ctx.event(
-            EventLevel.INFO,
-            "apply-vf-settings",
-            "vf",
-            f"{step.adapter}/{step.index}",
-            f"apply: VF {step.index} of {step.adapter} settings restored {what}",
+    if tenant is None:
+        ctx.do(ScrubVf(step.adapter, step.index))
+    else:
+        ctx.do(
+            ConfigureVf(step.adapter, step.index, tenant.vm, tenant.name, tenant.id, step.desired)
         )
+    ctx.event(
+        EventLevel.INFO,
+        "apply-vf-settings",
+        "vf",
+        f"{step.adapter}/{step.index}",
+        f"apply: VF {step.index} of {step.adapter} settings restored {what}",
+    )
     return {
         "action": "set-vf-settings",
         "adapter": step.adapter,

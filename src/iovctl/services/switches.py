@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from iovctl.domain.model import EventLevel, VirtualSwitch
+from iovctl.domain.steps import RemoveSwitch
 from iovctl.domain.validation import check_name
 from iovctl.errors import Conflict
 from iovctl.services.context import Context
@@ -83,6 +84,6 @@ def delete(ctx: Context, name: str) -> None:
             f"virtual switch {name} still has network adapters: {users}",
             "remove them (iovctl nic remove VM NIC) or move them (iovctl nic set --switch)",
         )
-    ctx.runtime.remove_switch(switch.name)
+    ctx.do(RemoveSwitch(switch.name))
     ctx.store.delete_switch(switch.name)
     ctx.event(EventLevel.INFO, "switch-deleted", "switch", name, f"Virtual switch {name} deleted")

@@ -4,7 +4,6 @@ starts, returned (scrubbed) when it stops."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,6 +18,7 @@ from iovctl.domain.model import (
     VmState,
 )
 from iovctl.domain.nic_rules import unsupported_reason, vf_settings_for
+from iovctl.domain.steps import ConfigureVf, PlugNic, StartVm, StopVm, UnplugNic
 from iovctl.domain.validation import (
     check_name,
     check_queue_pairs,
@@ -27,7 +27,7 @@ from iovctl.domain.validation import (
     check_weight,
     normalize_mac,
 )
-from iovctl.errors import Conflict, InvalidInput, IovctlError
+from iovctl.errors import Conflict, InvalidInput
 from iovctl.services.allocation import rebalance, release_vf
 from iovctl.services.context import Context
 from iovctl.services.views import NicViewer, vm_view
@@ -43,6 +43,11 @@ def create_vm(ctx: Context, name: str) -> dict[str, Any]:
     ctx.store.add_vm(vm)
     ctx.event(EventLevel.INFO, "vm-created", "vm", name, f"VM {name} created")
     return vm_view(vm, [])
+
+
+def vm_summary(ctx: Context, name: str) -> dict[str, Any]:
+    """The VM as ``vm list`` shows it."""
+    return vm_view(ctx.store.get_vm(name), ctx.store.list_nics(name))
 
 
 def show_vm(ctx: Context, name: str) -> dict[str, Any]:
@@ -65,17 +70,13 @@ def start_vm(ctx: Context, name: str) -> None:
     """Start the VM; each NIC gets its software path, and a VF where arbitration allows."""
     vm = ctx.store.get_vm(name)
     if vm.state is VmState.RUNNING:
-        return
+        raise Conflict("vm-running", f"VM {name} is already running", f"iovctl vm show {name}")
     nics = ctx.store.list_nics(name)
-    ctx.runtime.start_vm(name)
-    try:
-        for nic in nics:
-            ctx.runtime.plug_software_nic(name, nic.name, nic.config)
-    except BaseException:
-        # The store rolls back to off: nothing of the start may stay behind either.
-        with contextlib.suppress(IovctlError):
-            ctx.runtime.stop_vm(name)
-        raise
+    ctx.do(StartVm(name))
+    ctx.do(*(PlugNic(name, nic.name, nic.id, nic.config) for nic in nics))
+    for nic in nics:
+        if nic.grant_error is not None:
+            ctx.store.set_grant_error(nic.id, None)  # a new start is a new chance
     ctx.store.set_vm_state(name, VmState.RUNNING)
     ctx.event(EventLevel.INFO, "vm-started", "vm", name, f"VM {name} started")
     for switch in sorted({n.config.switch for n in nics}):
@@ -83,19 +84,19 @@ def start_vm(ctx: Context, name: str) -> None:
 
 
 def stop_vm(ctx: Context, name: str) -> None:
-    """Stop the VM; its VFs are scrubbed and go to the best waiting NICs."""
+    """Stop the VM; its VFs are scrubbed, then go to the best waiting NICs."""
     vm = ctx.store.get_vm(name)
     if vm.state is VmState.OFF:
-        return
-    nics = ctx.store.list_nics(name)
-    for nic in nics:
-        release_vf(ctx, nic, f"VM {name} stopped")
+        raise Conflict("vm-not-running", f"VM {name} is not running", f"iovctl vm start {name}")
+    scrubs = []
+    for nic in ctx.store.list_nics(name):
+        scrub = release_vf(ctx, nic, f"VM {name} stopped", scrub=False)
+        if scrub is not None:
+            scrubs.append(scrub)
         ctx.store.set_claim(nic.id, None, None)
-    ctx.runtime.stop_vm(name)
+    ctx.do(StopVm(name), *scrubs)
     ctx.store.set_vm_state(name, VmState.OFF)
     ctx.event(EventLevel.INFO, "vm-stopped", "vm", name, f"VM {name} stopped")
-    for switch in sorted({n.config.switch for n in nics if n.assignment is not None}):
-        rebalance(ctx, switch)
 
 
 def delete_vm(ctx: Context, name: str) -> None:
@@ -105,7 +106,7 @@ def delete_vm(ctx: Context, name: str) -> None:
             "vm-running", f"VM {name} is running", f"stop it first: iovctl vm stop {name}"
         )
     for nic in ctx.store.list_nics(name):
-        ctx.runtime.unplug_nic(name, nic.name)
+        ctx.do(UnplugNic(name, nic.name))
         ctx.store.delete_nic(nic.id)
     ctx.store.delete_vm(name)
     ctx.event(EventLevel.INFO, "vm-deleted", "vm", name, f"VM {name} deleted")
@@ -209,8 +210,9 @@ def _generated_mac(ctx: Context) -> str:
 
 def add_nic(
     ctx: Context, vm_name: str, switch: str, name: str | None, changes: NicChanges
-) -> dict[str, Any]:
-    """``Add-VMNetworkAdapter``. Weight defaults to 0 (SR-IOV off), as in Hyper-V."""
+) -> str:
+    """``Add-VMNetworkAdapter``; returns the NIC's name. Weight defaults to 0 (SR-IOV
+    off), as in Hyper-V."""
     vm = ctx.store.get_vm(vm_name)
     ctx.store.get_switch(switch)
     if name is None:
@@ -233,13 +235,13 @@ def add_nic(
         f"IOV weight {config.iov_weight}",
     )
     if vm.state is VmState.RUNNING:
-        ctx.runtime.plug_software_nic(vm_name, name, config)
+        nic_id = ctx.store.get_nic(vm_name, name).id
+        ctx.do(PlugNic(vm_name, name, nic_id, config))
         rebalance(ctx, switch)
-    nic = ctx.store.get_nic(vm_name, name)
-    return NicViewer(ctx).view(nic, vm.state)
+    return name
 
 
-def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> dict[str, Any]:
+def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> None:
     """``Set-VMNetworkAdapter``: settings hold on both paths; VF follows the weight."""
     nic = ctx.store.get_nic(vm_name, name)
     vm = ctx.store.get_vm(vm_name)
@@ -247,39 +249,38 @@ def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> dict[
         ctx.store.get_switch(changes.switch)
     config = _apply_changes(nic.config, changes)
     if config == nic.config:
-        return NicViewer(ctx).view(nic, vm.state)
+        return
     ctx.store.update_nic_config(nic, config)
+    ctx.store.set_grant_error(nic.id, None)  # new settings, a new chance at a VF
     ctx.event(
         EventLevel.INFO, "nic-changed", "nic", nic.label, f"Network adapter {nic.label} changed"
     )
-    if vm.state is VmState.RUNNING:
-        ctx.runtime.plug_software_nic(vm_name, name, config)
-        a = nic.assignment
-        moved = config.switch != nic.config.switch
-        if config.iov_weight == 0 or moved:
-            why = (
-                "IOV weight set to 0"
-                if config.iov_weight == 0
-                else f"moved to switch {config.switch}"
+    if vm.state is not VmState.RUNNING:
+        return
+    ctx.do(PlugNic(vm_name, name, nic.id, config, previous=nic.config))
+    a = nic.assignment
+    moved = config.switch != nic.config.switch
+    if config.iov_weight == 0 or moved:
+        why = "IOV weight set to 0" if config.iov_weight == 0 else f"moved to switch {config.switch}"
+        release_vf(ctx, nic, why)
+        ctx.store.set_claim(nic.id, None, None)
+    elif a is not None:
+        uplink = ctx.hardware.adapter(a.adapter)
+        assert uplink.driver is not None
+        unsupported = ctx.hardware.unsupported_vf_settings(uplink.name)
+        if unsupported_reason(config, uplink.driver, unsupported) is not None:
+            release_vf(ctx, nic, "its new settings are not supported on VFs", "vf-revoked")
+        else:
+            # Settings must hold on the VF path too: rewrite the VF in place.
+            ctx.do(
+                ConfigureVf(a.adapter, a.index, vm_name, name, nic.id, vf_settings_for(config))
             )
-            release_vf(ctx, nic, why)
-            ctx.store.set_claim(nic.id, None, None)
-        elif a is not None:
-            uplink = ctx.hardware.adapter(a.adapter)
-            assert uplink.driver is not None
-            unsupported = ctx.hardware.unsupported_vf_settings(uplink.name)
-            if unsupported_reason(config, uplink.driver, unsupported) is not None:
-                release_vf(ctx, nic, "its new settings are not supported on VFs", "vf-revoked")
-            else:
-                # Settings must hold on the VF path too: rewrite the VF in place.
-                ctx.hardware.set_vf_settings(a.adapter, a.index, vf_settings_for(config))
-                if config.iov_queue_pairs_requested != nic.config.iov_queue_pairs_requested:
-                    _resize_queue_pairs(ctx, nic, config, uplink)
-        if nic.config.iov_weight == 0 and config.iov_weight > 0:
-            ctx.store.set_claim(nic.id, None, None)
-        for switch in sorted({nic.config.switch, config.switch}):
-            rebalance(ctx, switch)
-    return NicViewer(ctx).view(ctx.store.get_nic(vm_name, name), vm.state)
+            if config.iov_queue_pairs_requested != nic.config.iov_queue_pairs_requested:
+                _resize_queue_pairs(ctx, nic, config, uplink)
+    if nic.config.iov_weight == 0 and config.iov_weight > 0:
+        ctx.store.set_claim(nic.id, None, None)
+    for switch in sorted({nic.config.switch, config.switch}):
+        rebalance(ctx, switch)
 
 
 def _resize_queue_pairs(
@@ -304,14 +305,14 @@ def _resize_queue_pairs(
 
 def remove_nic(ctx: Context, vm_name: str, name: str) -> None:
     nic = ctx.store.get_nic(vm_name, name)
-    release_vf(ctx, nic, "network adapter removed")
-    ctx.runtime.unplug_nic(vm_name, name)
+    scrub = release_vf(ctx, nic, "network adapter removed", scrub=False)
+    ctx.do(UnplugNic(vm_name, name))
+    if scrub is not None:
+        ctx.do(scrub)
     ctx.store.delete_nic(nic.id)
     ctx.event(
         EventLevel.INFO, "nic-removed", "nic", nic.label, f"Network adapter {nic.label} removed"
     )
-    if nic.assignment is not None:
-        rebalance(ctx, nic.config.switch)
 
 
 def list_nics(ctx: Context, vm_name: str | None = None) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """SimulatedHost: the PCI bus and VF configuration of a host spec, with kernel rules.
 
-Hardware state (VF counts, VF settings) lives in SQLite tables on the connection the
-caller gives, so it commits or rolls back with the rest of a command and separate
-commands see one consistent host. Errors carry the errno the real kernel returns
+Hardware state (VF counts, VF settings) lives in SQLite tables on the machine's own
+connection (adapters/sim/machine.py): each write commits at once, like a kernel's,
+and does not roll back with a command's store transaction; separate commands see
+one consistent host. Errors carry the errno the real kernel returns
 (drivers/pci/iov.c for sriov_numvfs; the driver's ndo_set_vf_* for settings).
 """
 
@@ -13,6 +14,7 @@ import sqlite3
 from dataclasses import replace
 from typing import Any
 
+from iovctl.adapters.sim.machine import atomic
 from iovctl.adapters.sim.spec import AdapterSpec, HostSpec
 from iovctl.domain.model import (
     Adapter,
@@ -71,27 +73,28 @@ class SimulatedHost:
 
     def ensure_schema(self) -> None:
         """Create the hardware tables and power the host on (idempotent)."""
-        # Not executescript(): it would COMMIT the caller's transaction first.
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                self._conn.execute(statement)
-        for a in self.spec.adapters:
-            cur = self._conn.execute(
-                "INSERT OR IGNORE INTO sim_adapter (name, num_vfs) VALUES (?, ?)",
-                (a.adapter.name, a.adapter.num_vfs),
-            )
-            if cur.rowcount:
-                self._create_vfs(a.adapter.name, a.adapter.num_vfs)
+        with atomic(self._conn):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
+            for a in self.spec.adapters:
+                cur = self._conn.execute(
+                    "INSERT OR IGNORE INTO sim_adapter (name, num_vfs) VALUES (?, ?)",
+                    (a.adapter.name, a.adapter.num_vfs),
+                )
+                if cur.rowcount:
+                    self._create_vfs(a.adapter.name, a.adapter.num_vfs)
 
     def power_cycle(self) -> None:
         """Simulate a reboot: VF counts back to the spec's, every VF setting lost."""
-        for a in self.spec.adapters:
-            self._conn.execute(
-                "UPDATE sim_adapter SET num_vfs = ? WHERE name = ?",
-                (a.adapter.num_vfs, a.adapter.name),
-            )
-            self._conn.execute("DELETE FROM sim_vf WHERE adapter = ?", (a.adapter.name,))
-            self._create_vfs(a.adapter.name, a.adapter.num_vfs)
+        with atomic(self._conn):
+            for a in self.spec.adapters:
+                self._conn.execute(
+                    "UPDATE sim_adapter SET num_vfs = ? WHERE name = ?",
+                    (a.adapter.num_vfs, a.adapter.name),
+                )
+                self._conn.execute("DELETE FROM sim_vf WHERE adapter = ?", (a.adapter.name,))
+                self._create_vfs(a.adapter.name, a.adapter.num_vfs)
 
     # -- PciBus ---------------------------------------------------------------
 
@@ -158,9 +161,12 @@ class SimulatedHost:
                 "enable SR-IOV in the BIOS/UEFI setup; on Linux pci=realloc may help",
                 errno.ENOMEM,
             )
-        self._conn.execute("UPDATE sim_adapter SET num_vfs = ? WHERE name = ?", (count, adapter))
-        self._conn.execute("DELETE FROM sim_vf WHERE adapter = ?", (adapter,))
-        self._create_vfs(adapter, count)
+        with atomic(self._conn):
+            self._conn.execute(
+                "UPDATE sim_adapter SET num_vfs = ? WHERE name = ?", (count, adapter)
+            )
+            self._conn.execute("DELETE FROM sim_vf WHERE adapter = ?", (adapter,))
+            self._create_vfs(adapter, count)
 
     def virtual_functions(self, adapter: str) -> list[VirtualFunction]:
         spec = self._spec(adapter)

@@ -2,7 +2,9 @@
 
 It keeps what a hypervisor would know (which VM runs, which NIC has which VF plugged)
 so that ``vf_data_path_active`` answers from the runtime, not from the allocator's
-own bookkeeping. Simulated guests always carry a VF driver.
+own bookkeeping. Its tables live on the machine's own connection
+(adapters/sim/machine.py): nothing rolls back with a command. Simulated guests
+always carry a VF driver.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+from iovctl.adapters.sim.machine import atomic
 from iovctl.domain.model import NicConfig, VirtualFunction
+from iovctl.errors import HardwareError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sim_vm (name TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -33,17 +37,18 @@ class SimulatedVmRuntime:
         self._conn = conn
 
     def ensure_schema(self) -> None:
-        # Not executescript(): it would COMMIT the caller's transaction first.
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                self._conn.execute(statement)
+        with atomic(self._conn):
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._conn.execute(statement)
 
     def start_vm(self, vm: str) -> None:
         self._conn.execute("INSERT OR IGNORE INTO sim_vm (name) VALUES (?)", (vm,))
 
     def stop_vm(self, vm: str) -> None:
-        self._conn.execute("DELETE FROM sim_vm WHERE name = ?", (vm,))
-        self._conn.execute("UPDATE sim_vm_nic SET vf_pci_address = NULL WHERE vm = ?", (vm,))
+        with atomic(self._conn):
+            self._conn.execute("DELETE FROM sim_vm WHERE name = ?", (vm,))
+            self._conn.execute("UPDATE sim_vm_nic SET vf_pci_address = NULL WHERE vm = ?", (vm,))
 
     def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
         self._conn.execute(
@@ -59,24 +64,50 @@ class SimulatedVmRuntime:
         """Forget VFs still recorded on VMs that are off (a killed stop)."""
         removed = []
         for vm in off_vms:
-            cur = self._conn.execute(
-                "UPDATE sim_vm_nic SET vf_pci_address = NULL"
-                " WHERE vm = ? AND vf_pci_address IS NOT NULL",
-                (vm,),
-            )
-            self._conn.execute("DELETE FROM sim_vm WHERE name = ?", (vm,))
-            if cur.rowcount:
-                removed.append(vm)
+            with atomic(self._conn):
+                cur = self._conn.execute(
+                    "UPDATE sim_vm_nic SET vf_pci_address = NULL"
+                    " WHERE vm = ? AND vf_pci_address IS NOT NULL",
+                    (vm,),
+                )
+                gone = self._conn.execute("DELETE FROM sim_vm WHERE name = ?", (vm,))
+                if cur.rowcount or gone.rowcount:
+                    removed.append(vm)
         return removed
 
     def remove_switch(self, switch: str) -> None:
         """Nothing to tear down: the simulated software path is the switch row itself."""
 
     def attach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
-        self._conn.execute(
-            "UPDATE sim_vm_nic SET vf_pci_address = ? WHERE vm = ? AND nic = ?",
-            (vf.pci_address, vm, nic),
-        )
+        """Refused, as by the namespace runtime, without the NIC's software half in a
+        running VM, and for a VF another NIC has (its netdev is not in the host)."""
+        with atomic(self._conn):
+            plugged = self._conn.execute(
+                "SELECT 1 FROM sim_vm_nic JOIN sim_vm ON sim_vm.name = sim_vm_nic.vm"
+                " WHERE vm = ? AND nic = ?",
+                (vm, nic),
+            ).fetchone()
+            if plugged is None:
+                raise HardwareError(
+                    "nic-not-plugged",
+                    f"network adapter {vm}/{nic} has no software half to pair VF {vf.index} with",
+                    "start the VM first (iovctl vm start); its NICs get their software path then",
+                )
+            other = self._conn.execute(
+                "SELECT vm, nic FROM sim_vm_nic WHERE vf_pci_address = ?"
+                " AND NOT (vm = ? AND nic = ?)",
+                (vf.pci_address, vm, nic),
+            ).fetchone()
+            if other is not None:
+                raise HardwareError(
+                    "vf-netdev-missing",
+                    f"VF {vf.index} of {vf.adapter} is in use by {other[0]}/{other[1]}",
+                    "the VF may belong to another VM; check: iovctl vf list",
+                )
+            self._conn.execute(
+                "UPDATE sim_vm_nic SET vf_pci_address = ? WHERE vm = ? AND nic = ?",
+                (vf.pci_address, vm, nic),
+            )
 
     def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
         self._conn.execute(

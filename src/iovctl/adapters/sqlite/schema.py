@@ -6,7 +6,7 @@ written by a newer iovctl (higher version) is refused instead of guessed at.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -83,5 +83,51 @@ CREATE TABLE adapter_config (
     name TEXT PRIMARY KEY,
     num_vfs INTEGER NOT NULL
 );
+""",
+    2: """
+-- The operation journal (services.journal): a command's side effects, recorded
+-- before the first one runs; a row goes when all its steps are done.
+CREATE TABLE operation (
+    id INTEGER PRIMARY KEY,
+    command TEXT NOT NULL,
+    -- The lease of the process running it; a free lease = the process died.
+    owner TEXT NOT NULL,
+    -- running | stalled (a release step was refused: retried later)
+    state TEXT NOT NULL DEFAULT 'running',
+    error TEXT,
+    created_at REAL NOT NULL
+);
+CREATE TABLE op_step (
+    op INTEGER NOT NULL REFERENCES operation(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    -- pending | done | failed (a refused grant, compensated) | cancelled
+    state TEXT NOT NULL DEFAULT 'pending',
+    error TEXT,
+    PRIMARY KEY (op, seq)
+) WITHOUT ROWID;
+-- Objects an operation touches (domain.steps keys): operations that meet wait.
+CREATE TABLE op_key (
+    key TEXT NOT NULL,
+    op INTEGER NOT NULL REFERENCES operation(id) ON DELETE CASCADE,
+    PRIMARY KEY (key, op)
+) WITHOUT ROWID;
+CREATE INDEX op_key_op ON op_key (op);
+-- VFs taken from a NIC that are not free yet: free once scrubbed.
+CREATE TABLE vf_release (
+    adapter TEXT NOT NULL,
+    idx INTEGER NOT NULL,
+    -- Why it is still held (a refused detach or scrub), NULL while on its way.
+    reason TEXT,
+    PRIMARY KEY (adapter, idx)
+) WITHOUT ROWID;
+-- Switches whose VF pool changed (a VF scrubbed, a VF count written) and wait
+-- for the allocator: the operation that changed it, or the next one, runs it.
+CREATE TABLE rebalance_due (
+    switch TEXT PRIMARY KEY
+) WITHOUT ROWID;
+-- Why the machine refused this NIC a VF: it waits on the software path until
+-- its VM restarts, its settings change or `iovctl apply` runs.
+ALTER TABLE nic ADD COLUMN grant_error TEXT;
 """,
 }

@@ -13,11 +13,12 @@ import contextlib
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from iovctl.adapters.sqlite.lease import Leases
 from iovctl.adapters.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from iovctl.domain.model import (
     Event,
@@ -32,6 +33,14 @@ from iovctl.domain.model import (
     VmState,
 )
 from iovctl.domain.nic_rules import required_mask
+from iovctl.domain.steps import (
+    JournalStep,
+    OperationRecord,
+    Step,
+    keys_meet,
+    step_from_json,
+    step_to_json,
+)
 from iovctl.errors import Conflict, NotFound, StateError
 
 DB_NAME = "iovctl.db"
@@ -41,13 +50,14 @@ WAL_AUTOCHECKPOINT_PAGES = 16384
 _NIC_COLUMNS = (
     "id, vm, name, switch, mac, iov_weight, iov_queue_pairs_requested, vlan, pvlan_mode,"
     " pvlan_primary, pvlan_secondary, max_rate, allow_mac_spoofing, trust, vf_adapter,"
-    " vf_index, iov_queue_pairs_assigned, claim_seq, wait_reason, vf_needs, vf_pci_address"
+    " vf_index, iov_queue_pairs_assigned, claim_seq, wait_reason, vf_needs, vf_pci_address, grant_error"
 )
 
 
 def _nic_from_row(row: tuple[Any, ...]) -> VmNetworkAdapter:
     (nic_id, vm, name, switch, mac, weight, qpr, vlan, pmode, pprim, psec, rate, spoof,
-     trust, vf_adapter, vf_index, qpa, claim_seq, wait_reason, vf_needs, vf_pci) = row  # fmt: skip
+     trust, vf_adapter, vf_index, qpa, claim_seq, wait_reason, vf_needs, vf_pci,
+     grant_error) = row  # fmt: skip
     pvlan = PrivateVlan(PvlanMode(pmode), pprim, psec) if pmode else None
     config = NicConfig(
         switch=switch,
@@ -63,7 +73,9 @@ def _nic_from_row(row: tuple[Any, ...]) -> VmNetworkAdapter:
     assignment = (
         VfAssignment(vf_adapter, vf_index, qpa, vf_pci or "") if vf_adapter is not None else None
     )
-    return VmNetworkAdapter(nic_id, vm, name, config, assignment, claim_seq, wait_reason, vf_needs)
+    return VmNetworkAdapter(
+        nic_id, vm, name, config, assignment, claim_seq, wait_reason, vf_needs, grant_error
+    )
 
 
 def _config_values(c: NicConfig) -> tuple[Any, ...]:
@@ -95,9 +107,11 @@ def default_state_dir() -> Path:
 class SqliteStore:
     """The state store. ``conn`` is shared with the simulated host's tables."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, state_dir: Path | None = None) -> None:
         self.conn = conn
+        self.state_dir = state_dir
         self._depth = 0
+        self._leases = Leases(state_dir)
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -128,7 +142,7 @@ class SqliteStore:
         # vs 1.6 ms for the work itself). Checkpoint when a command is done instead
         # (close), keeping the automatic one only as a bound on the WAL (64 MiB).
         conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-        store = cls(conn)
+        store = cls(conn, state_dir)
         store._migrate()
         return store
 
@@ -138,6 +152,21 @@ class SqliteStore:
         with contextlib.suppress(sqlite3.Error):
             self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         self.conn.close()
+        self._leases.close()
+
+    # -- leases: who runs an operation (adapters/sqlite/lease.py) ------------
+
+    def lease(self) -> str:
+        return self._leases.own()
+
+    def lease_alive(self, token: str) -> bool:
+        return self._leases.alive(token)
+
+    def wait_lease(self, token: str, timeout: float) -> bool:
+        return self._leases.wait(token, timeout)
+
+    def forget_lease(self, token: str) -> None:
+        self._leases.forget(token)
 
     def _migrate(self) -> None:
         (version,) = self.conn.execute("PRAGMA user_version").fetchone()
@@ -371,7 +400,7 @@ class SqliteStore:
         """Best waiting claimants first (weight desc, then first come) that a VF can serve."""
         rows = self.conn.execute(
             f"SELECT {_NIC_COLUMNS} FROM nic WHERE switch = ? AND claim_seq IS NOT NULL"
-            " AND vf_adapter IS NULL AND (vf_needs & ?) = 0"
+            " AND vf_adapter IS NULL AND grant_error IS NULL AND (vf_needs & ?) = 0"
             " ORDER BY iov_weight DESC, claim_seq ASC LIMIT ?",
             (switch, unsupported_mask, limit),
         )
@@ -391,7 +420,8 @@ class SqliteStore:
         rows = self.conn.execute(
             "SELECT vf_index, iov_queue_pairs_assigned FROM nic WHERE vf_adapter = ?", (adapter,)
         ).fetchall()
-        return {r[0] for r in rows}, sum(r[1] for r in rows)
+        released = self.conn.execute("SELECT idx FROM vf_release WHERE adapter = ?", (adapter,))
+        return {r[0] for r in rows} | {r[0] for r in released}, sum(r[1] for r in rows)
 
     def nics_holding_vfs(self, adapter: str) -> list[VmNetworkAdapter]:
         rows = self.conn.execute(
@@ -434,6 +464,112 @@ class SqliteStore:
 
     def set_wait_reason(self, nic_id: int, wait_reason: str | None) -> None:
         self.conn.execute("UPDATE nic SET wait_reason = ? WHERE id = ?", (wait_reason, nic_id))
+
+    def set_grant_error(self, nic_id: int, error: str | None) -> None:
+        self.conn.execute("UPDATE nic SET grant_error = ? WHERE id = ?", (error, nic_id))
+
+    def clear_grant_errors(self) -> int:
+        return self.conn.execute(
+            "UPDATE nic SET grant_error = NULL WHERE grant_error IS NOT NULL"
+        ).rowcount
+
+    # -- VFs on their way back ----------------------------------------------------
+
+    def hold_released_vf(self, adapter: str, index: int, reason: str | None = None) -> None:
+        self.conn.execute(
+            "INSERT INTO vf_release (adapter, idx, reason) VALUES (?, ?, ?)"
+            " ON CONFLICT (adapter, idx) DO UPDATE SET reason = excluded.reason",
+            (adapter, index, reason),
+        )
+
+    def free_released_vf(self, adapter: str, index: int) -> None:
+        self.conn.execute("DELETE FROM vf_release WHERE adapter = ? AND idx = ?", (adapter, index))
+
+    def released_vfs(self, adapter: str | None = None) -> list[tuple[str, int, str | None]]:
+        sql = "SELECT adapter, idx, reason FROM vf_release"
+        rows = (
+            self.conn.execute(sql + " WHERE adapter = ? ORDER BY idx", (adapter,))
+            if adapter is not None
+            else self.conn.execute(sql + " ORDER BY adapter, idx")
+        )
+        return [(str(r[0]), int(r[1]), r[2]) for r in rows]
+
+    def mark_rebalance_due(self, switch: str) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO rebalance_due (switch) VALUES (?)", (switch,))
+
+    def rebalances_due(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT switch FROM rebalance_due ORDER BY 1")]
+
+    def clear_rebalance_due(self, switch: str) -> None:
+        self.conn.execute("DELETE FROM rebalance_due WHERE switch = ?", (switch,))
+
+    # -- the operation journal ---------------------------------------------------
+
+    def begin_operation(self, command: str, owner: str, steps: list[Step]) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO operation (command, owner, created_at) VALUES (?, ?, ?)",
+            (command, owner, time.time()),
+        )
+        assert cur.lastrowid is not None
+        self.append_steps(cur.lastrowid, steps)
+        return cur.lastrowid
+
+    def append_steps(self, op: int, steps: list[Step]) -> None:
+        (last,) = self.conn.execute(
+            "SELECT COALESCE(MAX(seq), 0) FROM op_step WHERE op = ?", (op,)
+        ).fetchone()
+        self.conn.executemany(
+            "INSERT INTO op_step (op, seq, body) VALUES (?, ?, ?)",
+            [(op, last + i, step_to_json(step)) for i, step in enumerate(steps, 1)],
+        )
+        keys = {k for step in steps for k in step.touches()}
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO op_key (key, op) VALUES (?, ?)", [(k, op) for k in keys]
+        )
+
+    def operation_steps(self, op: int, state: str | None = "pending") -> list[JournalStep]:
+        sql = "SELECT seq, body, state, error FROM op_step WHERE op = ?"
+        params: tuple[Any, ...] = (op,)
+        if state is not None:
+            sql += " AND state = ?"
+            params = (op, state)
+        rows = self.conn.execute(sql + " ORDER BY seq", params).fetchall()
+        return [JournalStep(op, r[0], step_from_json(r[1]), r[2], r[3]) for r in rows]
+
+    def set_step_state(self, op: int, seq: int, state: str, error: str | None = None) -> None:
+        self.conn.execute(
+            "UPDATE op_step SET state = ?, error = ? WHERE op = ? AND seq = ?",
+            (state, error, op, seq),
+        )
+
+    def set_operation_state(
+        self, op: int, state: str, error: str | None = None, owner: str | None = None
+    ) -> None:
+        self.conn.execute(
+            "UPDATE operation SET state = ?, error = ?, owner = COALESCE(?, owner) WHERE id = ?",
+            (state, error, owner, op),
+        )
+
+    def finish_operation(self, op: int) -> None:
+        self.conn.execute("DELETE FROM operation WHERE id = ?", (op,))
+
+    def operations(self, keys: Iterable[str] | None = None) -> list[OperationRecord]:
+        """Unfinished operations; with ``keys``, those touching any of them."""
+        rows = self.conn.execute(
+            "SELECT id, command, owner, state, error FROM operation ORDER BY id"
+        ).fetchall()
+        ops = [OperationRecord(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        if keys is None or not ops:
+            return ops
+        wanted = set(keys)
+        out = []
+        for op in ops:
+            theirs = [
+                r[0] for r in self.conn.execute("SELECT key FROM op_key WHERE op = ?", (op.id,))
+            ]
+            if any(keys_meet(a, b) for a in wanted for b in theirs):
+                out.append(op)
+        return out
 
     def delete_nic(self, nic_id: int) -> None:
         self.conn.execute("DELETE FROM nic WHERE id = ?", (nic_id,))

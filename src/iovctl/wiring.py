@@ -179,6 +179,9 @@ class LazyNetnsVmRuntime:
     def stop_vm(self, vm: str) -> None:
         self._built().stop_vm(vm)
 
+    def is_running(self, vm: str) -> bool:
+        return self._built().is_running(vm)
+
     def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
         self._built().plug_software_nic(vm, nic, config)
 

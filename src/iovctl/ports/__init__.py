@@ -91,6 +91,10 @@ class VmRuntime(Protocol):
 
     def stop_vm(self, vm: str) -> None: ...
 
+    def is_running(self, vm: str) -> bool:
+        """The hypervisor has the VM (what the store's VM state is checked against)."""
+        ...
+
     def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
         """The synthetic half of the pair, on the switch's software path."""
         ...

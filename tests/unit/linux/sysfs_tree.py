@@ -254,6 +254,9 @@ class Tree:
             link.unlink()
             for net in (vf_path / "net").glob("*") if (vf_path / "net").exists() else []:
                 (self.sys / "class" / "net" / net.name).unlink(missing_ok=True)
+            group = vf_path / "iommu_group"
+            if group.is_symlink():  # iommu.c: the device leaves its group
+                (group.resolve() / "devices" / vf_path.name).unlink(missing_ok=True)
             (self.bus / "devices" / vf_path.name).unlink()
             _rmtree(vf_path)
 

@@ -134,6 +134,10 @@ class NetnsVmRuntime:
             self.stop_vm(vm)
         self._ensure_vm(vm)
 
+    def is_running(self, vm: str) -> bool:
+        """The VM's namespace exists."""
+        return netns_exists(names.vm_netns(vm))
+
     def reconcile(self, off_vms: Iterable[str]) -> list[str]:
         """Remove what killed commands left of VMs the store has off. Root.
 

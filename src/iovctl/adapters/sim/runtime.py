@@ -50,6 +50,9 @@ class SimulatedVmRuntime:
             self._conn.execute("DELETE FROM sim_vm WHERE name = ?", (vm,))
             self._conn.execute("UPDATE sim_vm_nic SET vf_pci_address = NULL WHERE vm = ?", (vm,))
 
+    def is_running(self, vm: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM sim_vm WHERE name = ?", (vm,)).fetchone() is not None
+
     def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
         self._conn.execute(
             "INSERT INTO sim_vm_nic (vm, nic, mac) VALUES (?, ?, ?)"

@@ -454,3 +454,22 @@ def test_many_claims_at_once_follow_the_weight_order(cli):
     holders = {n["name"] for n in cli.ok("nic", "list", "many") if n["iov_usage"]}
     assert holders == {f"w{weight}" for weight in range(9, 21)}
     consistent(cli)
+
+
+def test_a_vf_lost_underneath_shows_at_once_and_apply_brings_it_back(cli):
+    """A reboot (here the simulated host's power cycle) takes the VFs and the VMs
+    away: the NIC says so right away, not ``ok`` until someone runs apply."""
+    cli.igb_pool(2)
+    cli.vm_with_nic("alpha", "--iov-weight", "50", start=True)
+    cli.ok("host", "power-cycle")
+    nic = cli.nic("alpha")
+    assert (nic["status"], nic["vf_data_path_active"]) == ("degraded", False)
+    assert "VF 0 of enp1s0 is gone" in nic["status_description"]
+    assert "iovctl apply" in nic["status_description"]
+
+    report = cli.ok("apply")
+    assert {c["action"] for c in report["changes"]} >= {"set-vf-count", "attach-vf"}
+    nic = cli.nic("alpha")
+    assert (nic["status"], nic["vf_data_path_active"]) == ("ok", True)
+    assert cli.ok("apply")["changed"] == 0
+

@@ -28,7 +28,7 @@ import pytest
 from iovctl.adapters.sim.machine import mark_powered_on, open_machine, powered_on
 from iovctl.adapters.sim.runtime import SimulatedVmRuntime
 from iovctl.adapters.sqlite.store import SqliteStore
-from iovctl.errors import IovctlError
+from iovctl.errors import HardwareError, IovctlError
 from iovctl.services import adapters, journal, reconcile, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.vms import NicChanges
@@ -266,4 +266,40 @@ def test_the_harness_sees_a_store_that_lies(tmp_path: Path) -> None:
     with ctx.store.transaction():
         ctx.store.set_desired_num_vfs(PF, 3)
     assert any("wants 3 VFs" in p for p in store_matches_machine(ctx))
+    ctx.store.close()
+
+
+@pytest.mark.contract
+def test_a_refused_grant_does_not_undo_another_vms_stop(tmp_path: Path, backend: str) -> None:
+    """The issue's case: ``vm stop a`` frees a VF, and giving it to the waiting c is
+    refused. a stays stopped, c waits on the software path with the reason, the VF
+    is scrubbed and free, the command succeeds; apply gives c its chance again."""
+    opener = BACKENDS[backend](tmp_path)
+    ctx = opener(tmp_path / "state")
+    _pool(ctx, 2, ("a", 50), ("b", 20), ("c", 10))
+
+    class RefuseTheGrant(FaultPlan):
+        """The stop's second VF write is c's grant (the first scrubs a's VF)."""
+
+        def hit(self, name: str, do: Callable[[], Any]) -> Any:
+            self.calls.append(name)
+            if name == "set_vf_settings" and self.calls.count(name) == 2:
+                raise HardwareError("injected-fault", "the VF's settings were refused")
+            return do()
+
+    faulty = inject(ctx, RefuseTheGrant())
+    run(faulty, vms.stop_vm, "a")  # no error: the stop itself went through
+
+    assert ctx.store.get_vm("a").state.value == "off"
+    c = ctx.store.get_nic("c", "nic0")
+    assert c.assignment is None and c.grant_error is not None
+    shown = vms.show_nic(ctx, "c", "nic0")
+    assert shown["status"] == "degraded" and "refused it a VF" in shown["status_description"]
+    codes = [e.code for e in ctx.store.list_events()]
+    assert "vf-grant-failed" in codes
+    assert store_matches_machine(ctx) == []
+
+    run(ctx, reconcile.apply, retry_stalled=True)
+    assert ctx.store.get_nic("c", "nic0").assignment is not None
+    assert store_matches_machine(ctx) == []
     ctx.store.close()

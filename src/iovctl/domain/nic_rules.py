@@ -89,10 +89,28 @@ def nic_status(
     wait_reason: str | None,
     uplink: str,
     vf_count: int,
+    vf_active: bool = True,
+    grant_error: str | None = None,
 ) -> tuple[NicStatus, str]:
-    """``status`` and ``status_description`` of a NIC: which path, and why."""
+    """``status`` and ``status_description`` of a NIC: which path, and why.
+
+    ``vf_active``: the runtime's answer for a NIC that holds a VF (the machine may
+    have lost it underneath: a PF reset, a VF count changed behind iovctl's back).
+    """
     if not running:
         return NicStatus.OFF, "The VM is not running; a VF is assigned when it starts."
+    if holding is not None and holding[1] >= vf_count:
+        return (
+            NicStatus.DEGRADED,
+            f"Software path: VF {holding[1]} of {holding[0]} is gone ({holding[0]} has "
+            f"{vf_count} VFs now); iovctl apply restores the VF count and reattaches it.",
+        )
+    if holding is not None and not vf_active:
+        return (
+            NicStatus.DEGRADED,
+            f"Software path: VF {holding[1]} of {holding[0]} is assigned but carries no "
+            "traffic (not attached to the VM); iovctl apply reattaches it.",
+        )
     if holding is not None:
         adapter, index, qps = holding
         pairs = "queue pair" if qps == 1 else "queue pairs"
@@ -112,6 +130,12 @@ def nic_status(
         )
     if unsupported is not None:
         return NicStatus.DEGRADED, f"Software path: {unsupported.message}"
+    if grant_error is not None:
+        return (
+            NicStatus.DEGRADED,
+            f"Software path: the machine refused it a VF ({grant_error}); a VM restart, "
+            "nic set or iovctl apply tries again.",
+        )
     if wait_reason == "queue-pairs-exhausted":
         return (
             NicStatus.DEGRADED,

@@ -161,6 +161,7 @@ class NicViewer:
         if uplink.sriov is not None and uplink.driver is not None and not reasons:
             unsupported = mask_reason(nic.vf_needs, uplink.driver, uplink.sriov.unsupported)
         running = vm_state is VmState.RUNNING
+        active = bool(a and running and self.ctx.runtime.vf_data_path_active(nic.vm, nic.name))
         status, description = nic_status(
             running=running,
             weight=c.iov_weight,
@@ -171,6 +172,8 @@ class NicViewer:
             wait_reason=nic.wait_reason,
             uplink=uplink.name,
             vf_count=uplink.num_vfs,
+            vf_active=active,
+            grant_error=nic.grant_error,
         )
         return {
             "vm": nic.vm,
@@ -190,9 +193,7 @@ class NicViewer:
                 if a
                 else None
             ),
-            "vf_data_path_active": bool(
-                a and running and self.ctx.runtime.vf_data_path_active(nic.vm, nic.name)
-            ),
+            "vf_data_path_active": active,
             "vlan": c.vlan,
             "pvlan": (
                 {

@@ -86,8 +86,12 @@ class SimulatedHost:
                     self._create_vfs(a.adapter.name, a.adapter.num_vfs)
 
     def power_cycle(self) -> None:
-        """Simulate a reboot: VF counts back to the spec's, every VF setting lost."""
+        """Simulate a reboot: VF counts back to the spec's, every VF setting lost, and
+        no VM running (the simulated runtime's tables are part of the machine)."""
         with atomic(self._conn):
+            if self._has_runtime():
+                self._conn.execute("DELETE FROM sim_vm")
+                self._conn.execute("DELETE FROM sim_vm_nic")
             for a in self.spec.adapters:
                 self._conn.execute(
                     "UPDATE sim_adapter SET num_vfs = ? WHERE name = ?",
@@ -162,6 +166,14 @@ class SimulatedHost:
                 errno.ENOMEM,
             )
         with atomic(self._conn):
+            if current and self._has_runtime():
+                # The VFs are destroyed: a VM that had one loses it (hot-unplugged).
+                gone = [vf_pci_address(spec, i) for i in range(current)]
+                self._conn.execute(
+                    "UPDATE sim_vm_nic SET vf_pci_address = NULL WHERE vf_pci_address IN"
+                    f" ({', '.join('?' * len(gone))})",
+                    gone,
+                )
             self._conn.execute(
                 "UPDATE sim_adapter SET num_vfs = ? WHERE name = ?", (count, adapter)
             )
@@ -231,6 +243,14 @@ class SimulatedHost:
         )
 
     # -- helpers --------------------------------------------------------------
+
+    def _has_runtime(self) -> bool:
+        return (
+            self._conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sim_vm_nic'"
+            ).fetchone()
+            is not None
+        )
 
     def _spec(self, name: str) -> AdapterSpec:
         spec = self._by_name.get(name)

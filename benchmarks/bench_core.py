@@ -2,7 +2,8 @@
 
 16 PFs x 256 VFs, 2,500 VMs with 5,000 NICs, state on disk (WAL), as a real
 state directory would be. Reports:
-- VM start / stop in-process (service call + its transaction): p50 / p99
+- VM start / stop in-process (one journaled operation, as the CLI runs it: plan,
+  side effects, confirmations, the freed VFs handed on): p50 / p99
 - ``iovctl nic list -o json`` wall time for all NICs (subprocess)
 - ``iovctl --version`` cold start (subprocess)
 Goals (issue 2): p99 < 2 ms, nic list < 300 ms, --version < 200 ms.
@@ -23,11 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from iovctl.adapters.sim.host import SimulatedHost
-from iovctl.adapters.sim.runtime import SimulatedVmRuntime
+from iovctl.adapters.sim import simulated_machine
 from iovctl.adapters.sim.spec import parse_spec, spec_to_json
 from iovctl.adapters.sqlite.store import SqliteStore
-from iovctl.services import adapters, switches, vms
+from iovctl.services import adapters, journal, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.vms import NicChanges
 
@@ -74,19 +74,17 @@ def percentiles(samples: list[float]) -> dict[str, float]:
 def build(state_dir: Path, n_vms: int) -> Context:
     store = SqliteStore.open(state_dir)
     spec = parse_spec(big_spec())
-    hw = SimulatedHost(store.conn, spec)
-    rt = SimulatedVmRuntime(store.conn)
+    hw, rt = simulated_machine(spec, state_dir)
     with store.transaction():
         store.set_meta("backend", "sim")
         store.set_meta("sim_spec", spec_to_json(spec))
-        hw.ensure_schema()
-        rt.ensure_schema()
     ctx = Context(store, hw, rt)
     rng = random.Random(7)
-    with store.transaction():
-        for i in range(PFS):
-            adapters.set_num_vfs(ctx, f"ens{i}f0", VFS)
-            switches.create(ctx, f"sw{i}", f"ens{i}f0", iov=True)
+    for i in range(PFS):
+        journal.run(ctx, adapters.set_num_vfs, f"ens{i}f0", VFS)
+        journal.run(ctx, switches.create, f"sw{i}", f"ens{i}f0", True)
+
+    def populate(ctx: Context) -> None:
         for v in range(n_vms):
             name = f"vm{v:05d}"
             vms.create_vm(ctx, name)
@@ -98,9 +96,10 @@ def build(state_dir: Path, n_vms: int) -> Context:
                     None,
                     NicChanges(iov_weight=rng.randint(1, 100)),
                 )
+
+    journal.run(ctx, populate)  # no side effects: one transaction
     for v in range(n_vms):
-        with store.transaction():
-            vms.start_vm(ctx, f"vm{v:05d}")
+        journal.run(ctx, vms.start_vm, f"vm{v:05d}")
     return ctx
 
 
@@ -131,12 +130,10 @@ def main() -> int:
         for _ in range(opts.samples):
             name = f"vm{rng.randrange(opts.vms):05d}"
             t = time.perf_counter()
-            with ctx.store.transaction():
-                vms.stop_vm(ctx, name)
+            journal.run(ctx, vms.stop_vm, name)
             stops.append((time.perf_counter() - t) * 1000)
             t = time.perf_counter()
-            with ctx.store.transaction():
-                vms.start_vm(ctx, name)
+            journal.run(ctx, vms.start_vm, name)
             starts.append((time.perf_counter() - t) * 1000)
         in_use = sum(ctx.store.usage_on_adapter(f"ens{i}f0")[0] for i in range(PFS))
         n_nics = len(ctx.store.list_nics())

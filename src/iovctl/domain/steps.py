@@ -21,7 +21,7 @@ after the other. Pure: no I/O.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any, ClassVar, Literal
 
 from iovctl.domain.model import (
@@ -281,7 +281,14 @@ class OperationRecord:
 
 
 def step_to_json(step: Step) -> str:
-    return json.dumps({"type": step.name, **asdict(step)}, sort_keys=True)
+    return json.dumps({"type": step.name, **_plain(step)}, sort_keys=True)
+
+
+def _plain(value: Any) -> Any:
+    """Dataclasses as dicts, shallowly (``dataclasses.asdict`` deep-copies: 4x slower)."""
+    if is_dataclass(value):
+        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+    return value
 
 
 def step_from_json(text: str) -> Step:

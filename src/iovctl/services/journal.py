@@ -228,19 +228,39 @@ def take_over(ctx: Context, op: OperationRecord) -> Outcome | None:
 def drive(ctx: Context, op: int) -> Outcome:
     """Run the operation's pending steps until none can run; finish or stall it.
 
-    Steps that meet a refused release wait behind it (they stay pending)."""
+    Completions are recorded after the steps ran, a batch at a time: before a
+    refusal's policy reads the journal, before the pools the steps changed are
+    rebalanced, and with the operation's end. A process killed before a batch is
+    recorded has those steps run again by the next one, which every step allows
+    (idempotent). Pools this operation changed are rebalanced within it, unless
+    that meets another operation (then whoever finishes last does it). Steps that
+    meet a refused release wait behind it (they stay pending)."""
     outcome = Outcome()
     blocked: set[str] = set()
+    ran: list[JournalStep] = []  # done, not yet recorded
     for _ in range(MAX_ROUNDS):
-        runnable = [js for js in ctx.store.operation_steps(op) if not _meets(js.step, blocked)]
-        if not runnable:
+        recorded = {js.seq for js in ran}
+        runnable = [
+            js
+            for js in ctx.store.operation_steps(op)
+            if js.seq not in recorded and not _meets(js.step, blocked)
+        ]
+        if runnable:
+            for js in runnable:
+                result = _execute(ctx, js, outcome, ran)
+                if result == "stalled":
+                    blocked |= js.step.touches()
+                if result != "done":
+                    break  # a policy may have cancelled or added steps: read them again
+            continue
+        with ctx.store.transaction():
+            _record(ctx, ran)
+            due = ctx.store.rebalances_due()
+            if not due and not ctx.store.operation_steps(op):
+                ctx.store.finish_operation(op)
+                return outcome
+        if not (due and _rebalance_within(ctx, op, due)):
             break
-        for js in runnable:
-            result = _execute(ctx, js, outcome)
-            if result == "stalled":
-                blocked |= js.step.touches()
-            if result != "done":
-                break  # a policy may have cancelled or added steps: read them again
     else:
         raise RuntimeError(f"operation {op} did not settle in {MAX_ROUNDS} rounds")
     if not ctx.store.operation_steps(op):
@@ -253,16 +273,51 @@ def drive(ctx: Context, op: int) -> Outcome:
     return outcome
 
 
+def _record(ctx: Context, ran: list[JournalStep]) -> None:
+    """Record the completion of steps that ran (under the lock), and its effects."""
+    for js in ran:
+        ctx.store.set_step_state(js.op, js.seq, "done")
+        _completed(ctx, js.step)
+    ran.clear()
+
+
+def _rebalance_within(ctx: Context, op: int, due: list[str]) -> bool:
+    """Plan the due pools' rebalancing into ``op``; False when none could be."""
+    from iovctl.services.allocation import rebalance
+
+    planned = False
+    for switch in due:
+        ctx.planned.clear()
+        try:
+            with ctx.store.transaction():
+                ctx.store.clear_rebalance_due(switch)
+                if ctx.store.find_switch(switch) is None:
+                    continue
+                rebalance(ctx, switch)
+                steps = list(ctx.planned)
+                if steps:
+                    if [o for o in ctx.store.operations(_keys(steps)) if o.id != op]:
+                        raise _Blocked([])  # left due: that operation settles it
+                    ctx.store.append_steps(op, steps)
+                    planned = True
+        except _Blocked:
+            continue
+        finally:
+            ctx.planned.clear()
+    return planned
+
+
 def _meets(step: Step, keys: set[str]) -> bool:
     return any(keys_meet(k, b) for k in step.touches() for b in keys)
 
 
-def _execute(ctx: Context, js: JournalStep, outcome: Outcome) -> str:
+def _execute(ctx: Context, js: JournalStep, outcome: Outcome, ran: list[JournalStep]) -> str:
     """Run one step: ``done``, ``refused`` (a grant, compensated) or ``stalled``."""
     try:
         perform(ctx, js.step)
     except IovctlError as exc:
         with ctx.store.transaction():
+            _record(ctx, ran)
             if js.step.kind == "release":
                 refusals.release_refused(ctx, js, exc)
                 outcome.stalled = outcome.stalled or HardwareError(
@@ -277,9 +332,7 @@ def _execute(ctx: Context, js: JournalStep, outcome: Outcome) -> str:
             if subject_error is not None and outcome.error is None:
                 outcome.error = subject_error
         return "refused"
-    with ctx.store.transaction():
-        ctx.store.set_step_state(js.op, js.seq, "done")
-        _completed(ctx, js.step)
+    ran.append(js)
     return "done"
 
 
@@ -332,7 +385,8 @@ def _completed(ctx: Context, step: Step) -> None:
     match step:
         case ScrubVf(adapter=adapter, index=index):
             store.free_released_vf(adapter, index)
-            _pool_changed(ctx, adapter)
+            if not store.vf_holder_exists(adapter, index):  # a preemption's winner has it
+                _pool_changed(ctx, adapter)
         case SetNumVfs(adapter=adapter):
             _pool_changed(ctx, adapter)
         case _:

@@ -423,6 +423,12 @@ class SqliteStore:
         released = self.conn.execute("SELECT idx FROM vf_release WHERE adapter = ?", (adapter,))
         return {r[0] for r in rows} | {r[0] for r in released}, sum(r[1] for r in rows)
 
+    def vf_holder_exists(self, adapter: str, index: int) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM nic WHERE vf_adapter = ? AND vf_index = ?", (adapter, index)
+        ).fetchone()
+        return row is not None
+
     def nics_holding_vfs(self, adapter: str) -> list[VmNetworkAdapter]:
         rows = self.conn.execute(
             f"SELECT {_NIC_COLUMNS} FROM nic WHERE vf_adapter = ? ORDER BY vf_index", (adapter,)

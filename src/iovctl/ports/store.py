@@ -117,11 +117,16 @@ class StateStore(Protocol):
 
     # -- the operation journal (services.journal) ------------------------------
 
-    def begin_operation(self, command: str, owner: str, steps: list[Step]) -> int:
-        """Record an operation and its steps (all pending); returns its id."""
+    def begin_operation(
+        self, command: str, owner: str, steps: list[Step]
+    ) -> tuple[int, list[JournalStep]]:
+        """Record an operation and its steps (all pending); returns its id and them."""
         ...
 
-    def append_steps(self, op: int, steps: list[Step]) -> None: ...
+    def append_steps(self, op: int, steps: list[Step]) -> list[JournalStep]:
+        """Record more pending steps; returns them as recorded (with their ``seq``)."""
+        ...
+
     def operation_steps(self, op: int, state: str | None = "pending") -> list[JournalStep]: ...
     def set_step_state(self, op: int, seq: int, state: str, error: str | None = None) -> None: ...
     def set_operation_state(

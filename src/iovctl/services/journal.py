@@ -93,8 +93,8 @@ def run(
     """
     recover(ctx, retry_stalled=retry_stalled)
     name = getattr(fn, "__name__", "command").replace("_", "-")
-    result, op = _plan(ctx, lambda: fn(ctx, *args, **kwargs), name)
-    outcome = drive(ctx, op) if op is not None else Outcome()
+    result, op, steps = _plan(ctx, lambda: fn(ctx, *args, **kwargs), name)
+    outcome = drive(ctx, op, steps) if op is not None else Outcome()
     settle(ctx)
     problem = outcome.first()
     if problem is not None:
@@ -127,7 +127,9 @@ def _keys(steps: Iterable[Step]) -> set[str]:
     return {k for s in steps for k in s.touches()}
 
 
-def _plan(ctx: Context, body: Callable[[], T], name: str) -> tuple[T, int | None]:
+def _plan(
+    ctx: Context, body: Callable[[], T], name: str
+) -> tuple[T, int | None, list[JournalStep]]:
     """Plan under the lock; wait (unlocked) for operations on the same objects."""
     deadline = time.monotonic() + WAIT_FOR_OTHERS_S
     while True:
@@ -137,12 +139,12 @@ def _plan(ctx: Context, body: Callable[[], T], name: str) -> tuple[T, int | None
                 result = body()
                 steps = list(ctx.planned)
                 if not steps:
-                    return result, None
+                    return result, None, []
                 blockers = ctx.store.operations(_keys(steps))
                 if blockers:
                     raise _Blocked(blockers)
-                op = ctx.store.begin_operation(name, ctx.store.lease(), steps)
-            return result, op
+                op, recorded = ctx.store.begin_operation(name, ctx.store.lease(), steps)
+            return result, op, recorded
         except _Blocked as blocked:
             _wait_for(ctx, blocked.ops, deadline)
         finally:
@@ -225,7 +227,7 @@ def take_over(ctx: Context, op: OperationRecord) -> Outcome | None:
 # -- execution ------------------------------------------------------------------
 
 
-def drive(ctx: Context, op: int) -> Outcome:
+def drive(ctx: Context, op: int, steps: list[JournalStep] | None = None) -> Outcome:
     """Run the operation's pending steps until none can run; finish or stall it.
 
     Completions are recorded after the steps ran, a batch at a time: before a
@@ -238,32 +240,39 @@ def drive(ctx: Context, op: int) -> Outcome:
     outcome = Outcome()
     blocked: set[str] = set()
     ran: list[JournalStep] = []  # done, not yet recorded
+    pending = list(steps) if steps is not None else ctx.store.operation_steps(op)
     for _ in range(MAX_ROUNDS):
-        recorded = {js.seq for js in ran}
-        runnable = [
-            js
-            for js in ctx.store.operation_steps(op)
-            if js.seq not in recorded and not _meets(js.step, blocked)
-        ]
+        runnable = [js for js in pending if not _meets(js.step, blocked)]
         if runnable:
             for js in runnable:
                 result = _execute(ctx, js, outcome, ran)
                 if result == "stalled":
                     blocked |= js.step.touches()
                 if result != "done":
-                    break  # a policy may have cancelled or added steps: read them again
+                    # A policy recorded what ran, and may have cancelled or added steps.
+                    pending = ctx.store.operation_steps(op)
+                    break
+            else:
+                pending = [js for js in pending if js not in runnable]
             continue
         with ctx.store.transaction():
-            _record(ctx, ran)
+            for js in ran:  # their effects; the rows go with the operation if it ends here
+                _completed(ctx, js.step)
             due = ctx.store.rebalances_due()
-            if not due and not ctx.store.operation_steps(op):
+            if not due and not pending:
                 ctx.store.finish_operation(op)
+                ran.clear()
                 return outcome
-        if not (due and _rebalance_within(ctx, op, due)):
+            for js in ran:
+                ctx.store.set_step_state(js.op, js.seq, "done")
+            ran.clear()
+        added = _rebalance_within(ctx, op, due) if due else []
+        if not added:
             break
+        pending += added
     else:
         raise RuntimeError(f"operation {op} did not settle in {MAX_ROUNDS} rounds")
-    if not ctx.store.operation_steps(op):
+    if not pending:
         with ctx.store.transaction():
             ctx.store.finish_operation(op)
         return outcome
@@ -281,11 +290,11 @@ def _record(ctx: Context, ran: list[JournalStep]) -> None:
     ran.clear()
 
 
-def _rebalance_within(ctx: Context, op: int, due: list[str]) -> bool:
-    """Plan the due pools' rebalancing into ``op``; False when none could be."""
+def _rebalance_within(ctx: Context, op: int, due: list[str]) -> list[JournalStep]:
+    """Plan the due pools' rebalancing into ``op``; returns the steps added."""
     from iovctl.services.allocation import rebalance
 
-    planned = False
+    planned: list[JournalStep] = []
     for switch in due:
         ctx.planned.clear()
         try:
@@ -298,8 +307,7 @@ def _rebalance_within(ctx: Context, op: int, due: list[str]) -> bool:
                 if steps:
                     if [o for o in ctx.store.operations(_keys(steps)) if o.id != op]:
                         raise _Blocked([])  # left due: that operation settles it
-                    ctx.store.append_steps(op, steps)
-                    planned = True
+                    planned += ctx.store.append_steps(op, steps)
         except _Blocked:
             continue
         finally:
@@ -427,7 +435,7 @@ def settle(ctx: Context) -> None:
                     if steps:
                         if ctx.store.operations(_keys(steps)):
                             raise _Blocked([])
-                        op = ctx.store.begin_operation("rebalance", ctx.store.lease(), steps)
+                        op, _ = ctx.store.begin_operation("rebalance", ctx.store.lease(), steps)
             except _Blocked:
                 continue
             finally:

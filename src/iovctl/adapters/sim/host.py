@@ -206,11 +206,6 @@ class SimulatedHost:
     def set_vf_settings(self, adapter: str, index: int, settings: VfSettings) -> None:
         spec = self._spec(adapter)
         driver = spec.adapter.driver or "unknown"
-        exists = self._conn.execute(
-            "SELECT 1 FROM sim_vf WHERE adapter = ? AND idx = ?", (adapter, index)
-        ).fetchone()
-        if exists is None:
-            raise self._no_vf(spec, index)  # rtnetlink: vf >= num_vfs -> -EINVAL
         if settings.qos > 7 or not 0 <= settings.vlan <= 4095:
             raise HardwareError(
                 "vf-setting-invalid",
@@ -224,7 +219,7 @@ class SimulatedHost:
         ]
         if refused:
             raise UnsupportedVfSetting(driver, refused[0].label, errno=_REFUSAL_ERRNO[refused[0]])
-        self._conn.execute(
+        written = self._conn.execute(  # one statement: one commit, as one netlink request
             "UPDATE sim_vf SET mac = ?, vlan = ?, qos = ?, vlan_protocol = ?, spoof_check = ?,"
             " trust = ?, max_rate = ?, min_rate = ?, link_state = ? WHERE adapter = ? AND idx = ?",
             (
@@ -241,6 +236,8 @@ class SimulatedHost:
                 index,
             ),
         )
+        if not written.rowcount:
+            raise self._no_vf(spec, index)  # rtnetlink: vf >= num_vfs -> -EINVAL
 
     # -- helpers --------------------------------------------------------------
 

@@ -28,6 +28,8 @@ def open_machine(state_dir: Path | None) -> sqlite3.Connection:
     )
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    # As the store does (adapters/sqlite/store.py): no checkpoint inside a write.
+    conn.execute("PRAGMA wal_autocheckpoint=16384")
     return conn
 
 

@@ -84,33 +84,31 @@ class SimulatedVmRuntime:
     def attach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
         """Refused, as by the namespace runtime, without the NIC's software half in a
         running VM, and for a VF another NIC has (its netdev is not in the host)."""
-        with atomic(self._conn):
-            plugged = self._conn.execute(
-                "SELECT 1 FROM sim_vm_nic JOIN sim_vm ON sim_vm.name = sim_vm_nic.vm"
-                " WHERE vm = ? AND nic = ?",
-                (vm, nic),
-            ).fetchone()
-            if plugged is None:
-                raise HardwareError(
-                    "nic-not-plugged",
-                    f"network adapter {vm}/{nic} has no software half to pair VF {vf.index} with",
-                    "start the VM first (iovctl vm start); its NICs get their software path then",
-                )
-            other = self._conn.execute(
-                "SELECT vm, nic FROM sim_vm_nic WHERE vf_pci_address = ?"
-                " AND NOT (vm = ? AND nic = ?)",
-                (vf.pci_address, vm, nic),
-            ).fetchone()
-            if other is not None:
-                raise HardwareError(
-                    "vf-netdev-missing",
-                    f"VF {vf.index} of {vf.adapter} is in use by {other[0]}/{other[1]}",
-                    "the VF may belong to another VM; check: iovctl vf list",
-                )
-            self._conn.execute(
-                "UPDATE sim_vm_nic SET vf_pci_address = ? WHERE vm = ? AND nic = ?",
-                (vf.pci_address, vm, nic),
+        done = self._conn.execute(
+            "UPDATE sim_vm_nic SET vf_pci_address = ? WHERE vm = ? AND nic = ?"
+            " AND EXISTS (SELECT 1 FROM sim_vm WHERE name = ?)"
+            " AND NOT EXISTS (SELECT 1 FROM sim_vm_nic AS other WHERE"
+            " other.vf_pci_address = ? AND NOT (other.vm = ? AND other.nic = ?))",
+            (vf.pci_address, vm, nic, vm, vf.pci_address, vm, nic),
+        ).rowcount
+        if done:
+            return
+        other = self._conn.execute(
+            "SELECT vm, nic FROM sim_vm_nic WHERE vf_pci_address = ?"
+            " AND NOT (vm = ? AND nic = ?)",
+            (vf.pci_address, vm, nic),
+        ).fetchone()
+        if other is not None:
+            raise HardwareError(
+                "vf-netdev-missing",
+                f"VF {vf.index} of {vf.adapter} is in use by {other[0]}/{other[1]}",
+                "the VF may belong to another VM; check: iovctl vf list",
             )
+        raise HardwareError(
+            "nic-not-plugged",
+            f"network adapter {vm}/{nic} has no software half to pair VF {vf.index} with",
+            "start the VM first (iovctl vm start); its NICs get their software path then",
+        )
 
     def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
         self._conn.execute(

@@ -511,27 +511,30 @@ class SqliteStore:
 
     # -- the operation journal ---------------------------------------------------
 
-    def begin_operation(self, command: str, owner: str, steps: list[Step]) -> int:
+    def begin_operation(
+        self, command: str, owner: str, steps: list[Step]
+    ) -> tuple[int, list[JournalStep]]:
         cur = self.conn.execute(
             "INSERT INTO operation (command, owner, created_at) VALUES (?, ?, ?)",
             (command, owner, time.time()),
         )
         assert cur.lastrowid is not None
-        self.append_steps(cur.lastrowid, steps)
-        return cur.lastrowid
+        return cur.lastrowid, self.append_steps(cur.lastrowid, steps)
 
-    def append_steps(self, op: int, steps: list[Step]) -> None:
+    def append_steps(self, op: int, steps: list[Step]) -> list[JournalStep]:
         (last,) = self.conn.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM op_step WHERE op = ?", (op,)
         ).fetchone()
+        recorded = [JournalStep(op, last + i, step) for i, step in enumerate(steps, 1)]
         self.conn.executemany(
             "INSERT INTO op_step (op, seq, body) VALUES (?, ?, ?)",
-            [(op, last + i, step_to_json(step)) for i, step in enumerate(steps, 1)],
+            [(op, js.seq, step_to_json(js.step)) for js in recorded],
         )
         keys = {k for step in steps for k in step.touches()}
         self.conn.executemany(
             "INSERT OR IGNORE INTO op_key (key, op) VALUES (?, ?)", [(k, op) for k in keys]
         )
+        return recorded
 
     def operation_steps(self, op: int, state: str | None = "pending") -> list[JournalStep]:
         sql = "SELECT seq, body, state, error FROM op_step WHERE op = ?"

@@ -244,7 +244,7 @@ def events(rows: list[dict[str, Any]]) -> None:
         [
             [
                 e["seq"],
-                time.strftime("%H:%M:%S", time.localtime(e["time"])),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"])),
                 f"[{style[e['level']]}]{e['level']}[/]" if style[e["level"]] else e["level"],
                 e["code"],
                 e["object_name"],

@@ -1,0 +1,341 @@
+"""The front-end API: one function per command, with the arguments a user gives.
+
+Every front end calls these and nothing else of services: the CLI maps its parsed
+options onto the keyword arguments by name, an HTTP handler would map a request
+body the same way, and both get the same validation, defaults and errors
+(:mod:`iovctl.errors`). Arguments are plain values (str, int, bool, None);
+numbers must be real ints (``True`` or ``"5"`` are refused, as a typo would be).
+
+Each function runs inside the caller's transaction or snapshot
+(:mod:`iovctl.services.runner`), and returns a view (:mod:`iovctl.services.views`).
+Must not import the CLI, argparse or any adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from iovctl.domain.validation import (
+    check_event_window,
+    check_integer,
+    check_rate,
+    check_vlan,
+    conflicting,
+)
+from iovctl.services import adapters, reconcile, switches, vms
+from iovctl.services.context import Context
+from iovctl.services.views import event_view, host_view
+from iovctl.services.vms import NicChanges, make_pvlan
+
+# -- host -----------------------------------------------------------------------
+
+
+def host_show(ctx: Context) -> dict[str, Any]:
+    """``Get-VMHost``: readiness with reasons, and the adapters."""
+    return host_view(ctx)
+
+
+def host_snapshot(ctx: Context, name: str | None = None) -> dict[str, Any]:
+    """This machine as a host spec document (``--sim FILE`` loads it)."""
+    from iovctl.services.snapshot import snapshot
+
+    return snapshot(ctx, name)
+
+
+def host_power_cycle(ctx: Context) -> dict[str, Any]:
+    """Simulated hosts: reboot the hardware; VF counts and settings are lost."""
+    reconcile.power_cycle(ctx)
+    return host_view(ctx)
+
+
+def apply(ctx: Context, dry_run: bool = False) -> dict[str, Any]:
+    """Restore VF counts and settings to the stored desired state (boot)."""
+    return reconcile.apply(ctx, dry_run=dry_run)
+
+
+# -- adapters and VFs -------------------------------------------------------------
+
+
+def adapter_list(ctx: Context) -> list[dict[str, Any]]:
+    return adapters.list_adapters(ctx)
+
+
+def adapter_show(ctx: Context, name: str) -> dict[str, Any]:
+    return adapters.show_adapter(ctx, name)
+
+
+def adapter_enable(ctx: Context, name: str, num_vfs: int | None = None) -> dict[str, Any]:
+    """All VFs unless ``num_vfs`` is given."""
+    if num_vfs is not None:
+        check_integer("--num-vfs", num_vfs)
+    adapters.enable(ctx, name, num_vfs)
+    return adapters.show_adapter(ctx, name)
+
+
+def adapter_disable(ctx: Context, name: str) -> dict[str, Any]:
+    adapters.disable(ctx, name)
+    return adapters.show_adapter(ctx, name)
+
+
+def adapter_set(ctx: Context, name: str, num_vfs: int, force: bool = False) -> dict[str, Any]:
+    check_integer("--num-vfs", num_vfs)
+    adapters.set_num_vfs(ctx, name, num_vfs, force=force)
+    return adapters.show_adapter(ctx, name)
+
+
+def vf_list(ctx: Context, adapter: str | None = None) -> list[dict[str, Any]]:
+    return adapters.list_vfs(ctx, adapter)
+
+
+# -- switches ----------------------------------------------------------------------
+
+
+def switch_create(ctx: Context, name: str, uplink: str, iov: bool = False) -> dict[str, Any]:
+    return switches.create(ctx, name, uplink, iov)
+
+
+def switch_list(ctx: Context) -> list[dict[str, Any]]:
+    return switches.list_all(ctx)
+
+
+def switch_show(ctx: Context, name: str) -> dict[str, Any]:
+    return switches.show(ctx, name)
+
+
+def switch_set(ctx: Context, name: str, iov: bool) -> dict[str, Any]:
+    switches.set_iov(ctx, name, iov)
+    return switches.show(ctx, name)
+
+
+def switch_delete(ctx: Context, name: str) -> dict[str, str]:
+    switches.delete(ctx, name)
+    return {"deleted": "switch", "name": name}
+
+
+# -- VMs --------------------------------------------------------------------------------
+
+
+def vm_create(ctx: Context, name: str) -> dict[str, Any]:
+    return vms.create_vm(ctx, name)
+
+
+def vm_delete(ctx: Context, name: str) -> dict[str, str]:
+    vms.delete_vm(ctx, name)
+    return {"deleted": "vm", "name": name}
+
+
+def vm_list(ctx: Context) -> list[dict[str, Any]]:
+    return vms.list_vms(ctx)
+
+
+def vm_show(ctx: Context, name: str) -> dict[str, Any]:
+    return vms.show_vm(ctx, name)
+
+
+def vm_start(ctx: Context, name: str) -> dict[str, Any]:
+    vms.start_vm(ctx, name)
+    return vms.show_vm(ctx, name)
+
+
+def vm_stop(ctx: Context, name: str) -> dict[str, Any]:
+    vms.stop_vm(ctx, name)
+    return vms.show_vm(ctx, name)
+
+
+# -- NICs -------------------------------------------------------------------------------
+
+
+def _nic_changes(
+    *,
+    switch: str | None = None,
+    mac: str | None,
+    iov_weight: int | None,
+    iov_queue_pairs: int | None,
+    vlan: int | None,
+    pvlan: str | None,
+    primary_vlan: int | None,
+    secondary_vlan: int | None,
+    max_rate: int | None,
+    allow_mac_spoofing: bool | None,
+    trust: bool | None,
+    untagged: bool = False,
+    no_pvlan: bool = False,
+    unlimited: bool = False,
+) -> NicChanges:
+    """The changes a front end asked for, checked and assembled (defaults: unchanged)."""
+    for option, value in (
+        ("--iov-weight", iov_weight),
+        ("--iov-queue-pairs", iov_queue_pairs),
+        ("--vlan", vlan),
+        ("--primary-vlan", primary_vlan),
+        ("--secondary-vlan", secondary_vlan),
+        ("--max-rate", max_rate),
+    ):
+        if value is not None:
+            check_integer(option, value)
+    if vlan is not None and untagged:
+        raise conflicting("--vlan", "--untagged", "an access VLAN, or none")
+    if max_rate is not None and unlimited:
+        raise conflicting("--max-rate", "--unlimited", "a bandwidth limit, or none")
+    wants_pvlan = pvlan is not None or primary_vlan is not None or secondary_vlan is not None
+    if wants_pvlan and no_pvlan:
+        raise conflicting("--pvlan", "--no-pvlan", "a private VLAN, or none")
+    # 0 is how "no VLAN"/"no limit" is carried below; typed by a user it is an error.
+    if vlan is not None:
+        check_vlan(vlan)
+    if max_rate is not None:
+        check_rate(max_rate)
+    private = make_pvlan(pvlan or "", primary_vlan, secondary_vlan) if wants_pvlan else None
+    return NicChanges(
+        switch=switch,
+        mac=mac,
+        iov_weight=iov_weight,
+        iov_queue_pairs_requested=iov_queue_pairs,
+        vlan=0 if untagged else vlan,
+        pvlan=private,
+        clear_pvlan=no_pvlan,
+        max_rate=0 if unlimited else max_rate,
+        allow_mac_spoofing=allow_mac_spoofing,
+        trust=trust,
+    )
+
+
+def nic_add(
+    ctx: Context,
+    vm: str,
+    switch: str,
+    name: str | None = None,
+    *,
+    mac: str | None = None,
+    iov_weight: int | None = None,
+    iov_queue_pairs: int | None = None,
+    vlan: int | None = None,
+    pvlan: str | None = None,
+    primary_vlan: int | None = None,
+    secondary_vlan: int | None = None,
+    max_rate: int | None = None,
+    allow_mac_spoofing: bool | None = None,
+    trust: bool | None = None,
+) -> dict[str, Any]:
+    """``Add-VMNetworkAdapter``: weight 0 (SR-IOV off) and a generated MAC by default."""
+    changes = _nic_changes(
+        mac=mac,
+        iov_weight=iov_weight,
+        iov_queue_pairs=iov_queue_pairs,
+        vlan=vlan,
+        pvlan=pvlan,
+        primary_vlan=primary_vlan,
+        secondary_vlan=secondary_vlan,
+        max_rate=max_rate,
+        allow_mac_spoofing=allow_mac_spoofing,
+        trust=trust,
+    )
+    return vms.add_nic(ctx, vm, switch, name, changes)
+
+
+def nic_set(
+    ctx: Context,
+    vm: str,
+    nic: str,
+    *,
+    switch: str | None = None,
+    mac: str | None = None,
+    iov_weight: int | None = None,
+    iov_queue_pairs: int | None = None,
+    vlan: int | None = None,
+    untagged: bool = False,
+    pvlan: str | None = None,
+    primary_vlan: int | None = None,
+    secondary_vlan: int | None = None,
+    no_pvlan: bool = False,
+    max_rate: int | None = None,
+    unlimited: bool = False,
+    allow_mac_spoofing: bool | None = None,
+    trust: bool | None = None,
+) -> dict[str, Any]:
+    """``Set-VMNetworkAdapter``: only what is given changes."""
+    changes = _nic_changes(
+        switch=switch,
+        mac=mac,
+        iov_weight=iov_weight,
+        iov_queue_pairs=iov_queue_pairs,
+        vlan=vlan,
+        pvlan=pvlan,
+        primary_vlan=primary_vlan,
+        secondary_vlan=secondary_vlan,
+        max_rate=max_rate,
+        allow_mac_spoofing=allow_mac_spoofing,
+        trust=trust,
+        untagged=untagged,
+        no_pvlan=no_pvlan,
+        unlimited=unlimited,
+    )
+    return vms.set_nic(ctx, vm, nic, changes)
+
+
+def nic_remove(ctx: Context, vm: str, nic: str) -> dict[str, str]:
+    vms.remove_nic(ctx, vm, nic)
+    return {"deleted": "nic", "name": f"{vm}/{nic}"}
+
+
+def nic_list(ctx: Context, vm: str | None = None) -> list[dict[str, Any]]:
+    return vms.list_nics(ctx, vm)
+
+
+def nic_show(ctx: Context, vm: str, nic: str) -> dict[str, Any]:
+    return vms.show_nic(ctx, vm, nic)
+
+
+# -- events -----------------------------------------------------------------------------
+
+
+def events(
+    ctx: Context,
+    limit: int | None = None,
+    since: int = 0,
+    level: str | None = None,
+    kind: str | None = None,
+    object_name: str | None = None,
+) -> list[dict[str, Any]]:
+    """The event log after ``since``, oldest first; the last ``limit`` that match
+    ``level`` (that level or worse), ``kind`` and ``object_name`` (a VM's name takes in
+    its NICs' events)."""
+    if limit is not None:
+        check_integer("--limit", limit)
+    check_integer("--since", since)
+    check_event_window(limit, since)
+    floor = check_level(level) if level is not None else None
+    if floor is None and kind is None and object_name is None:
+        return [event_view(e) for e in ctx.store.list_events(limit, since)]
+    picked = [
+        e
+        for e in ctx.store.list_events(None, since)
+        if (floor is None or LEVELS.index(e.level.value) >= floor)
+        and (kind is None or e.object_kind == kind)
+        and (
+            object_name is None
+            or e.object_name == object_name
+            or e.object_name.startswith(f"{object_name}/")
+        )
+    ]
+    return [event_view(e) for e in (picked[-limit:] if limit is not None else picked)]
+
+
+def newest_event(ctx: Context) -> int:
+    """The seq of the newest event (0: none yet); ``events(since=...)`` goes on from it."""
+    last = ctx.store.list_events(1, 0)
+    return last[-1].seq if last else 0
+
+
+#: Event levels, least severe first (``--level warning`` shows warnings and errors).
+LEVELS = ("info", "warning", "error")
+
+
+def check_level(level: str) -> int:
+    from iovctl.errors import InvalidInput
+
+    if level not in LEVELS:
+        raise InvalidInput(
+            "invalid-level", f"event level {level!r} is unknown", "use info, warning or error"
+        )
+    return LEVELS.index(level)

@@ -19,6 +19,7 @@ from iovctl.errors import Conflict
 from iovctl.services import adapters, reconcile, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.snapshot import snapshot
+from iovctl.services.views import to_json
 from iovctl.services.vms import NicChanges
 
 
@@ -46,8 +47,9 @@ def make(spec: str = "demo") -> tuple[Context, CountingHost]:
 
 
 def run(ctx: Context, fn: Any, *args: Any, **kw: Any) -> Any:
+    """``fn`` in one transaction; its result as ``-o json`` shows it."""
     with ctx.store.transaction():
-        return fn(ctx, *args, **kw)
+        return to_json(fn(ctx, *args, **kw))
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from iovctl.errors import Conflict, InvalidInput, IovctlError, NotFound
 from iovctl.services import api
 from iovctl.services.context import Context
 from iovctl.services.runner import run_read, run_write
+from iovctl.services.views import to_json
 from iovctl.wiring import Options, open_context
 
 
@@ -30,11 +31,12 @@ def ctx() -> Iterator[Context]:
 
 
 def write(ctx: Context, op: Callable[..., Any], **body: Any) -> Any:
-    return run_write(ctx, lambda c: op(c, **body))
+    """A write as a front end does it; the result as it would send it (JSON)."""
+    return to_json(run_write(ctx, lambda c: op(c, **body)))
 
 
 def read(ctx: Context, op: Callable[..., Any], **body: Any) -> Any:
-    return run_read(ctx, lambda c: op(c, **body))
+    return to_json(run_read(ctx, lambda c: op(c, **body)))
 
 
 def error(ctx: Context, op: Callable[..., Any], **body: Any) -> IovctlError:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from iovctl.cli import render
-from iovctl.services import api
+from iovctl.services import api, views
 
 #: Runs one iovctl command line in-process; returns its exit code.
 Runner = Callable[[Sequence[str]], int]
@@ -68,6 +68,8 @@ class Command:
     #: Groups of flags of which at most one may be given (same ``dest``: the service
     #: cannot tell them apart, so the parser refuses them).
     exclusive: tuple[tuple[str, ...], ...] = ()
+    #: What a ``main`` command prints under ``-o json`` (a view class; for the schema).
+    returns: Any = None
     #: Flags of which exactly one must be given.
     one_of: tuple[str, ...] = ()
     #: Takes ``-o table|json``.
@@ -187,14 +189,14 @@ def _write_snapshot(doc: dict[str, Any], args: argparse.Namespace) -> None:
 
 def _cleanup(args: argparse.Namespace, run: Runner) -> int:
     from iovctl.adapters.netns.cleanup import cleanup
-
-    report = vars(cleanup())
+    done = cleanup()
+    report = views.CleanupView(done.namespaces, done.links, done.nft_chains)
     if args.output == "json":
-        render.as_json(report)
+        render.as_json(views.to_json(report))
     else:
         render.note(
-            f"removed {len(report['namespaces'])} namespaces, {len(report['links'])} links"
-            f" and {len(report['nft_chains'])} nftables chains"
+            f"removed {len(report.namespaces)} namespaces, {len(report.links)} links"
+            f" and {len(report.nft_chains)} nftables chains"
         )
     return 0
 
@@ -213,11 +215,14 @@ def _install_service(args: argparse.Namespace, run: Runner) -> int:
     done = install_unit(
         Path(args.unit_dir), command, options.state_dir.resolve(), enable=not args.no_enable
     )
+    view = views.InstallServiceView(
+        str(done["unit"]), bool(done["changed"]), bool(done["enabled"])
+    )
     if args.output == "json":
-        render.as_json(done)
+        render.as_json(views.to_json(view))
     else:
-        state = "written" if done["changed"] else "already up to date"
-        render.note(f"{done['unit']} {state}; enabled: {'yes' if done['enabled'] else 'no'}")
+        state = "written" if view.changed else "already up to date"
+        render.note(f"{view.unit} {state}; enabled: {'yes' if view.enabled else 'no'}")
     return 0
 
 
@@ -244,7 +249,7 @@ COMMANDS: tuple[Command, ...] = (
         ),
         call=api.host_snapshot,
         writer=_write_snapshot,
-        details="The spec is YAML whatever -o says; -o json prints it as JSON.",
+        details="The spec is YAML; with -o json it is JSON, which --sim reads as well.",
     ),
     Command(
         ("host", "power-cycle"),
@@ -271,6 +276,7 @@ COMMANDS: tuple[Command, ...] = (
             arg("--no-enable", action="store_true", help="write the unit only"),
         ),
         main=_install_service,
+        returns=views.InstallServiceView,
     ),
     Command(
         ("adapter", "list"), "list network adapters", call=api.adapter_list, render=render.adapters
@@ -488,6 +494,7 @@ COMMANDS: tuple[Command, ...] = (
         ("cleanup",),
         "remove every namespace, veth, bridge, tc and nftables object iovctl made (root)",
         main=_cleanup,
+        returns=views.CleanupView,
     ),
     Command(
         ("demo",),

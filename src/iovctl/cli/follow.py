@@ -38,6 +38,7 @@ def event_line(e: dict[str, Any]) -> str:
 def follow_events(args: argparse.Namespace) -> int:
     from iovctl.services import api
     from iovctl.services.runner import run_read
+    from iovctl.services.views import to_json
     from iovctl.wiring import open_context, resolve_options
 
     ctx = open_context(resolve_options(args.state_dir, args.sim, args.emulate))
@@ -48,7 +49,7 @@ def follow_events(args: argparse.Namespace) -> int:
     def poll(c: Any) -> tuple[list[dict[str, Any]], int]:
         # One snapshot: the newest seq is read with the batch, so nothing committed
         # between the two is skipped (filters skip events: go on after the newest).
-        return api.events(c, limit, since, **filters), api.newest_event(c)
+        return to_json(api.events(c, limit, since, **filters)), api.newest_event(c)
 
     # Installed, not inherited: a shell without job control starts background jobs
     # with SIGINT ignored, and Ctrl-C / kill -INT must still end the follow.

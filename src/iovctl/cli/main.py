@@ -120,14 +120,17 @@ def run(args: argparse.Namespace) -> int:
 def show(command: Command, args: argparse.Namespace, result: Any) -> None:
     """Print a command's result: JSON under ``-o json``, else its renderer."""
     from iovctl.cli import render
+    from iovctl.services.views import to_json
 
     if command.writer is not None:
         command.writer(result, args)
-    elif args.output == "json":
-        render.as_json(result)
+        return
+    data = to_json(result)  # renderers read the JSON form: one shape to show
+    if args.output == "json":
+        render.as_json(data)
     else:
         assert command.render is not None
-        command.render(result)
+        command.render(data)
 
 
 def print_error(exc: IovctlError, as_json: bool) -> None:

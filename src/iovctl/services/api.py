@@ -24,13 +24,27 @@ from iovctl.domain.validation import (
 )
 from iovctl.services import adapters, reconcile, switches, vms
 from iovctl.services.context import Context
-from iovctl.services.views import event_view, host_view
+from iovctl.services.readers import host_view
+from iovctl.services.views import (
+    AdapterDetailView,
+    AdapterView,
+    ApplyReport,
+    DeletedView,
+    EventView,
+    HostView,
+    NicView,
+    SwitchView,
+    VfView,
+    VmDetailView,
+    VmView,
+    event_view,
+)
 from iovctl.services.vms import NicChanges, make_pvlan
 
 # -- host -----------------------------------------------------------------------
 
 
-def host_show(ctx: Context) -> dict[str, Any]:
+def host_show(ctx: Context) -> HostView:
     """``Get-VMHost``: readiness with reasons, and the adapters."""
     return host_view(ctx)
 
@@ -42,13 +56,13 @@ def host_snapshot(ctx: Context, name: str | None = None) -> dict[str, Any]:
     return snapshot(ctx, name)
 
 
-def host_power_cycle(ctx: Context) -> dict[str, Any]:
+def host_power_cycle(ctx: Context) -> HostView:
     """Simulated hosts: reboot the hardware; VF counts and settings are lost."""
     reconcile.power_cycle(ctx)
     return host_view(ctx)
 
 
-def apply(ctx: Context, dry_run: bool = False) -> dict[str, Any]:
+def apply(ctx: Context, dry_run: bool = False) -> ApplyReport:
     """Restore VF counts and settings to the stored desired state (boot)."""
     return reconcile.apply(ctx, dry_run=dry_run)
 
@@ -56,15 +70,15 @@ def apply(ctx: Context, dry_run: bool = False) -> dict[str, Any]:
 # -- adapters and VFs -------------------------------------------------------------
 
 
-def adapter_list(ctx: Context) -> list[dict[str, Any]]:
+def adapter_list(ctx: Context) -> list[AdapterView]:
     return adapters.list_adapters(ctx)
 
 
-def adapter_show(ctx: Context, name: str) -> dict[str, Any]:
+def adapter_show(ctx: Context, name: str) -> AdapterDetailView:
     return adapters.show_adapter(ctx, name)
 
 
-def adapter_enable(ctx: Context, name: str, num_vfs: int | None = None) -> dict[str, Any]:
+def adapter_enable(ctx: Context, name: str, num_vfs: int | None = None) -> AdapterDetailView:
     """All VFs unless ``num_vfs`` is given."""
     if num_vfs is not None:
         check_integer("--num-vfs", num_vfs)
@@ -72,72 +86,72 @@ def adapter_enable(ctx: Context, name: str, num_vfs: int | None = None) -> dict[
     return adapters.show_adapter(ctx, name)
 
 
-def adapter_disable(ctx: Context, name: str) -> dict[str, Any]:
+def adapter_disable(ctx: Context, name: str) -> AdapterDetailView:
     adapters.disable(ctx, name)
     return adapters.show_adapter(ctx, name)
 
 
-def adapter_set(ctx: Context, name: str, num_vfs: int, force: bool = False) -> dict[str, Any]:
+def adapter_set(ctx: Context, name: str, num_vfs: int, force: bool = False) -> AdapterDetailView:
     check_integer("--num-vfs", num_vfs)
     adapters.set_num_vfs(ctx, name, num_vfs, force=force)
     return adapters.show_adapter(ctx, name)
 
 
-def vf_list(ctx: Context, adapter: str | None = None) -> list[dict[str, Any]]:
+def vf_list(ctx: Context, adapter: str | None = None) -> list[VfView]:
     return adapters.list_vfs(ctx, adapter)
 
 
 # -- switches ----------------------------------------------------------------------
 
 
-def switch_create(ctx: Context, name: str, uplink: str, iov: bool = False) -> dict[str, Any]:
+def switch_create(ctx: Context, name: str, uplink: str, iov: bool = False) -> SwitchView:
     return switches.create(ctx, name, uplink, iov)
 
 
-def switch_list(ctx: Context) -> list[dict[str, Any]]:
+def switch_list(ctx: Context) -> list[SwitchView]:
     return switches.list_all(ctx)
 
 
-def switch_show(ctx: Context, name: str) -> dict[str, Any]:
+def switch_show(ctx: Context, name: str) -> SwitchView:
     return switches.show(ctx, name)
 
 
-def switch_set(ctx: Context, name: str, iov: bool) -> dict[str, Any]:
+def switch_set(ctx: Context, name: str, iov: bool) -> SwitchView:
     switches.set_iov(ctx, name, iov)
     return switches.show(ctx, name)
 
 
-def switch_delete(ctx: Context, name: str) -> dict[str, str]:
+def switch_delete(ctx: Context, name: str) -> DeletedView:
     switches.delete(ctx, name)
-    return {"deleted": "switch", "name": name}
+    return DeletedView("switch", name)
 
 
 # -- VMs --------------------------------------------------------------------------------
 
 
-def vm_create(ctx: Context, name: str) -> dict[str, Any]:
+def vm_create(ctx: Context, name: str) -> VmView:
     return vms.create_vm(ctx, name)
 
 
-def vm_delete(ctx: Context, name: str) -> dict[str, str]:
+def vm_delete(ctx: Context, name: str) -> DeletedView:
     vms.delete_vm(ctx, name)
-    return {"deleted": "vm", "name": name}
+    return DeletedView("vm", name)
 
 
-def vm_list(ctx: Context) -> list[dict[str, Any]]:
+def vm_list(ctx: Context) -> list[VmView]:
     return vms.list_vms(ctx)
 
 
-def vm_show(ctx: Context, name: str) -> dict[str, Any]:
+def vm_show(ctx: Context, name: str) -> VmDetailView:
     return vms.show_vm(ctx, name)
 
 
-def vm_start(ctx: Context, name: str) -> dict[str, Any]:
+def vm_start(ctx: Context, name: str) -> VmDetailView:
     vms.start_vm(ctx, name)
     return vms.show_vm(ctx, name)
 
 
-def vm_stop(ctx: Context, name: str) -> dict[str, Any]:
+def vm_stop(ctx: Context, name: str) -> VmDetailView:
     vms.stop_vm(ctx, name)
     return vms.show_vm(ctx, name)
 
@@ -216,7 +230,7 @@ def nic_add(
     max_rate: int | None = None,
     allow_mac_spoofing: bool | None = None,
     trust: bool | None = None,
-) -> dict[str, Any]:
+) -> NicView:
     """``Add-VMNetworkAdapter``: weight 0 (SR-IOV off) and a generated MAC by default."""
     changes = _nic_changes(
         mac=mac,
@@ -252,7 +266,7 @@ def nic_set(
     unlimited: bool = False,
     allow_mac_spoofing: bool | None = None,
     trust: bool | None = None,
-) -> dict[str, Any]:
+) -> NicView:
     """``Set-VMNetworkAdapter``: only what is given changes."""
     changes = _nic_changes(
         switch=switch,
@@ -273,16 +287,16 @@ def nic_set(
     return vms.set_nic(ctx, vm, nic, changes)
 
 
-def nic_remove(ctx: Context, vm: str, nic: str) -> dict[str, str]:
+def nic_remove(ctx: Context, vm: str, nic: str) -> DeletedView:
     vms.remove_nic(ctx, vm, nic)
-    return {"deleted": "nic", "name": f"{vm}/{nic}"}
+    return DeletedView("nic", f"{vm}/{nic}")
 
 
-def nic_list(ctx: Context, vm: str | None = None) -> list[dict[str, Any]]:
+def nic_list(ctx: Context, vm: str | None = None) -> list[NicView]:
     return vms.list_nics(ctx, vm)
 
 
-def nic_show(ctx: Context, vm: str, nic: str) -> dict[str, Any]:
+def nic_show(ctx: Context, vm: str, nic: str) -> NicView:
     return vms.show_nic(ctx, vm, nic)
 
 
@@ -296,7 +310,7 @@ def events(
     level: str | None = None,
     kind: str | None = None,
     object_name: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[EventView]:
     """The event log after ``since``, oldest first; the last ``limit`` that match
     ``level`` (that level or worse), ``kind`` and ``object_name`` (a VM's name takes in
     its NICs' events)."""

@@ -6,31 +6,25 @@ sysfs or the PF driver survives a reboot. Idempotent: a second run changes nothi
 
 from __future__ import annotations
 
-from typing import Any
-
-from iovctl.domain.model import SCRUBBED, EventLevel, VfSettings, VmState
+from iovctl.domain.model import SCRUBBED, EventLevel, VmState
 from iovctl.domain.nic_rules import vf_settings_for
 from iovctl.domain.reconcile import SetVfCount, SetVfSettings, plan_counts, plan_settings
 from iovctl.errors import Conflict
 from iovctl.services.context import Context
+from iovctl.services.views import (
+    ApplyReport,
+    LeftoverVmChange,
+    VfCountChange,
+    VfSettingsChange,
+    vf_settings_view,
+)
 
 
-def _settings_view(s: VfSettings) -> dict[str, Any]:
-    return {
-        "mac": s.mac,
-        "vlan": s.vlan,
-        "qos": s.qos,
-        "spoof_check": s.spoof_check,
-        "trust": s.trust,
-        "max_rate": s.max_rate,
-    }
-
-
-def apply(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
+def apply(ctx: Context, *, dry_run: bool = False) -> ApplyReport:
     """Repair what drifted; report each change. Writes nothing when nothing drifted."""
     hw = ctx.hardware
     actual = {a.name: a.num_vfs for a in hw.adapters() if a.sriov is not None}
-    changes: list[dict[str, Any]] = []
+    changes: list[VfCountChange | VfSettingsChange | LeftoverVmChange] = []
     recreated: dict[str, int] = {}
     for step in plan_counts(ctx.store.desired_num_vfs(), actual):
         changes.append(_count_change(ctx, step, dry_run))
@@ -51,7 +45,7 @@ def apply(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
     off = [vm.name for vm in ctx.store.list_vms() if vm.state is VmState.OFF]
     if not dry_run:
         for vm in ctx.runtime.reconcile(off):
-            changes.append({"action": "remove-leftover-vm", "vm": vm})
+            changes.append(LeftoverVmChange("remove-leftover-vm", vm))
             ctx.event(
                 EventLevel.INFO,
                 "apply-vm-cleaned",
@@ -59,7 +53,7 @@ def apply(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
                 vm,
                 f"apply: removed what an interrupted command left of stopped VM {vm}",
             )
-    return {"dry_run": dry_run, "changed": len(changes), "changes": changes}
+    return ApplyReport(dry_run, len(changes), changes)
 
 
 def power_cycle(ctx: Context) -> None:
@@ -81,7 +75,7 @@ def power_cycle(ctx: Context) -> None:
     )
 
 
-def _count_change(ctx: Context, step: SetVfCount, dry_run: bool) -> dict[str, Any]:
+def _count_change(ctx: Context, step: SetVfCount, dry_run: bool) -> VfCountChange:
     if not dry_run:
         for value in step.writes:
             ctx.hardware.set_num_vfs(step.adapter, value)
@@ -92,15 +86,10 @@ def _count_change(ctx: Context, step: SetVfCount, dry_run: bool) -> dict[str, An
             step.adapter,
             f"apply: VF count of {step.adapter} restored {step.current} -> {step.desired}",
         )
-    return {
-        "action": "set-vf-count",
-        "adapter": step.adapter,
-        "from": step.current,
-        "to": step.desired,
-    }
+    return VfCountChange("set-vf-count", step.adapter, step.current, step.desired)
 
 
-def _settings_change(ctx: Context, step: SetVfSettings, dry_run: bool) -> dict[str, Any]:
+def _settings_change(ctx: Context, step: SetVfSettings, dry_run: bool) -> VfSettingsChange:
     what = f"for {step.tenant}" if step.tenant else "scrubbed (free VF)"
     if not dry_run:
         ctx.hardware.set_vf_settings(step.adapter, step.index, step.desired)
@@ -111,11 +100,11 @@ def _settings_change(ctx: Context, step: SetVfSettings, dry_run: bool) -> dict[s
             f"{step.adapter}/{step.index}",
             f"apply: VF {step.index} of {step.adapter} settings restored {what}",
         )
-    return {
-        "action": "set-vf-settings",
-        "adapter": step.adapter,
-        "index": step.index,
-        "tenant": step.tenant,
-        "from": _settings_view(step.current),
-        "to": _settings_view(step.desired),
-    }
+    return VfSettingsChange(
+        "set-vf-settings",
+        step.adapter,
+        step.index,
+        step.tenant,
+        vf_settings_view(step.current),
+        vf_settings_view(step.desired),
+    )

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, replace
-from typing import Any
 
 from iovctl.domain.model import (
     Adapter,
@@ -30,12 +29,13 @@ from iovctl.domain.validation import (
 from iovctl.errors import Conflict, InvalidInput, IovctlError
 from iovctl.services.allocation import rebalance, release_vf
 from iovctl.services.context import Context
-from iovctl.services.views import NicViewer, vm_view
+from iovctl.services.readers import NicViewer, vm_view, vm_views
+from iovctl.services.views import NicView, VmDetailView, VmView, vm_detail_view
 
 # -- VMs ----------------------------------------------------------------------
 
 
-def create_vm(ctx: Context, name: str) -> dict[str, Any]:
+def create_vm(ctx: Context, name: str) -> VmView:
     check_name("VM", name)
     if ctx.store.find_vm(name) is not None:
         raise Conflict("duplicate-name", f"VM {name!r} already exists", "pick another name")
@@ -45,20 +45,21 @@ def create_vm(ctx: Context, name: str) -> dict[str, Any]:
     return vm_view(vm, [])
 
 
-def show_vm(ctx: Context, name: str) -> dict[str, Any]:
+def show_vm(ctx: Context, name: str) -> VmDetailView:
     vm = ctx.store.get_vm(name)
     nics = ctx.store.list_nics(name)
-    view = vm_view(vm, nics)
     viewer = NicViewer(ctx)
-    view["network_adapters"] = [viewer.view(n, vm.state) for n in nics]
-    return view
+    created, started = ctx.store.vm_times(name)
+    return vm_detail_view(
+        vm_view(vm, nics),
+        [viewer.view(n, vm.state) for n in nics],
+        created,
+        started if vm.state is VmState.RUNNING else None,
+    )
 
 
-def list_vms(ctx: Context) -> list[dict[str, Any]]:
-    by_vm: dict[str, list[VmNetworkAdapter]] = {}
-    for nic in ctx.store.list_nics():
-        by_vm.setdefault(nic.vm, []).append(nic)
-    return [vm_view(vm, by_vm.get(vm.name, [])) for vm in ctx.store.list_vms()]
+def list_vms(ctx: Context) -> list[VmView]:
+    return vm_views(ctx)
 
 
 def start_vm(ctx: Context, name: str) -> None:
@@ -209,7 +210,7 @@ def _generated_mac(ctx: Context) -> str:
 
 def add_nic(
     ctx: Context, vm_name: str, switch: str, name: str | None, changes: NicChanges
-) -> dict[str, Any]:
+) -> NicView:
     """``Add-VMNetworkAdapter``. Weight defaults to 0 (SR-IOV off), as in Hyper-V."""
     vm = ctx.store.get_vm(vm_name)
     ctx.store.get_switch(switch)
@@ -239,7 +240,7 @@ def add_nic(
     return NicViewer(ctx).view(nic, vm.state)
 
 
-def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> dict[str, Any]:
+def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> NicView:
     """``Set-VMNetworkAdapter``: settings hold on both paths; VF follows the weight."""
     nic = ctx.store.get_nic(vm_name, name)
     vm = ctx.store.get_vm(vm_name)
@@ -314,11 +315,11 @@ def remove_nic(ctx: Context, vm_name: str, name: str) -> None:
         rebalance(ctx, nic.config.switch)
 
 
-def list_nics(ctx: Context, vm_name: str | None = None) -> list[dict[str, Any]]:
+def list_nics(ctx: Context, vm_name: str | None = None) -> list[NicView]:
     if vm_name is not None:
         ctx.store.get_vm(vm_name)
     return NicViewer(ctx).views(ctx.store.list_nics(vm_name))
 
 
-def show_nic(ctx: Context, vm_name: str, name: str) -> dict[str, Any]:
+def show_nic(ctx: Context, vm_name: str, name: str) -> NicView:
     return NicViewer(ctx).view(ctx.store.get_nic(vm_name, name))

@@ -22,7 +22,7 @@ from iovctl.services import api, views
 Runner = Callable[[Sequence[str]], int]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Arg:
     """One option or positional argument, as ``argparse.add_argument`` takes it."""
 
@@ -47,7 +47,7 @@ def arg(*flags: str, to_service: bool = True, **options: Any) -> Arg:
 INT = "int"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Command:
     """One command: ``iovctl WORDS... [options]``."""
 
@@ -189,6 +189,7 @@ def _write_snapshot(doc: dict[str, Any], args: argparse.Namespace) -> None:
 
 def _cleanup(args: argparse.Namespace, run: Runner) -> int:
     from iovctl.adapters.netns.cleanup import cleanup
+
     done = cleanup()
     report = views.CleanupView(done.namespaces, done.links, done.nft_chains)
     if args.output == "json":
@@ -215,9 +216,7 @@ def _install_service(args: argparse.Namespace, run: Runner) -> int:
     done = install_unit(
         Path(args.unit_dir), command, options.state_dir.resolve(), enable=not args.no_enable
     )
-    view = views.InstallServiceView(
-        str(done["unit"]), bool(done["changed"]), bool(done["enabled"])
-    )
+    view = views.InstallServiceView(str(done["unit"]), bool(done["changed"]), bool(done["enabled"]))
     if args.output == "json":
         render.as_json(views.to_json(view))
     else:

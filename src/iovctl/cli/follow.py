@@ -13,6 +13,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -35,9 +36,10 @@ def event_line(e: dict[str, Any]) -> str:
     )
 
 
-def follow_events(args: argparse.Namespace) -> int:
+def follow_events(args: argparse.Namespace, execute: Callable[..., Any]) -> int:
+    """Poll until SIGINT/SIGTERM; ``execute(ctx, call, writes=False)`` runs each poll
+    (``cli.main.execute``: the CLI's one way into the store)."""
     from iovctl.services import api
-    from iovctl.services.runner import run_read
     from iovctl.services.views import to_json
     from iovctl.wiring import open_context, resolve_options
 
@@ -56,7 +58,7 @@ def follow_events(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         while True:
-            batch, newest = run_read(ctx, poll)
+            batch, newest = execute(ctx, poll, writes=False)
             for e in batch:
                 out = json.dumps(e) if args.output == "json" else event_line(e)
                 sys.stdout.write(out + "\n")

@@ -10,14 +10,17 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from iovctl import __version__
 from iovctl.errors import IovctlError
 
 if TYPE_CHECKING:
     from iovctl.cli.commands import Command
+    from iovctl.services.context import Context
+
+T = TypeVar("T")
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not a foreseeable failure
 EXIT_INTERRUPTED = 130
@@ -94,20 +97,18 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "follow", False):
         from iovctl.cli.follow import follow_events
 
-        return follow_events(args)
+        return follow_events(args, execute)
     assert command.call is not None
     call = command.call
     options = {a.dest: getattr(args, a.dest) for a in command.args if a.to_service}
 
-    from iovctl.services.runner import run_read, run_write
     from iovctl.wiring import open_context, resolve_options
 
     committed = False
     try:
         ctx = open_context(resolve_options(args.state_dir, args.sim, args.emulate))
         try:
-            runner = run_write if command.writes else run_read
-            result = runner(ctx, lambda c: call(c, **options))
+            result = execute(ctx, lambda c: call(c, **options), writes=command.writes)
         finally:
             ctx.store.close()
         committed = command.writes
@@ -115,6 +116,14 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise Interrupted(committed) from None
     return 0
+
+
+def execute(ctx: Context, call: Callable[[Context], T], *, writes: bool) -> T:
+    """The one place the CLI runs a service: in a store transaction (writes) or a
+    read snapshot (reads), through services.runner."""
+    from iovctl.services.runner import run_read, run_write
+
+    return run_write(ctx, call) if writes else run_read(ctx, call)
 
 
 def show(command: Command, args: argparse.Namespace, result: Any) -> None:

@@ -105,3 +105,31 @@ def test_sim_and_emulate_in_the_environment_contradict(cli, monkeypatch):
     monkeypatch.setenv("IOVCTL_EMULATE", "veb")
     result = cli.run("vm", "list")  # the state dir exists: no --sim from the fixture
     assert_clean_error(result, "conflicting-options", 2)
+
+
+def test_an_interrupt_and_a_bug_are_json_too(populated, populated_before, monkeypatch):
+    from iovctl.services import allocation, vms
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(allocation, "grant_vf", interrupted)
+    result = populated.run("vm", "start", "vm2", "-o", "json")
+    assert result.code == 130
+    assert _json_error(result.err)["code"] == "interrupted"
+    assert "nothing was changed" in json.loads(result.err)["error"]["message"]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(vms, "list_vms", broken)
+    monkeypatch.delenv("IOVCTL_DEBUG", raising=False)
+    result = populated.run("vm", "list", "-o", "json")
+    assert result.code == 70
+    assert _json_error(result.err) == {
+        "code": "internal",
+        "message": "RuntimeError: a bug",
+        "hint": "this is a bug in iovctl; rerun with IOVCTL_DEBUG=1 and report the traceback",
+    }
+    monkeypatch.undo()
+    assert state_dump(populated.state_dir) == populated_before

@@ -133,6 +133,7 @@ def test_a_whole_story_through_the_api(ctx: Context) -> None:
         ),
         (api.events, {"limit": 0}, InvalidInput, "invalid-limit"),
         (api.events, {"level": "fatal"}, InvalidInput, "invalid-level"),
+        (api.events, {"kind": "planet"}, InvalidInput, "invalid-kind"),
         (api.vm_create, {"name": "a/b"}, InvalidInput, "invalid-name"),
         (api.vm_show, {"name": "nosuch"}, NotFound, "unknown-vm"),
         (api.vm_create, {"name": "vm1"}, Conflict, "duplicate-name"),

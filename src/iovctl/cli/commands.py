@@ -468,7 +468,7 @@ COMMANDS: tuple[Command, ...] = (
             arg("--level", choices=api.LEVELS, help="this level or worse"),
             arg(
                 "--kind",
-                choices=("host", "adapter", "vf", "switch", "vm", "nic"),
+                choices=api.KINDS,
                 help="events of this kind of object",
             ),
             arg(

@@ -22,6 +22,7 @@ from iovctl.domain.validation import (
     check_vlan,
     conflicting,
 )
+from iovctl.errors import InvalidInput
 from iovctl.services import adapters, reconcile, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.readers import host_view
@@ -319,6 +320,10 @@ def events(
     check_integer("--since", since)
     check_event_window(limit, since)
     floor = check_level(level) if level is not None else None
+    if kind is not None and kind not in KINDS:
+        raise InvalidInput(
+            "invalid-kind", f"object kind {kind!r} is unknown", f"use one of: {', '.join(KINDS)}"
+        )
     if floor is None and kind is None and object_name is None:
         return [event_view(e) for e in ctx.store.list_events(limit, since)]
     picked = [
@@ -343,11 +348,11 @@ def newest_event(ctx: Context) -> int:
 
 #: Event levels, least severe first (``--level warning`` shows warnings and errors).
 LEVELS = ("info", "warning", "error")
+#: The kinds of object an event is about.
+KINDS = ("host", "adapter", "vf", "switch", "vm", "nic")
 
 
 def check_level(level: str) -> int:
-    from iovctl.errors import InvalidInput
-
     if level not in LEVELS:
         raise InvalidInput(
             "invalid-level", f"event level {level!r} is unknown", "use info, warning or error"

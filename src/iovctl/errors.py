@@ -39,10 +39,11 @@ class IovctlError(Exception):
         return {"code": self.code, "message": self.message, "hint": self.hint}
 
 
-#: Longest word (a name, a path, a value) an error repeats back; valid names are <= 64.
-WORD_LIMIT = 80
+#: Longest word (a name, a path, a value) an error repeats back; names are <= 64
+#: characters, paths rarely longer.
+WORD_LIMIT = 160
 #: Longest message or hint: a screenful, not an echo of a 10,000-character argument.
-TEXT_LIMIT = 600
+TEXT_LIMIT = 800
 
 
 def shorten(text: str) -> str:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from helpers import assert_clean_error, run_subprocess, state_dump
+from iovctl.errors import TEXT_LIMIT
 
 
 def _json_error(err: str) -> dict[str, str]:
@@ -92,11 +93,11 @@ def test_a_snapshot_to_a_directory_is_a_clean_error(cli, tmp_path):
 def test_a_huge_argument_is_not_echoed_back_in_full(populated, populated_before, argv):
     result = populated.run(*argv)
     assert result.code == 2 or result.code == 3, result.err
-    assert len(result.err) < 1500, len(result.err)
+    assert len(result.err) < 2 * TEXT_LIMIT + 100, len(result.err)
     assert "\u2026" in result.err  # cut, visibly
     assert state_dump(populated.state_dir) == populated_before
     as_json = _json_error(populated.run(*argv, "-o", "json").err)
-    assert len(as_json["message"]) <= 600
+    assert len(as_json["message"]) <= TEXT_LIMIT
 
 
 def test_sim_and_emulate_in_the_environment_contradict(cli, monkeypatch):

@@ -44,6 +44,16 @@ class Interrupted(IovctlError):
             )
 
 
+def __getattr__(name: str) -> Any:
+    """``build_parser`` from here too (tests walk the parser), imported on first use so
+    ``iovctl --version`` does not build the command table."""
+    if name == "build_parser":
+        from iovctl.cli.parser import build_parser
+
+        return build_parser
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def wants_json(argv: Sequence[str]) -> bool:
     """Whether ``-o json`` was asked for: known before parsing, for parse errors too."""
     for i, a in enumerate(argv):

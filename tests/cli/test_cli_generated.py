@@ -9,11 +9,13 @@ import json
 import os
 import shutil
 import subprocess
+import sysconfig
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from helpers import clean_env, state_dump
 from iovctl.cli import generate
 from iovctl.services.schema import breaking_changes
 
@@ -230,9 +232,9 @@ def test_the_man_page_documents_every_command_and_option():
 # -- bash completion -------------------------------------------------------------------------
 
 
-def _complete(*words: str) -> list[str]:
+def _complete(*words: str, env: dict[str, str] | None = None) -> list[str]:
     """COMPREPLY of the committed completion for a command line; the last word is the
-    one being completed."""
+    one being completed. ``iovctl`` (for names of objects) is this installation's."""
     script = (
         'source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(( ${#COMP_WORDS[@]} - 1 )); '
         '_iovctl; printf "%s\\n" "${COMPREPLY[@]}"'
@@ -251,12 +253,20 @@ def _complete(*words: str) -> list[str]:
         ],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
         check=True,
         cwd=ROOT,
+        env=env or _bash_env(),
     )
     assert result.stderr == ""
     return [w for w in result.stdout.splitlines() if w]
+
+
+def _bash_env(**extra: str) -> dict[str, str]:
+    scripts = sysconfig.get_path("scripts")
+    env = clean_env(**extra)
+    env["PATH"] = f"{scripts}{os.pathsep}{env.get('PATH', '')}"
+    return env
 
 
 @pytest.mark.parametrize(
@@ -290,3 +300,27 @@ def test_completion_in_bash(words, expected):
 def test_completion_offers_nothing_but_options_after_a_command_is_whole():
     assert set(_complete("vm", "list", "")) == {"-o", "--output"}
     assert _complete("vm", "create", "--mac", "") == []  # a value: nothing to guess
+
+
+def test_completion_offers_the_names_of_existing_objects(populated, populated_before):
+    state = ["--state-dir", str(populated.state_dir)]
+    assert _complete(*state, "vm", "start", "") == ["vm1", "vm2"]
+    assert _complete(*state, "vm", "show", "vm2") == ["vm2"]
+    assert _complete(*state, "nic", "set", "vm1", "") == ["nic0"]
+    assert _complete(*state, "nic", "add", "vm2", "--switch", "") == ["ext", "plain"]
+    assert "enp1s0" in _complete(*state, "switch", "create", "new", "--uplink", "")
+    assert "enp1s0" in _complete(*state, "adapter", "show", "")
+    assert _complete(*state, "switch", "delete", "p") == ["plain"]
+    assert set(_complete(*state, "vm", "create", "")) == {"-o", "--output"}  # a new name
+    assert "--iov-weight" in _complete(*state, "nic", "set", "vm1", "nic0", "--")
+    # The state directory from the environment, as iovctl itself would use it.
+    env = _bash_env(IOVCTL_STATE_DIR=str(populated.state_dir))
+    assert _complete("switch", "show", "", env=env) == ["ext", "plain"]
+    assert state_dump(populated.state_dir) == populated_before  # a TAB changes nothing
+
+
+def test_completion_never_creates_a_state_directory(tmp_path):
+    missing = tmp_path / "nothing-here"
+    assert _complete("--state-dir", str(missing), "vm", "start", "") == []
+    assert _complete("vm", "start", "", env=_bash_env(IOVCTL_STATE_DIR=str(missing))) == []
+    assert not missing.exists()

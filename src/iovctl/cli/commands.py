@@ -154,8 +154,13 @@ _NIC_EXCLUSIVE = (
 )
 
 
-def _name(what: str) -> Arg:
-    return arg("name", metavar="NAME", help=f"the {what}'s name")
+def _new(what: str) -> Arg:
+    return arg("name", metavar="NAME", help=f"the new {what}'s name")
+
+
+def _existing(what: str) -> Arg:
+    """An existing object, by name; its metavar (VM, SWITCH) says what completes it."""
+    return arg("name", metavar=what.upper(), help=f"the {what}")
 
 
 def _write_snapshot(doc: dict[str, Any], args: argparse.Namespace) -> None:
@@ -329,7 +334,7 @@ COMMANDS: tuple[Command, ...] = (
         ("switch", "create"),
         "create an external switch",
         (
-            _name("switch"),
+            _new("switch"),
             arg("--uplink", required=True, metavar="ADAPTER", help="the adapter it bridges"),
             arg("--iov", action="store_true", help="enable SR-IOV (fixed at creation)"),
         ),
@@ -346,7 +351,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         ("switch", "show"),
         "one switch",
-        (_name("switch"),),
+        (_existing("switch"),),
         call=api.switch_show,
         render=render.switch,
     ),
@@ -354,7 +359,7 @@ COMMANDS: tuple[Command, ...] = (
         ("switch", "set"),
         "change a switch (IOV is fixed: refused)",
         (
-            _name("switch"),
+            _existing("switch"),
             arg("--iov", dest="iov", action="store_true", default=None, help="IOV on"),
             arg("--no-iov", dest="iov", action="store_false", help="IOV off"),
         ),
@@ -366,7 +371,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         ("switch", "delete"),
         "delete a switch without NICs",
-        (_name("switch"),),
+        (_existing("switch"),),
         call=api.switch_delete,
         writes=True,
         render=_deleted,
@@ -374,7 +379,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         ("vm", "create"),
         "create a VM (off)",
-        (_name("VM"),),
+        (_new("VM"),),
         call=api.vm_create,
         writes=True,
         render=render.vm,
@@ -382,7 +387,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         ("vm", "delete"),
         "delete a stopped VM and its NICs",
-        (_name("VM"),),
+        (_existing("VM"),),
         call=api.vm_delete,
         writes=True,
         render=_deleted,
@@ -391,14 +396,14 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         ("vm", "show"),
         "one VM with its network adapters, created and started times",
-        (_name("VM"),),
+        (_existing("VM"),),
         call=api.vm_show,
         render=render.vm,
     ),
     Command(
         ("vm", "start"),
         "start: NICs get VFs by weight",
-        (_name("VM"),),
+        (_existing("VM"),),
         call=api.vm_start,
         writes=True,
         render=render.vm,
@@ -406,7 +411,7 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         ("vm", "stop"),
         "stop: VFs are scrubbed and handed on",
-        (_name("VM"),),
+        (_existing("VM"),),
         call=api.vm_stop,
         writes=True,
         render=render.vm,

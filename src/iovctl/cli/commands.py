@@ -3,8 +3,9 @@ calls, whether it writes, and how its result is shown.
 
 A command's options are named after the keyword arguments of its service function
 (:mod:`iovctl.services.api`): the CLI passes them through by name, so what the
-service checks and defaults is what every front end gets. The parser, the man page
-and the bash completion are all generated from this table (:mod:`iovctl.cli.parser`).
+service checks and defaults is what every front end gets. The parser
+(:mod:`iovctl.cli.parser`) is generated from this table, and the man page and the
+bash completion from the parser (:mod:`iovctl.cli.generate`).
 Must not import rich, the store or any adapter at module level (start-up time).
 """
 

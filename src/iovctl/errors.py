@@ -26,6 +26,7 @@ class IovctlError(Exception):
     exit_code = 1
 
     def __init__(self, code: str, message: str, hint: str = "") -> None:
+        message, hint = shorten(message), shorten(hint)
         super().__init__(message)
         self.code = code
         self.message = message
@@ -36,6 +37,26 @@ class IovctlError(Exception):
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message, "hint": self.hint}
+
+
+#: Longest word (a name, a path, a value) an error repeats back; names are <= 64
+#: characters, paths rarely longer.
+WORD_LIMIT = 160
+#: Longest message or hint: a screenful, not an echo of a 10,000-character argument.
+TEXT_LIMIT = 800
+
+
+def shorten(text: str) -> str:
+    """``text`` with each over-long word, and the whole, cut with an ellipsis.
+
+    The one place errors are kept readable whatever the user typed: a 10,000-character
+    name is not echoed back in full (the object is still named by its start).
+    """
+    if len(text) <= WORD_LIMIT:
+        return text
+    words = [w if len(w) <= WORD_LIMIT else w[: WORD_LIMIT - 1] + "\u2026" for w in text.split(" ")]
+    text = " ".join(words)
+    return text if len(text) <= TEXT_LIMIT else text[: TEXT_LIMIT - 1] + "\u2026"
 
 
 class InvalidInput(IovctlError):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from iovctl.adapters.sqlite.store import SqliteStore, default_state_dir
 from iovctl.domain.model import NicConfig, VirtualFunction
+from iovctl.domain.validation import conflicting
 from iovctl.errors import StateError
 from iovctl.services.context import Context
 
@@ -36,13 +37,19 @@ class Options:
 
 
 def resolve_options(state_dir: str | None, sim: str | None, emulate: str | None = None) -> Options:
+    """Options from flags, then the environment. ``sim`` and ``emulate`` are two kinds of
+    host: both given (as flags, or both in the environment) is refused. A flag wins
+    over the environment's other kind."""
+    if sim is not None and emulate is not None:
+        raise conflicting("--sim", "--emulate", "a simulated host or an emulated one")
     env_dir = os.environ.get("IOVCTL_STATE_DIR")
     chosen = Path(state_dir) if state_dir else Path(env_dir) if env_dir else default_state_dir()
-    return Options(
-        state_dir=chosen,
-        sim=sim or os.environ.get("IOVCTL_SIM") or None,
-        emulate=emulate or os.environ.get("IOVCTL_EMULATE") or None,
-    )
+    if sim is None and emulate is None:
+        sim = os.environ.get("IOVCTL_SIM") or None
+        emulate = os.environ.get("IOVCTL_EMULATE") or None
+        if sim is not None and emulate is not None:
+            raise conflicting("IOVCTL_SIM", "IOVCTL_EMULATE", "unset one of them")
+    return Options(state_dir=chosen, sim=sim, emulate=emulate)
 
 
 def open_context(options: Options) -> Context:

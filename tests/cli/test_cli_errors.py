@@ -91,13 +91,32 @@ CASES: list[tuple[tuple[str, ...], str, int]] = [
     (("switch", "create", "s"), "usage", INVALID),  # --uplink is required
     (("switch", "set", "ext"), "usage", INVALID),  # --iov or --no-iov
     (("adapter", "set", "enp1s0"), "usage", INVALID),  # --num-vfs is required
-    (("adapter", "set", "enp1s0", "--num-vfs", "many"), "usage", INVALID),
-    ((*NIC_ADD, "--iov-weight", "high"), "usage", INVALID),
+    (("adapter", "set", "enp1s0", "--num-vfs", "many"), "invalid-number", INVALID),
+    ((*NIC_ADD, "--iov-weight", "high"), "invalid-number", INVALID),
     ((*NIC_ADD, "--pvlan", "private"), "usage", INVALID),
     ((*NIC_ADD, "--bogus"), "usage", INVALID),
     (("nic", "add", "vm2"), "usage", INVALID),  # --switch is required
     ((*NIC_SET, "--untagged=yes"), "usage", INVALID),
-    (("events", "--limit", "x"), "usage", INVALID),
+    (("events", "--limit", "x"), "invalid-number", INVALID),
+    # -- numbers Python's int() takes but no admin means
+    ((*NIC_ADD, "--vlan", "1_0"), "invalid-number", INVALID),
+    ((*NIC_ADD, "--vlan", "\uff11\uff10"), "invalid-number", INVALID),  # full-width 10
+    ((*NIC_ADD, "--vlan", "+5"), "invalid-number", INVALID),
+    ((*NIC_ADD, "--vlan", " 5"), "invalid-number", INVALID),
+    ((*NIC_ADD, "--iov-weight", "50 "), "invalid-number", INVALID),
+    (("adapter", "set", "enp1s0", "--num-vfs", "\u0663"), "invalid-number", INVALID),  # Arabic 3
+    (("events", "--since", "1e3"), "invalid-number", INVALID),
+    # -- contradictory options
+    ((*NIC_SET, "--vlan", "5", "--untagged"), "conflicting-options", INVALID),
+    ((*NIC_SET, "--max-rate", "5", "--unlimited"), "conflicting-options", INVALID),
+    ((*NIC_SET, *PVLAN, "--no-pvlan"), "conflicting-options", INVALID),
+    ((*NIC_SET, "--trust", "--no-trust"), "usage", INVALID),
+    ((*NIC_SET, "--allow-mac-spoofing", "--no-allow-mac-spoofing"), "usage", INVALID),
+    (("switch", "set", "ext", "--iov", "--no-iov"), "usage", INVALID),
+    (("--sim", "demo", "--emulate", "veb", "vm", "list"), "conflicting-options", INVALID),
+    # -- events filters
+    (("events", "--level", "fatal"), "usage", INVALID),
+    (("events", "--kind", "planet"), "usage", INVALID),
     # -- NotFound
     (("vm", "start", "nosuch"), "unknown-vm", NOT_FOUND),
     (("vm", "stop", "nosuch"), "unknown-vm", NOT_FOUND),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 VM_KEYS = {"name", "state", "nic_count", "nics", "vfs_in_use"}
@@ -37,16 +39,20 @@ def host(cli):
 
 
 def test_vm_lifecycle(host):
+    before = time.time()
     created = host.ok("vm", "create", "alpha")
     assert created == {"name": "alpha", "state": "off", "nic_count": 0, "nics": [], "vfs_in_use": 0}
     host.ok("nic", "add", "alpha", "--switch", "ext", "--iov-weight", "50")
     shown = host.ok("vm", "show", "alpha")
-    assert set(shown) == VM_KEYS | {"network_adapters"}
+    assert set(shown) == VM_KEYS | {"network_adapters", "created_at", "started_at"}
     assert [n["name"] for n in shown["network_adapters"]] == ["nic0"]
     assert set(shown["network_adapters"][0]) == NIC_KEYS
+    assert before <= shown["created_at"] <= time.time() and shown["started_at"] is None
 
     started = host.ok("vm", "start", "alpha")
     assert (started["state"], started["vfs_in_use"]) == ("running", 1)
+    assert shown["created_at"] <= started["started_at"] <= time.time()
+    assert started["created_at"] == shown["created_at"]
     seq = host.last_seq()
     again = host.fail("vm", "start", "alpha", code="vm-running", exit_code=4)
     assert "already running" in again.err  # says so, like virsh start
@@ -54,6 +60,7 @@ def test_vm_lifecycle(host):
 
     stopped = host.ok("vm", "stop", "alpha")
     assert (stopped["state"], stopped["vfs_in_use"]) == ("off", 0)
+    assert stopped["started_at"] is None
     host.fail("vm", "stop", "alpha", code="vm-not-running", exit_code=4)
 
     assert host.ok("vm", "delete", "alpha") == {"deleted": "vm", "name": "alpha"}
@@ -62,6 +69,20 @@ def test_vm_lifecycle(host):
     host.fail("vm", "show", "alpha", code="unknown-vm", exit_code=3)
     codes = [e["code"] for e in host.events() if e["object_kind"] == "vm"]
     assert codes == ["vm-created", "vm-started", "vm-stopped", "vm-deleted"]
+
+
+def test_vm_show_times_belong_to_this_vm_not_a_deleted_namesake(host):
+    host.ok("vm", "create", "alpha")
+    host.ok("vm", "start", "alpha")
+    host.ok("vm", "stop", "alpha")
+    host.ok("vm", "delete", "alpha")
+    time.sleep(0.01)
+    again = host.ok("vm", "create", "alpha")
+    assert again["state"] == "off"
+    shown = host.ok("vm", "show", "alpha")
+    assert shown["started_at"] is None  # the old alpha's start is not this one's
+    table = host.run("vm", "show", "alpha").out
+    assert "created" in table and time.strftime("%Y-%m-%d") in table
 
 
 def test_vm_list(host):

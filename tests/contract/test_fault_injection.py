@@ -294,7 +294,7 @@ def test_a_refused_grant_does_not_undo_another_vms_stop(tmp_path: Path, backend:
     c = ctx.store.get_nic("c", "nic0")
     assert c.assignment is None and c.grant_error is not None
     shown = vms.show_nic(ctx, "c", "nic0")
-    assert shown["status"] == "degraded" and "refused it a VF" in shown["status_description"]
+    assert shown.status == "degraded" and "refused it a VF" in shown.status_description
     codes = [e.code for e in ctx.store.list_events()]
     assert "vf-grant-failed" in codes
     assert store_matches_machine(ctx) == []

@@ -32,7 +32,7 @@ from iovctl.adapters.netns.spec import parse_emulation
 from iovctl.adapters.sqlite.store import SqliteStore
 from iovctl.services import adapters, journal, switches, vms
 from iovctl.services.context import Context
-from iovctl.services.views import bridge_name
+from iovctl.services.views import bridge_name, to_json
 
 PROBE = Path(__file__).with_name("netprobe.py")
 
@@ -134,8 +134,10 @@ class Lab:
         return name
 
     def nic(self, vm: str) -> dict[str, Any]:
+        """The NIC's ``-o json`` view."""
         with self.store.snapshot():
-            return vms.show_nic(self.ctx, vm, "nic0")
+            view: dict[str, Any] = to_json(vms.show_nic(self.ctx, vm, "nic0"))
+            return view
 
     def ns(self, vm: str) -> str:
         return names.vm_netns(vm)

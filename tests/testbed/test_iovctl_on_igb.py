@@ -155,7 +155,7 @@ def test_snapshot_twin_has_the_same_inventory(state: Path, pf: Any, tmp_path: Pa
     name = pf["name"]
     iovctl(state, "adapter", "enable", name, "--num-vfs", "3")
     spec = tmp_path / "twin.yaml"
-    iovctl(state, "host", "snapshot", "-o", str(spec))
+    iovctl(state, "host", "snapshot", "--file", str(spec))
     twin = tmp_path / "twin-state"
 
     def inventory(*prefix: str, st: Path) -> tuple[Any, Any]:

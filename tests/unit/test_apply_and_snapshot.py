@@ -21,6 +21,7 @@ from iovctl.errors import Conflict
 from iovctl.services import adapters, journal, reconcile, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.snapshot import snapshot
+from iovctl.services.views import to_json
 from iovctl.services.vms import NicChanges
 
 
@@ -49,8 +50,9 @@ def make(spec: str = "demo") -> tuple[Context, CountingHost]:
 
 
 def run(ctx: Context, fn: Any, *args: Any) -> Any:
-    """As the CLI runs a command: one journaled operation."""
-    return journal.run(ctx, fn, *args, retry_stalled=fn is reconcile.apply)
+    """As the CLI runs a command: one journaled operation; its result as ``-o json``
+    shows it."""
+    return to_json(journal.run(ctx, fn, *args, retry_stalled=fn is reconcile.apply))
 
 
 @pytest.fixture
@@ -79,7 +81,7 @@ def test_apply_after_a_reboot_restores_counts_and_tenants(
     ctx, hw = busy
     run(ctx, reconcile.power_cycle)
     assert hw.adapter("enp1s0").num_vfs == 0
-    dry = journal.preview(ctx, reconcile.apply, True)
+    dry = to_json(journal.preview(ctx, reconcile.apply, True))
     hw.writes = 0
     report = run(ctx, reconcile.apply)
     assert [c["action"] for c in report["changes"]] == [c["action"] for c in dry["changes"]]

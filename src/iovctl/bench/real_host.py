@@ -35,7 +35,7 @@ class PfState:
 def take(ctx: Context, pf: str, links: Links) -> PfState:
     """Check that ``pf`` is an idle SR-IOV PF the bench may take; remember its state."""
     message = links.get(pf)
-    known = {a["name"]: a for a in adapters.list_adapters(ctx)}
+    known = {a.name: a for a in adapters.list_adapters(ctx)}
     if message is None or pf not in known:
         raise InvalidInput(
             "adapter-not-found",
@@ -43,12 +43,12 @@ def take(ctx: Context, pf: str, links: Links) -> PfState:
             "list them: iovctl adapter list",
         )
     adapter = known[pf]
-    if not adapter["sriov_capable"]:
+    if not adapter.sriov_capable:
         raise InvalidInput("adapter-not-capable", f"adapter {pf} does not support SR-IOV", HINT)
-    if adapter["num_vfs"] or adapter["switch_name"]:
+    if adapter.num_vfs or adapter.switch_name:
         raise Conflict(
             "adapter-in-use",
-            f"adapter {pf} has {adapter['num_vfs']} VFs or a switch already",
+            f"adapter {pf} has {adapter.num_vfs} VFs or a switch already",
             HINT,
         )
     if message.get("IFLA_MASTER"):

@@ -11,6 +11,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 STEPS: list[tuple[str, list[str]]] = [
@@ -81,10 +82,9 @@ STEPS: list[tuple[str, list[str]]] = [
 ]
 
 
-def run_demo(keep: str | None = None) -> int:
+def run_demo(run: Callable[[Sequence[str]], int], keep: str | None = None) -> int:
+    """Run every step through ``run`` (the CLI's in-process entry point)."""
     from rich.console import Console
-
-    from iovctl.cli.main import main
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     started = time.perf_counter()
@@ -104,7 +104,7 @@ def run_demo(keep: str | None = None) -> int:
             sys.stdout.flush()
             # Errors are part of the story: show them in order, on stdout.
             with contextlib.redirect_stderr(sys.stdout):
-                code = main(full)
+                code = run(full)
             if code:
                 console.print(f"[dim](exit code {code})[/]")
     console.print(f"\n[dim]demo finished in {time.perf_counter() - started:.1f} s[/]")

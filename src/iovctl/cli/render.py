@@ -181,8 +181,16 @@ def vms(rows: list[dict[str, Any]]) -> None:
     )
 
 
+def _when(stamp: float | None) -> str:
+    import time
+
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
 def vm(v: dict[str, Any]) -> None:
     _console().print(f"[bold]VM {v['name']}[/]: {v['state']}")
+    if "created_at" in v:
+        _console().print(f"created: {_when(v['created_at'])}  started: {_when(v['started_at'])}")
     if v.get("network_adapters"):
         nics(v["network_adapters"])
 
@@ -244,7 +252,7 @@ def events(rows: list[dict[str, Any]]) -> None:
         [
             [
                 e["seq"],
-                time.strftime("%H:%M:%S", time.localtime(e["time"])),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["time"])),
                 f"[{style[e['level']]}]{e['level']}[/]" if style[e["level"]] else e["level"],
                 e["code"],
                 e["object_name"],

@@ -99,3 +99,43 @@ def check_num_vfs(adapter: str, count: int) -> int:
             "invalid-vf-count", f"adapter {adapter}: VF count {count} is negative", "give 0 or more"
         )
     return count
+
+
+def check_integer(what: str, value: object) -> int:
+    """A whole number as a front end hands it over: a real int, not a bool or a string.
+
+    The CLI parses its numbers with :func:`parse_integer`; this holds every other
+    front end (a JSON body's ``true`` or ``"5"``) to the same rule.
+    """
+    if type(value) is not int:
+        raise InvalidInput(
+            "invalid-number", f"{what} {value!r} is not a whole number", "give digits, e.g. 10"
+        )
+    return value
+
+
+_PLAIN_INTEGER = re.compile(r"-?[0-9]+")
+
+
+def parse_integer(what: str, text: str) -> int:
+    """``text`` as an admin writes a number: ASCII digits with an optional ``-``.
+
+    Python's ``int()`` also takes ``1_0``, ``+5``, `` 7 `` and non-ASCII digits
+    (full-width ``１０``); no admin means those, so they are refused, not guessed at.
+    """
+    if not _PLAIN_INTEGER.fullmatch(text) or len(text) > 20:
+        raise InvalidInput(
+            "invalid-number",
+            f"{what} {text!r} is not a whole number",
+            "write it with the digits 0-9 only (a leading '-' for negatives), e.g. 10",
+        )
+    return int(text)
+
+
+def conflicting(first: str, second: str, meaning: str) -> InvalidInput:
+    """The error for two options that contradict each other (``--vlan`` and ``--untagged``)."""
+    return InvalidInput(
+        "conflicting-options",
+        f"{first} and {second} contradict each other",
+        f"give one of them: {meaning}",
+    )

@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from iovctl.domain.model import Adapter, EventLevel
 from iovctl.domain.steps import SetNumVfs
 from iovctl.domain.validation import check_num_vfs
 from iovctl.errors import Conflict, HardwareError, InvalidInput
 from iovctl.services.allocation import release_vf
 from iovctl.services.context import Context
-from iovctl.services.views import adapter_view, vf_view
+from iovctl.services.readers import adapter_view
+from iovctl.services.views import (
+    AdapterDetailView,
+    AdapterView,
+    VfView,
+    adapter_detail_view,
+    vf_view,
+)
 
 
-def list_adapters(ctx: Context) -> list[dict[str, Any]]:
+def list_adapters(ctx: Context) -> list[AdapterView]:
     return [adapter_view(ctx, a) for a in ctx.hardware.adapters()]
 
 
-def show_adapter(ctx: Context, name: str) -> dict[str, Any]:
+def show_adapter(ctx: Context, name: str) -> AdapterDetailView:
     view = adapter_view(ctx, ctx.hardware.adapter(name))
-    view["virtual_functions"] = list_vfs(ctx, name)
-    return view
+    return adapter_detail_view(view, list_vfs(ctx, name))
 
 
-def list_vfs(ctx: Context, adapter: str | None = None) -> list[dict[str, Any]]:
+def list_vfs(ctx: Context, adapter: str | None = None) -> list[VfView]:
     names = [adapter] if adapter else [a.name for a in ctx.hardware.adapters() if a.num_vfs]
-    out: list[dict[str, Any]] = []
+    out: list[VfView] = []
     for name in names:
         holders = {n.assignment.index: n for n in ctx.store.nics_holding_vfs(name) if n.assignment}
         out.extend(

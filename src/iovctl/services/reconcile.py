@@ -7,28 +7,24 @@ sysfs or the PF driver survives a reboot. Idempotent: a second run changes nothi
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from iovctl.domain.model import SCRUBBED, EventLevel, VfSettings, VmNetworkAdapter, VmState
+from iovctl.domain.model import SCRUBBED, EventLevel, VmNetworkAdapter, VmState
 from iovctl.domain.nic_rules import vf_settings_for
 from iovctl.domain.reconcile import SetVfCount, SetVfSettings, plan_counts, plan_settings
 from iovctl.domain.steps import AttachVf, ConfigureVf, PlugNic, ScrubVf, SetNumVfs, StartVm
 from iovctl.errors import Conflict
 from iovctl.services.context import Context
+from iovctl.services.views import (
+    ApplyReport,
+    LeftoverVmChange,
+    VfAttachChange,
+    VfCountChange,
+    VfSettingsChange,
+    vf_settings_view,
+)
 
 
-def _settings_view(s: VfSettings) -> dict[str, Any]:
-    return {
-        "mac": s.mac,
-        "vlan": s.vlan,
-        "qos": s.qos,
-        "spoof_check": s.spoof_check,
-        "trust": s.trust,
-        "max_rate": s.max_rate,
-    }
-
-
-def apply(ctx: Context, dry_run: bool = False) -> dict[str, Any]:
+def apply(ctx: Context, dry_run: bool = False) -> ApplyReport:
     """Repair what drifted; report each change. Writes nothing when nothing drifted.
 
     Queues the repairs as journaled steps (run by ``services.journal``): VF counts,
@@ -38,7 +34,7 @@ def apply(ctx: Context, dry_run: bool = False) -> dict[str, Any]:
     """
     hw = ctx.hardware
     actual = {a.name: a.num_vfs for a in hw.adapters() if a.sriov is not None}
-    changes: list[dict[str, Any]] = []
+    changes: list[VfCountChange | VfSettingsChange | VfAttachChange | LeftoverVmChange] = []
     recreated: dict[str, int] = {}
     broken: set[str] = set()
     for step in plan_counts(ctx.store.desired_num_vfs(), actual):
@@ -64,7 +60,7 @@ def apply(ctx: Context, dry_run: bool = False) -> dict[str, Any]:
                 ctx.store.mark_rebalance_due(switch.name)
         off = [vm.name for vm in ctx.store.list_vms() if vm.state is VmState.OFF]
         for vm in ctx.runtime.reconcile(off):
-            changes.append({"action": "remove-leftover-vm", "vm": vm})
+            changes.append(LeftoverVmChange("remove-leftover-vm", vm))
             ctx.event(
                 EventLevel.INFO,
                 "apply-vm-cleaned",
@@ -72,7 +68,7 @@ def apply(ctx: Context, dry_run: bool = False) -> dict[str, Any]:
                 vm,
                 f"apply: removed what an interrupted command left of stopped VM {vm}",
             )
-    return {"dry_run": dry_run, "changed": len(changes), "changes": changes}
+    return ApplyReport(dry_run, len(changes), changes)
 
 
 def _broken_vms(
@@ -92,7 +88,7 @@ def _broken_vms(
     return broken
 
 
-def _restore(ctx: Context, vms: set[str]) -> list[dict[str, Any]]:
+def _restore(ctx: Context, vms: set[str]) -> list[VfAttachChange]:
     """Put VMs back together: started, every NIC plugged, every VF attached."""
     out = []
     for vm in sorted(vms):
@@ -103,9 +99,7 @@ def _restore(ctx: Context, vms: set[str]) -> list[dict[str, Any]]:
             if a is None:
                 continue
             ctx.do(AttachVf(a.adapter, a.index, vm, nic.name, nic.id))
-            out.append(
-                {"action": "attach-vf", "adapter": a.adapter, "index": a.index, "tenant": nic.label}
-            )
+            out.append(VfAttachChange("attach-vf", a.adapter, a.index, nic.label))
         ctx.event(
             EventLevel.INFO,
             "apply-vm-restored",
@@ -135,7 +129,7 @@ def power_cycle(ctx: Context) -> None:
     )
 
 
-def _count_change(ctx: Context, step: SetVfCount) -> dict[str, Any]:
+def _count_change(ctx: Context, step: SetVfCount) -> VfCountChange:
     ctx.do(*(SetNumVfs(step.adapter, value) for value in step.writes))
     ctx.event(
             EventLevel.INFO,
@@ -144,17 +138,12 @@ def _count_change(ctx: Context, step: SetVfCount) -> dict[str, Any]:
             step.adapter,
             f"apply: VF count of {step.adapter} restored {step.current} -> {step.desired}",
         )
-    return {
-        "action": "set-vf-count",
-        "adapter": step.adapter,
-        "from": step.current,
-        "to": step.desired,
-    }
+    return VfCountChange("set-vf-count", step.adapter, step.current, step.desired)
 
 
 def _settings_change(
     ctx: Context, step: SetVfSettings, tenant: VmNetworkAdapter | None
-) -> dict[str, Any]:
+) -> VfSettingsChange:
     what = f"for {step.tenant}" if step.tenant else "scrubbed (free VF)"
     if tenant is None:
         ctx.do(ScrubVf(step.adapter, step.index))
@@ -169,11 +158,11 @@ def _settings_change(
         f"{step.adapter}/{step.index}",
         f"apply: VF {step.index} of {step.adapter} settings restored {what}",
     )
-    return {
-        "action": "set-vf-settings",
-        "adapter": step.adapter,
-        "index": step.index,
-        "tenant": step.tenant,
-        "from": _settings_view(step.current),
-        "to": _settings_view(step.desired),
-    }
+    return VfSettingsChange(
+        "set-vf-settings",
+        step.adapter,
+        step.index,
+        step.tenant,
+        vf_settings_view(step.current),
+        vf_settings_view(step.desired),
+    )

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from iovctl.domain.model import EventLevel, VirtualSwitch
 from iovctl.domain.steps import RemoveSwitch
 from iovctl.domain.validation import check_name
 from iovctl.errors import Conflict
 from iovctl.services.context import Context
-from iovctl.services.views import switch_view
+from iovctl.services.readers import switch_view
+from iovctl.services.views import SwitchView
 
 
-def create(ctx: Context, name: str, uplink: str, iov: bool) -> dict[str, Any]:
+def create(ctx: Context, name: str, uplink: str, iov: bool) -> SwitchView:
     """Create an external switch on ``uplink``. IOV is fixed from here on.
 
     An IOV switch whose uplink or host cannot do SR-IOV is still created (as in
@@ -53,11 +52,11 @@ def create(ctx: Context, name: str, uplink: str, iov: bool) -> dict[str, Any]:
     return switch_view(ctx, switch)
 
 
-def show(ctx: Context, name: str) -> dict[str, Any]:
+def show(ctx: Context, name: str) -> SwitchView:
     return switch_view(ctx, ctx.store.get_switch(name))
 
 
-def list_all(ctx: Context) -> list[dict[str, Any]]:
+def list_all(ctx: Context) -> list[SwitchView]:
     return [switch_view(ctx, s) for s in ctx.store.list_switches()]
 
 

@@ -5,7 +5,6 @@ starts, returned (scrubbed) when it stops."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any
 
 from iovctl.domain.model import (
     Adapter,
@@ -30,12 +29,13 @@ from iovctl.domain.validation import (
 from iovctl.errors import Conflict, InvalidInput
 from iovctl.services.allocation import rebalance, release_vf
 from iovctl.services.context import Context
-from iovctl.services.views import NicViewer, vm_view
+from iovctl.services.readers import NicViewer, vm_view, vm_views
+from iovctl.services.views import NicView, VmDetailView, VmView, vm_detail_view
 
 # -- VMs ----------------------------------------------------------------------
 
 
-def create_vm(ctx: Context, name: str) -> dict[str, Any]:
+def create_vm(ctx: Context, name: str) -> VmView:
     check_name("VM", name)
     if ctx.store.find_vm(name) is not None:
         raise Conflict("duplicate-name", f"VM {name!r} already exists", "pick another name")
@@ -45,25 +45,26 @@ def create_vm(ctx: Context, name: str) -> dict[str, Any]:
     return vm_view(vm, [])
 
 
-def vm_summary(ctx: Context, name: str) -> dict[str, Any]:
+def vm_summary(ctx: Context, name: str) -> VmView:
     """The VM as ``vm list`` shows it."""
     return vm_view(ctx.store.get_vm(name), ctx.store.list_nics(name))
 
 
-def show_vm(ctx: Context, name: str) -> dict[str, Any]:
+def show_vm(ctx: Context, name: str) -> VmDetailView:
     vm = ctx.store.get_vm(name)
     nics = ctx.store.list_nics(name)
-    view = vm_view(vm, nics)
     viewer = NicViewer(ctx)
-    view["network_adapters"] = [viewer.view(n, vm.state) for n in nics]
-    return view
+    created, started = ctx.store.vm_times(name)
+    return vm_detail_view(
+        vm_view(vm, nics),
+        [viewer.view(n, vm.state) for n in nics],
+        created,
+        started if vm.state is VmState.RUNNING else None,
+    )
 
 
-def list_vms(ctx: Context) -> list[dict[str, Any]]:
-    by_vm: dict[str, list[VmNetworkAdapter]] = {}
-    for nic in ctx.store.list_nics():
-        by_vm.setdefault(nic.vm, []).append(nic)
-    return [vm_view(vm, by_vm.get(vm.name, [])) for vm in ctx.store.list_vms()]
+def list_vms(ctx: Context) -> list[VmView]:
+    return vm_views(ctx)
 
 
 def start_vm(ctx: Context, name: str) -> None:
@@ -315,11 +316,11 @@ def remove_nic(ctx: Context, vm_name: str, name: str) -> None:
     )
 
 
-def list_nics(ctx: Context, vm_name: str | None = None) -> list[dict[str, Any]]:
+def list_nics(ctx: Context, vm_name: str | None = None) -> list[NicView]:
     if vm_name is not None:
         ctx.store.get_vm(vm_name)
     return NicViewer(ctx).views(ctx.store.list_nics(vm_name))
 
 
-def show_nic(ctx: Context, vm_name: str, name: str) -> dict[str, Any]:
+def show_nic(ctx: Context, vm_name: str, name: str) -> NicView:
     return NicViewer(ctx).view(ctx.store.get_nic(vm_name, name))

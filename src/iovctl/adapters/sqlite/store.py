@@ -315,6 +315,19 @@ class SqliteStore:
         rows = self.conn.execute("SELECT name, state FROM vm ORDER BY name")
         return [VirtualMachine(r[0], VmState(r[1])) for r in rows]
 
+    def vm_times(self, name: str) -> tuple[float, float | None]:
+        # The start time is the VM's newest "vm-started" event since its creation (a
+        # deleted VM's namesake does not count): the event is written in the start's
+        # own transaction, so it is as exact as a column, without a schema change.
+        self.get_vm(name)  # unknown-vm
+        row = self.conn.execute(
+            "SELECT created_at, (SELECT max(e.time) FROM event e WHERE e.object_kind = 'vm'"
+            " AND e.object_name = vm.name AND e.code = 'vm-started'"
+            " AND e.time >= vm.created_at) FROM vm WHERE name = ?",
+            (name,),
+        ).fetchone()
+        return float(row[0]), None if row[1] is None else float(row[1])
+
     def set_vm_state(self, name: str, state: VmState) -> None:
         self.conn.execute("UPDATE vm SET state = ? WHERE name = ?", (state.value, name))
 

@@ -107,7 +107,9 @@ def _write_snapshot(doc: dict[str, Any], path: str | None) -> None:
     if path is None:
         sys.stdout.write(text)
         return
-    Path(path).write_text(text)
+    from iovctl.adapters.output_file import write_output_file
+
+    write_output_file(path, text)
     render.note(f"host spec written to {path} (load it with --sim {path})")
 
 

@@ -73,7 +73,7 @@ def adapters(rows: list[dict[str, Any]]) -> None:
                 a["pci_address"],
                 a["driver"] or "-",
                 a["model"],
-                f"{a['link_speed_mbps']} Mb/s",
+                "-" if a["link_speed_mbps"] is None else f"{a['link_speed_mbps']} Mb/s",
                 a["sriov_support"],
                 f"{a['num_vfs']}/{a['total_vfs']}" if a["sriov_capable"] else "-",
                 a["num_allocated_vfs"],

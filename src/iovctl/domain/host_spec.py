@@ -44,10 +44,20 @@ from typing import Any
 
 from iovctl.domain.drivers import VF_DRIVER, unsupported_settings
 from iovctl.domain.model import Adapter, HostFacts, SriovCapability, VfSetting
+from iovctl.domain.text import first_control_character, shown
 from iovctl.domain.validation import normalize_mac
 from iovctl.errors import InvalidInput
 
 _PCI_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
+_SPEC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+#: Largest PCIe routing ID (bus << 8 | device << 3 | function): VFs past it do not exist.
+_MAX_RID = 0xFFFF
+#: Fastest Ethernet there is (1.6 Tb/s, IEEE 802.3dj); more is a typo.
+MAX_LINK_SPEED_MBPS = 1_600_000
+#: Bounds of counts a spec gives (queue pairs and the like): beyond them it is a typo.
+_MAX_COUNT = 1 << 20
+#: Longest free-text value (description, model, command line).
+_MAX_TEXT = 4096
 
 
 @dataclass(frozen=True)
@@ -97,19 +107,50 @@ def _flag(section: dict[str, Any], where: str, key: str, default: bool = True) -
     return value
 
 
-def _int(section: dict[str, Any], where: str, key: str, default: int | None = None) -> int:
+def _int(
+    section: dict[str, Any],
+    where: str,
+    key: str,
+    default: int | None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = _MAX_COUNT,
+) -> int:
     value = section.get(key, default)
     if value is None:
         raise spec_error(f"{where}.{key}", "is required")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise spec_error(f"{where}.{key}", f"must be a non-negative integer, not {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise spec_error(
+            f"{where}.{key}",
+            f"must be an integer from {minimum} to {maximum}, not {shown(repr(value))}",
+        )
     return value
+
+
+def _text(section: dict[str, Any], where: str, key: str, default: str) -> str:
+    value = section.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > _MAX_TEXT:
+        raise spec_error(
+            f"{where}.{key}",
+            f"must be text of at most {_MAX_TEXT} characters, not {shown(repr(value))}",
+        )
+    return value
+
+
+def _link_speed(raw: dict[str, Any], where: str) -> int | None:
+    """Mb/s, or None (``null``) when unknown: no link, or a driver that does not say."""
+    value = raw.get("link_speed_mbps", 1000)
+    if value is None:
+        return None
+    return _int(raw, where, "link_speed_mbps", 1000, minimum=1, maximum=MAX_LINK_SPEED_MBPS)
 
 
 def _hexid(section: dict[str, Any], where: str, key: str, default: str) -> str:
     value = str(section.get(key, default)).lower().removeprefix("0x")
     if not re.fullmatch(r"[0-9a-f]{4}", value):
-        raise spec_error(f"{where}.{key}", f"must be 4 hex digits, not {value!r}")
+        raise spec_error(f"{where}.{key}", f"must be 4 hex digits, not {shown(repr(value))}")
     return value
 
 
@@ -117,7 +158,7 @@ def _facts(doc: dict[str, Any]) -> HostFacts:
     cpu, iommu = _section(doc, "cpu"), _section(doc, "iommu")
     fw, kernel = _section(doc, "firmware"), _section(doc, "kernel")
     return HostFacts(
-        cpu_vendor=str(cpu.get("vendor", "intel")),
+        cpu_vendor=_text(cpu, "cpu", "vendor", "intel"),
         cpu_virtualization=_flag(cpu, "cpu", "virtualization"),
         cpu_slat=_flag(cpu, "cpu", "slat"),
         iommu_present=_flag(iommu, "iommu", "present"),
@@ -129,7 +170,7 @@ def _facts(doc: dict[str, Any]) -> HostFacts:
         acs=_flag(fw, "firmware", "acs"),
         kernel_pci_iov=_flag(kernel, "kernel", "pci_iov"),
         vfio_pci=_flag(kernel, "kernel", "vfio_pci"),
-        kernel_cmdline=str(kernel.get("cmdline", "")),
+        kernel_cmdline=_text(kernel, "kernel", "cmdline", ""),
     )
 
 
@@ -149,13 +190,21 @@ def _sriov(raw: Any, where: str, driver: str | None) -> SriovCapability | None:
             unsupported = frozenset(VfSetting(s) for s in unsupported_raw)
         except (ValueError, TypeError) as exc:
             choices = ", ".join(s.value for s in VfSetting)
-            raise spec_error(f"{where}.unsupported", f"{exc}; settings are: {choices}") from exc
-    per_vf = _int(raw, where, "max_queue_pairs_per_vf", 1)
+            raise spec_error(
+                f"{where}.unsupported", f"{shown(str(exc))}; settings are: {choices}"
+            ) from exc
+    per_vf = _int(raw, where, "max_queue_pairs_per_vf", 1, minimum=1)
+    queue_pairs = _int(raw, where, "queue_pairs", total * per_vf, minimum=1)
+    if per_vf > queue_pairs:
+        raise spec_error(
+            f"{where}.max_queue_pairs_per_vf", f"exceeds the PF's queue_pairs ({queue_pairs})"
+        )
     return SriovCapability(
         total_vfs=total,
-        queue_pairs=_int(raw, where, "queue_pairs", total * per_vf),
+        queue_pairs=queue_pairs,
         max_queue_pairs_per_vf=per_vf,
-        vf_driver=str(raw.get("vf_driver") or VF_DRIVER.get(driver or "", "unknown")),
+        vf_driver=_text(raw, where, "vf_driver", VF_DRIVER.get(driver or "", "unknown"))
+        or "unknown",
         vf_device_id=_hexid(raw, where, "vf_device_id", "0000"),
         unsupported=unsupported,
         bus_resources=_flag(raw, where, "bus_resources"),
@@ -170,14 +219,17 @@ def _adapter(raw: Any, i: int) -> AdapterSpec:
     name = raw.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", name):
         raise spec_error(
-            f"{where}.name", f"must be a Linux interface name (1-15 chars), not {name!r}"
+            f"{where}.name",
+            f"must be a Linux interface name (1-15 chars), not {shown(repr(name))}",
         )
     where = f"adapter {name}"
     pci = str(raw.get("pci_address", "")).lower()
     if not _PCI_RE.fullmatch(pci):
-        raise spec_error(f"{where}.pci_address", f"must look like 0000:01:00.0, not {pci!r}")
+        raise spec_error(
+            f"{where}.pci_address", f"must look like 0000:01:00.0, not {shown(repr(pci))}"
+        )
     driver = raw.get("driver")
-    if driver is not None and not isinstance(driver, str):
+    if driver is not None and not (isinstance(driver, str) and 0 < len(driver) <= 64):
         raise spec_error(f"{where}.driver", "must be a driver name or null")
     sriov = _sriov(raw.get("sriov"), f"{where}.sriov", driver)
     num_vfs = _int(raw, where, "num_vfs", 0)
@@ -193,28 +245,47 @@ def _adapter(raw: Any, i: int) -> AdapterSpec:
         vendor_id=_hexid(raw, where, "vendor_id", "8086"),
         device_id=_hexid(raw, where, "device_id", "0000"),
         driver=driver,
-        model=str(raw.get("model", "Ethernet controller")),
-        link_speed_mbps=_int(raw, where, "link_speed_mbps", 1000),
-        numa_node=_int(raw, where, "numa_node", 0),
+        model=_text(raw, where, "model", "Ethernet controller"),
+        link_speed_mbps=_link_speed(raw, where),
+        numa_node=_int(raw, where, "numa_node", 0, maximum=1023),
         mac=mac,
         sriov=sriov,
         num_vfs=num_vfs,
     )
     sriov_raw = raw.get("sriov") or {}
-    return AdapterSpec(
-        adapter,
-        vf_offset=_int(sriov_raw, f"{where}.sriov", "vf_offset", 128),
-        vf_stride=_int(sriov_raw, f"{where}.sriov", "vf_stride", 2),
-    )
+    # PCIe SR-IOV capability: VF n has routing ID PF + First VF Offset + n * VF Stride;
+    # neither is 0 (VF 0 is not the PF, two VFs never share an address).
+    offset = _int(sriov_raw, f"{where}.sriov", "vf_offset", 128, minimum=1, maximum=_MAX_RID)
+    stride = _int(sriov_raw, f"{where}.sriov", "vf_stride", 2, minimum=1, maximum=_MAX_RID)
+    if sriov is not None:
+        last = _rid(pci) + offset + (sriov.total_vfs - 1) * stride
+        if last > _MAX_RID:
+            raise spec_error(
+                f"{where}.sriov",
+                f"VF {sriov.total_vfs - 1} would sit at routing ID {last:#x}, past the PCI "
+                f"address space ({_MAX_RID:#x}): lower vf_offset, vf_stride or total_vfs",
+            )
+    return AdapterSpec(adapter, vf_offset=offset, vf_stride=stride)
 
 
 def parse_spec(doc: Any) -> HostSpec:
     """Validate a host spec document (already parsed from YAML/JSON)."""
     if not isinstance(doc, dict):
         raise spec_error("document", "must be a mapping")
+    hidden = first_control_character(doc)
+    if hidden is not None:
+        where, char = hidden
+        raise spec_error(
+            shown(where), f"holds the control character U+{ord(char):04X} (terminals obey it)"
+        )
     name = doc.get("name")
-    if not isinstance(name, str) or not name:
+    if name is None or name == "":
         raise spec_error("name", "is required")
+    if not isinstance(name, str) or not _SPEC_NAME_RE.fullmatch(name):
+        raise spec_error(
+            "name",
+            f"must be 1-64 letters, digits, '_', '.', ':' or '-', not {shown(repr(name))}",
+        )
     raw_adapters = doc.get("adapters")
     if not isinstance(raw_adapters, list) or not raw_adapters:
         raise spec_error("adapters", "must be a non-empty list")
@@ -224,7 +295,8 @@ def parse_spec(doc: Any) -> HostSpec:
         dupes = sorted({v for v in values if values.count(v) > 1})
         if dupes:
             raise spec_error("adapters", f"duplicate {key}: {', '.join(dupes)}")
-    return HostSpec(name, str(doc.get("description", "")), _facts(doc), adapters, doc)
+    description = _text(doc, "document", "description", "")
+    return HostSpec(name, description, _facts(doc), adapters, doc)
 
 
 def _rid(pci: str) -> int:

@@ -166,7 +166,8 @@ class Adapter:
     #: Bound PF driver, None when no driver is bound.
     driver: str | None
     model: str
-    link_speed_mbps: int
+    #: Mb/s; None when unknown (link down, no netdev, a driver that reports -1).
+    link_speed_mbps: int | None
     numa_node: int
     mac: str
     sriov: SriovCapability | None = None

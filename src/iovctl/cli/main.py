@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from iovctl import __version__
+from iovctl.domain.text import shown
 from iovctl.errors import InvalidInput, IovctlError
 
 EXIT_INTERNAL = 70  # EX_SOFTWARE: a bug, not a foreseeable failure
@@ -20,7 +21,10 @@ EXIT_INTERRUPTED = 130
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise InvalidInput("usage", f"{self.prog}: {message}", f"see: {self.prog} --help")
+        # argparse repeats the offending argument as typed: escapes and all.
+        raise InvalidInput(
+            "usage", f"{self.prog}: {shown(message, 500)}", f"see: {self.prog} --help"
+        )
 
 
 def _output_option(p: argparse.ArgumentParser) -> None:
@@ -314,6 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _print_error(exc: IovctlError) -> None:
-    print(str(exc), file=sys.stderr)
+    # Messages repeat what the user gave: never raw escapes, never 10,000 characters.
+    print(shown(str(exc), 1000), file=sys.stderr)
     if exc.hint:
-        print(f"hint: {exc.hint}", file=sys.stderr)
+        print(f"hint: {shown(exc.hint, 1000)}", file=sys.stderr)

@@ -56,6 +56,9 @@ def host(view: dict[str, Any]) -> None:
     if view["iov_support_reasons"]:
         con.print("iov_support_reasons:")
         _reasons(view["iov_support_reasons"])
+    if view.get("unverified_facts"):
+        con.print("unverified (could not be checked; not counted as missing):")
+        _reasons(view["unverified_facts"])
     _table(
         "Adapters",
         ["name", "sriov_support", "num_vfs", "total_vfs"],

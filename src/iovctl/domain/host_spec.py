@@ -4,9 +4,11 @@ Format (every key optional unless noted; see specs/demo.yaml)::
 
     name: demo                       # required
     description: free text
-    cpu: {vendor: intel, virtualization: true, slat: true}
+    cpu: {vendor: intel, virtualization: true, slat: true, hypervisor: false}
     iommu: {present: true, enabled: true, dma_remapping: true, interrupt_remapping: true}
     firmware: {sriov_enabled: true, pcie_native_control: true, acs: true}
+    # interrupt_remapping, the firmware facts and kernel.pci_iov may be null: what a
+    # real host could not check (unverified). cpu.hypervisor: the host is a VM.
     kernel: {pci_iov: true, vfio_pci: true, cmdline: "intel_iommu=on iommu=pt"}
     adapters:                        # required, at least one
       - name: enp1s0                 # required
@@ -103,7 +105,19 @@ def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
 def _flag(section: dict[str, Any], where: str, key: str, default: bool = True) -> bool:
     value = section.get(key, default)
     if not isinstance(value, bool):
-        raise spec_error(f"{where}.{key}", f"must be true or false, not {value!r}")
+        raise spec_error(f"{where}.{key}", f"must be true or false, not {shown(repr(value))}")
+    return value
+
+
+def _maybe(section: dict[str, Any], where: str, key: str) -> bool | None:
+    """A fact a real host may be unable to check: true, false or null (unverified)."""
+    if key in section and section[key] is None:
+        return None
+    value = section.get(key, True)
+    if not isinstance(value, bool):
+        raise spec_error(
+            f"{where}.{key}", f"must be true, false or null (unverified), not {shown(repr(value))}"
+        )
     return value
 
 
@@ -164,13 +178,14 @@ def _facts(doc: dict[str, Any]) -> HostFacts:
         iommu_present=_flag(iommu, "iommu", "present"),
         iommu_enabled=_flag(iommu, "iommu", "enabled"),
         dma_remapping=_flag(iommu, "iommu", "dma_remapping"),
-        interrupt_remapping=_flag(iommu, "iommu", "interrupt_remapping"),
-        firmware_sriov_enabled=_flag(fw, "firmware", "sriov_enabled"),
-        pcie_native_control=_flag(fw, "firmware", "pcie_native_control"),
-        acs=_flag(fw, "firmware", "acs"),
-        kernel_pci_iov=_flag(kernel, "kernel", "pci_iov"),
+        interrupt_remapping=_maybe(iommu, "iommu", "interrupt_remapping"),
+        firmware_sriov_enabled=_maybe(fw, "firmware", "sriov_enabled"),
+        pcie_native_control=_maybe(fw, "firmware", "pcie_native_control"),
+        acs=_maybe(fw, "firmware", "acs"),
+        kernel_pci_iov=_maybe(kernel, "kernel", "pci_iov"),
         vfio_pci=_flag(kernel, "kernel", "vfio_pci"),
         kernel_cmdline=_text(kernel, "kernel", "cmdline", ""),
+        virtual_machine=_flag(cpu, "cpu", "hypervisor", False),
     )
 
 
@@ -357,6 +372,7 @@ def spec_document(
             "vendor": facts.cpu_vendor,
             "virtualization": facts.cpu_virtualization,
             "slat": facts.cpu_slat,
+            "hypervisor": facts.virtual_machine,
         },
         "iommu": {
             "present": facts.iommu_present,

@@ -21,7 +21,12 @@ from iovctl.domain.model import (
 )
 from iovctl.domain.names import bridge_name
 from iovctl.domain.nic_rules import mask_reason, nic_status
-from iovctl.domain.readiness import adapter_reason, adapter_support, host_reasons
+from iovctl.domain.readiness import (
+    adapter_reason,
+    adapter_support,
+    host_reasons,
+    unverified_facts,
+)
 from iovctl.services.context import Context
 
 
@@ -36,6 +41,8 @@ def host_view(ctx: Context) -> dict[str, Any]:
         "backend": ctx.hardware.backend_name,
         "iov_support": not reasons,
         "iov_support_reasons": [reason_view(r) for r in reasons],
+        #: Facts that could not be checked (null in "facts"), and how to check them.
+        "unverified_facts": [reason_view(r) for r in unverified_facts(facts)],
         "facts": asdict(facts),
         "adapters": [
             {
@@ -51,7 +58,7 @@ def host_view(ctx: Context) -> dict[str, Any]:
 
 def adapter_view(ctx: Context, adapter: Adapter) -> dict[str, Any]:
     support = adapter_support(adapter, ctx.facts)
-    reason = adapter_reason(adapter, support)
+    reason = adapter_reason(adapter, support, ctx.facts)
     cap = adapter.sriov
     in_use, qps_in_use = ctx.store.usage_on_adapter(adapter.name)
     switch = ctx.store.find_switch_by_uplink(adapter.name)

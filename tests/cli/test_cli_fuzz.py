@@ -127,7 +127,15 @@ class Sandbox:
 def _path_choice(kind: str) -> st.SearchStrategy[str]:
     """A path relative to the sandbox, as a token resolved at run time."""
     names = {
-        "file": ["out.yaml", "a-dir", "missing/out.yaml", "a-file/out.yaml", "x" * 300, ""],
+        "file": [
+            "out.yaml",
+            "a-dir",
+            "missing/out.yaml",
+            "a-file/out.yaml",
+            "x" * 300,
+            "",
+            "[/x]",  # rich markup in a path a note repeats
+        ],
         "dir": ["units", "a-dir", "a-file", "used", "missing/deeper", ""],
         "state": ["populated", "fresh/state", "a-file", "foreign", "", "populated/iovctl.db"],
     }[kind]
@@ -257,6 +265,7 @@ def sandbox(template: Path) -> Iterator[Sandbox]:
         box = Sandbox(Path(scratch))
         shutil.copytree(template, box.populated)
         (box.root / "a-dir").mkdir()
+        (box.root / "[").mkdir()
         (box.root / "a-file").write_text("not a directory\n")
         (box.root / "used").mkdir()
         (box.root / "used" / "notes").write_text("mine\n")

@@ -312,3 +312,29 @@ def test_demo_keep_refuses_a_file(tmp_path: Path) -> None:
         result = run_in_process(["demo", "--keep", str(keep)])
         assert_clean_error(result, "output-path-invalid", INVALID)
     assert a_file.read_text() == "mine"
+
+
+# -- install-service: the state directory goes into a unit file run as root ----------
+
+
+@pytest.mark.parametrize(
+    "state_dir",
+    ["state\nExecStartPre=/bin/sh -c id", "with space", "100%full", 'quo"te'],
+    ids=["newline", "space", "specifier", "quote"],
+)
+def test_install_service_refuses_a_state_dir_a_unit_cannot_hold(
+    tmp_path: Path, state_dir: str
+) -> None:
+    units = tmp_path / "units"
+    result = run_in_process(
+        [
+            "--state-dir",
+            str(tmp_path / state_dir),
+            "install-service",
+            "--unit-dir",
+            str(units),
+            "--no-enable",
+        ]
+    )
+    assert_clean_error(result, "unit-path-unsafe", INVALID)
+    assert not units.exists()

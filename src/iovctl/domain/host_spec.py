@@ -17,7 +17,7 @@ Format (every key optional unless noted; see specs/demo.yaml)::
         device_id: "10c9"
         driver: igb                  # null = no PF driver bound
         model: "82576 Gigabit Network Connection"
-        link_speed_mbps: 1000
+        link_speed_mbps: 1000        # null = unknown (no link); at most 1,600,000
         numa_node: 0
         mac: "52:54:00:aa:00:01"
         sriov:                       # absent = not SR-IOV capable
@@ -26,8 +26,8 @@ Format (every key optional unless noted; see specs/demo.yaml)::
           max_queue_pairs_per_vf: 1
           vf_driver: igbvf
           vf_device_id: "10ca"
-          vf_offset: 128             # routing-id offset and stride of VF 0 (PCIe SR-IOV cap)
-          vf_stride: 2
+          vf_offset: 128             # routing-id offset and stride of VF 0 (PCIe SR-IOV cap):
+          vf_stride: 2               #   both >= 1, the last VF within 0xffff
           unsupported: [link-state, min-rate]   # default: the driver's known table
           bus_resources: true
           vf_bar_space: true

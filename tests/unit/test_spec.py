@@ -288,6 +288,10 @@ MALFORMED = [
     (_set(f"{S0}.vf_stride", "2"), "adapter enp1s0.sriov.vf_stride"),
     # -- impossible values (issue 9, item 4): accepted once, then nonsense downstream
     (_set(f"{S0}.vf_stride", 0), "adapter enp1s0.sriov.vf_stride"),
+    (
+        _set("adapters", [{"name": f"e{i}", "pci_address": "0000:01:00.0"} for i in range(257)]),
+        "adapters: more than 256",
+    ),
     (_set(f"{S0}.vf_offset", 0), "adapter enp1s0.sriov.vf_offset"),
     (_set(f"{S0}.vf_offset", 0x10000), "adapter enp1s0.sriov.vf_offset"),
     (_set(f"{S0}.vf_offset", 0xFEFF), "past the PCI address space"),

@@ -18,7 +18,7 @@ from typing import Any
 from iovctl.domain.text import shown
 from iovctl.errors import InvalidInput, IovctlError, NotFound
 
-MAX_BYTES = 1 << 20
+MAX_BYTES = 256 << 10  # a 256-adapter spec is ~100 KiB; PyYAML parses ~0.5 MiB/s
 MAX_DEPTH = 32
 MAX_NODES = 100_000
 

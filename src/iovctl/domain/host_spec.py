@@ -41,6 +41,7 @@ the field. Pure: reading files (YAML, built-in specs) is ``adapters.sim.spec``'s
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,6 +59,8 @@ _MAX_RID = 0xFFFF
 MAX_LINK_SPEED_MBPS = 1_600_000
 #: Bounds of counts a spec gives (queue pairs and the like): beyond them it is a typo.
 _MAX_COUNT = 1 << 20
+#: Most network adapters a spec may describe (one per PCI bus is already plenty).
+MAX_ADAPTERS = 256
 #: Longest free-text value (description, model, command line).
 _MAX_TEXT = 4096
 
@@ -304,10 +307,12 @@ def parse_spec(doc: Any) -> HostSpec:
     raw_adapters = doc.get("adapters")
     if not isinstance(raw_adapters, list) or not raw_adapters:
         raise spec_error("adapters", "must be a non-empty list")
+    if len(raw_adapters) > MAX_ADAPTERS:
+        raise spec_error("adapters", f"more than {MAX_ADAPTERS}; no host has that many NICs")
     adapters = tuple(_adapter(raw, i) for i, raw in enumerate(raw_adapters))
     for key in ("name", "pci_address", "mac"):
-        values = [getattr(a.adapter, key) for a in adapters]
-        dupes = sorted({v for v in values if values.count(v) > 1})
+        counts = Counter(getattr(a.adapter, key) for a in adapters)
+        dupes = sorted(v for v, n in counts.items() if n > 1)
         if dupes:
             raise spec_error("adapters", f"duplicate {key}: {', '.join(dupes)}")
     description = _text(doc, "document", "description", "")

@@ -21,6 +21,7 @@ import enum
 import ipaddress
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +84,8 @@ BUILTIN_EMULATIONS: dict[str, dict[str, Any]] = {
 }
 
 _NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+#: Emulated adapters sit on PCI buses 0xe0 and up (see ``pci_address``): 32 of them.
+MAX_EMULATED_ADAPTERS = 32
 _SPEC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 #: A network namespace is a file in /run/netns: a plain file name.
 _NETNS_RE = re.compile(r"iov-[A-Za-z0-9_.-]{1,60}")
@@ -149,10 +152,12 @@ def parse_emulation(doc: Any) -> EmulationSpec:
     raw_adapters = doc.get("adapters")
     if not isinstance(raw_adapters, list) or not raw_adapters:
         raise _fail("adapters", "must be a non-empty list")
+    if len(raw_adapters) > MAX_EMULATED_ADAPTERS:
+        raise _fail("adapters", f"more than {MAX_EMULATED_ADAPTERS}; each one is kernel devices")
     adapters = tuple(_adapter(raw, i) for i, raw in enumerate(raw_adapters))
     for key in ("name", "mac"):
-        values = [getattr(a, key) for a in adapters]
-        dupes = sorted({v for v in values if values.count(v) > 1})
+        counts = Counter(getattr(a, key) for a in adapters)
+        dupes = sorted(v for v, n in counts.items() if n > 1)
         if dupes:
             raise _fail("adapters", f"duplicate {key}: {', '.join(dupes)}")
     world = doc.get("world") or {}

@@ -242,3 +242,17 @@ def test_unknown_link_speed_is_null_and_survives_the_round_trip() -> None:
     spec = parse_spec(doc)
     assert spec.adapters[0].adapter.link_speed_mbps is None
     assert spec_from_json(spec_to_json(spec)).adapters[0].adapter.link_speed_mbps is None
+
+
+def test_a_snapshot_of_unknown_speed_and_no_mac_loads_back() -> None:
+    """A real PF without a netdev (driver unbound) has no MAC and no known speed:
+    its snapshot must load, with the speed still unknown."""
+    from iovctl.domain.host_spec import spec_document
+    from iovctl.domain.model import Adapter, HostFacts
+
+    pf = Adapter("enp9s0", "0000:09:00.0", "8086", "10c9", None, "82576", None, 0, "")
+    doc = spec_document("twin", HostFacts(acs=None), [pf], {})
+    loaded = parse_spec(yaml.safe_load(yaml.safe_dump(doc)))
+    (spec,) = loaded.adapters
+    assert spec.adapter.link_speed_mbps is None and spec.adapter.mac
+    assert loaded.facts.acs is None

@@ -351,6 +351,8 @@ def spec_document(
             "numa_node": a.numa_node,
             "mac": a.mac,
         }
+        if not a.mac:  # no netdev (driver unbound): the loader makes one up
+            del entry["mac"]
         cap = a.sriov
         if cap is not None:
             vfs = vf_addresses.get(a.name, [])

@@ -338,3 +338,27 @@ def test_install_service_refuses_a_state_dir_a_unit_cannot_hold(
     )
     assert_clean_error(result, "unit-path-unsafe", INVALID)
     assert not units.exists()
+
+
+def test_an_emulation_spec_edited_after_first_use_is_refused_before_any_kernel_work(
+    tmp_path: Path,
+) -> None:
+    """Bound without root: the store is written as a first --emulate run leaves it, so
+    the refusal is shown to come before EmulatedNic touches the kernel."""
+    from iovctl.adapters.netns.spec import emulation_to_json, load_emulation
+    from iovctl.adapters.sqlite.store import SqliteStore
+
+    spec = tmp_path / "lab.yaml"
+    spec.write_text("name: lab\nadapters:\n  - {name: iovq0, total_vfs: 4}\n")
+    state_dir = tmp_path / "state"
+    store = SqliteStore.open(state_dir)
+    with store.transaction():
+        store.set_meta("backend", "emulated")
+        store.set_meta("emulation_spec", emulation_to_json(load_emulation(str(spec))))
+    store.close()
+    before = sql_dump(state_dir)
+    spec.write_text("name: lab\nadapters:\n  - {name: iovq0, total_vfs: 8}\n")
+    result = run_in_process(["--emulate", str(spec), "--state-dir", str(state_dir), "vm", "list"])
+    assert_clean_error(result, "spec-changed", STATE_ERROR)
+    assert "--emulate" in result.err
+    assert sql_dump(state_dir) == before

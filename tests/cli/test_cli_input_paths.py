@@ -362,3 +362,14 @@ def test_an_emulation_spec_edited_after_first_use_is_refused_before_any_kernel_w
     assert_clean_error(result, "spec-changed", STATE_ERROR)
     assert "--emulate" in result.err
     assert sql_dump(state_dir) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root searches any directory")
+def test_a_state_dir_that_cannot_be_searched(tmp_path: Path) -> None:
+    state_dir = tmp_path / "closed"
+    state_dir.mkdir(mode=0o600)
+    try:
+        result = run_in_process(["--sim", "demo", "--state-dir", str(state_dir), "vm", "list"])
+        assert_clean_error(result, "state-unusable", STATE_ERROR)
+    finally:
+        state_dir.chmod(0o700)

@@ -124,7 +124,15 @@ class SqliteStore:
                     "pass a writable --state-dir or set IOVCTL_STATE_DIR",
                 ) from exc
             db = state_dir / DB_NAME
-            if db.is_file():
+            try:
+                exists = db.is_file()
+            except OSError as exc:  # a directory we may not search (EACCES)
+                raise StateError(
+                    "state-unusable",
+                    f"cannot look into state directory {shown(str(state_dir))}: {exc.strerror}",
+                    "check its permissions, or pass another --state-dir",
+                ) from exc
+            if exists:
                 _refuse_foreign(_peek(db), state_dir)
             try:
                 conn = sqlite3.connect(str(db), timeout=BUSY_TIMEOUT_S, isolation_level=None)

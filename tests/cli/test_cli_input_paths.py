@@ -373,3 +373,26 @@ def test_a_state_dir_that_cannot_be_searched(tmp_path: Path) -> None:
         assert_clean_error(result, "state-unusable", STATE_ERROR)
     finally:
         state_dir.chmod(0o700)
+
+
+# -- what an error repeats of the input --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["vm", "show", "x" * 10_000],
+        ["nic", "add", "vm1", "--switch", "y" * 10_000],
+        ["--sim", "z" * 10_000, "vm", "list"],
+        ["vm", "create", "evil\x1b]0;pwned\x07"],
+        ["adapter", "show", "\x1b[2J\x1b[H"],
+        ["vm", "list", "\x1b[31mextra"],
+    ],
+    ids=["long-vm", "long-switch", "long-sim", "osc-escape", "csi-escape", "usage-escape"],
+)
+def test_errors_never_echo_escapes_or_10000_characters(populated, argv: list[str]) -> None:
+    result = run_in_process(["--state-dir", str(populated.state_dir), *argv])
+    assert result.code in (2, 3), result.err
+    assert "\x1b" not in result.err and "\x07" not in result.err
+    assert all(len(line) <= 1100 for line in result.err.splitlines()), result.err[:300]
+    assert len(result.err.splitlines()[0]) <= 500

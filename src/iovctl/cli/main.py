@@ -319,6 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _print_error(exc: IovctlError) -> None:
     # Messages repeat what the user gave: never raw escapes, never 10,000 characters.
-    print(shown(str(exc), 1000), file=sys.stderr)
+    print(shown(str(exc), 400), file=sys.stderr)
     if exc.hint:
         print(f"hint: {shown(exc.hint, 1000)}", file=sys.stderr)

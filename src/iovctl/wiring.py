@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from iovctl.adapters.sqlite.store import SqliteStore, default_state_dir
 from iovctl.domain.model import NicConfig, VirtualFunction
+from iovctl.domain.text import shown
 from iovctl.domain.validation import conflicting
 from iovctl.errors import StateError
 from iovctl.services.context import Context
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
     import ipaddress
 
     from iovctl.adapters.netns.runtime import NetnsVmRuntime
+    from iovctl.adapters.netns.spec import EmulationSpec
+    from iovctl.domain.host_spec import HostSpec
 
 
 @dataclass(frozen=True)
@@ -37,11 +40,21 @@ class Options:
 
 
 def resolve_options(state_dir: str | None, sim: str | None, emulate: str | None = None) -> Options:
-    """Options from flags, then the environment. ``sim`` and ``emulate`` are two kinds of
-    host: both given (as flags, or both in the environment) is refused. A flag wins
-    over the environment's other kind."""
+    """Options from flags, then the environment, then the defaults. ``sim`` and
+    ``emulate`` are two kinds of host: both given (as flags, or both in the
+    environment) is refused. A flag wins over the environment's other kind.
+
+    Raises StateError(``state-unusable``) for an empty ``--state-dir`` (which must not
+    quietly mean the default directory).
+    """
     if sim is not None and emulate is not None:
         raise conflicting("--sim", "--emulate", "a simulated host or an emulated one")
+    if state_dir is not None and not state_dir.strip():
+        raise StateError(
+            "state-unusable",
+            "--state-dir is empty",
+            "give the state directory's path, or leave --state-dir out for the default",
+        )
     env_dir = os.environ.get("IOVCTL_STATE_DIR")
     chosen = Path(state_dir) if state_dir else Path(env_dir) if env_dir else default_state_dir()
     if sim is None and emulate is None:
@@ -53,17 +66,59 @@ def resolve_options(state_dir: str | None, sim: str | None, emulate: str | None 
 
 
 def open_context(options: Options) -> Context:
-    """Open the state store and the backend it is bound to."""
+    """Open the state store and the backend it is bound to.
+
+    The specs named by ``--sim``/``--emulate`` are read first: a bad one is refused
+    before the state directory is created or touched.
+    """
+    wanted = _Wanted(
+        sim=_load_sim(options.sim) if options.sim is not None else None,
+        emulation=_load_emulation(options.emulate) if options.emulate is not None else None,
+    )
     store = SqliteStore.open(None if options.in_memory else options.state_dir)
-    backend = store.get_meta("backend")
-    if options.emulate is not None or backend == "emulated":
-        return _emulated(store, options)
-    if options.sim is not None or backend == "sim":
-        return _simulated(store, options)
-    if backend is None and not Path("/sys/bus/pci/devices").is_dir():
-        # No PCI bus to drive (a container, another OS): the simulated demo host.
-        return _simulated(store, options)
-    return _linux(store, options)
+    try:
+        backend = store.get_meta("backend")
+        if options.emulate is not None or backend == "emulated":
+            return _emulated(store, options, wanted.emulation)
+        if options.sim is not None or backend == "sim":
+            return _simulated(store, options, wanted.sim)
+        if backend is None and not Path("/sys/bus/pci/devices").is_dir():
+            # No PCI bus to drive (a container, another OS): the simulated demo host.
+            return _simulated(store, options, None)
+        return _linux(store, options)
+    except BaseException:
+        store.close()
+        raise
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """The specs the options name, read and validated before the store is opened."""
+
+    sim: HostSpec | None
+    emulation: EmulationSpec | None
+
+
+def _load_sim(name_or_path: str) -> HostSpec:
+    from iovctl.adapters.sim.spec import load_spec
+
+    return load_spec(name_or_path)
+
+
+def _load_emulation(name_or_path: str) -> EmulationSpec:
+    from iovctl.adapters.netns.spec import load_emulation
+
+    return load_emulation(name_or_path)
+
+
+def _spec_changed(options: Options, kind: str, path: str) -> StateError:
+    return StateError(
+        "spec-changed",
+        f"{kind} {shown(path)} changed since state directory {shown(str(options.state_dir))}"
+        " was first used with it; the directory keeps the host it was created with",
+        f"leave out --{'sim' if kind == 'host spec' else 'emulate'} to use the stored host,"
+        " or give a new --state-dir to start over from the edited file",
+    )
 
 
 def _bind(
@@ -106,11 +161,10 @@ def _mismatch(options: Options, kind: str, have: str, want: str) -> StateError:
     )
 
 
-def _simulated(store: SqliteStore, options: Options) -> Context:
+def _simulated(store: SqliteStore, options: Options, wanted: HostSpec | None) -> Context:
     from iovctl.adapters.sim import simulated_machine
-    from iovctl.adapters.sim.spec import load_spec, spec_from_json, spec_to_json
+    from iovctl.adapters.sim.spec import BUILTIN_SPECS, load_spec, spec_from_json, spec_to_json
 
-    wanted = load_spec(options.sim) if options.sim is not None else None
     stored = store.get_meta("sim_spec")
     if stored is None:
         fresh = wanted or load_spec("demo")
@@ -119,16 +173,24 @@ def _simulated(store: SqliteStore, options: Options) -> Context:
     spec = spec_from_json(stored)
     if wanted is not None and wanted.name != spec.name:
         raise _mismatch(options, "simulated host", spec.name, wanted.name)
+    # A built-in spec may change with an iovctl upgrade; a file the user edited after
+    # the first command would otherwise be silently ignored.
+    if wanted is not None and options.sim not in BUILTIN_SPECS and spec_to_json(wanted) != stored:
+        raise _spec_changed(options, "host spec", str(options.sim))
     host, runtime = simulated_machine(spec, None if options.in_memory else options.state_dir)
     return Context(store, host, runtime)
 
 
-def _emulated(store: SqliteStore, options: Options) -> Context:
+def _emulated(store: SqliteStore, options: Options, wanted: EmulationSpec | None) -> Context:
     from iovctl.adapters.netns.nic import EmulatedNic
     from iovctl.adapters.netns.runtime import NetnsVmRuntime
-    from iovctl.adapters.netns.spec import emulation_from_json, emulation_to_json, load_emulation
+    from iovctl.adapters.netns.spec import (
+        BUILTIN_EMULATIONS,
+        emulation_from_json,
+        emulation_to_json,
+        load_emulation,
+    )
 
-    wanted = load_emulation(options.emulate) if options.emulate is not None else None
     stored = store.get_meta("emulation_spec")
     if stored is None:
         fresh = wanted or load_emulation("veb")
@@ -137,6 +199,12 @@ def _emulated(store: SqliteStore, options: Options) -> Context:
     spec = emulation_from_json(stored)
     if wanted is not None and wanted.name != spec.name:
         raise _mismatch(options, "emulation", spec.name, wanted.name)
+    if (
+        wanted is not None
+        and options.emulate not in BUILTIN_EMULATIONS
+        and emulation_to_json(wanted) != stored
+    ):
+        raise _spec_changed(options, "emulation spec", str(options.emulate))
     hardware = EmulatedNic(spec)
     hardware.ensure()
     # Eager, unlike _linux: EmulatedNic has already loaded the netlink layer, so

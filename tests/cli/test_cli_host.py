@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-HOST_KEYS = {"backend", "iov_support", "iov_support_reasons", "facts", "adapters"}
+HOST_KEYS = {
+    "backend",
+    "iov_support",
+    "iov_support_reasons",
+    "unverified_facts",
+    "facts",
+    "adapters",
+}
 HOST_ADAPTER_KEYS = {"name", "sriov_support", "num_vfs", "total_vfs"}
 REASON_KEYS = {"code", "message", "hint"}
 FACT_KEYS = {
@@ -20,6 +27,7 @@ FACT_KEYS = {
     "acs",
     "kernel_pci_iov",
     "vfio_pci",
+    "virtual_machine",
     "kernel_cmdline",
 }
 
@@ -98,3 +106,69 @@ def test_json_output_is_accepted_before_or_after_the_command(cli):
     before = cli.run("-o", "json", "host")
     assert after.code == before.code == 0
     assert after.json() == before.json()
+
+
+def test_unverified_facts_are_null_and_listed_not_reasons(tmp_path):
+    """A spec can describe what a real host could not check (null): the report shows
+    those facts as null, lists them as unverified with a way to check, and does not
+    count them against iov_support (issue 9, item 5)."""
+    import yaml
+
+    from helpers import run_in_process
+
+    spec = tmp_path / "nonroot.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "nonroot",
+                "iommu": {"interrupt_remapping": None},
+                "firmware": {"acs": None, "sriov_enabled": None},
+                "adapters": [
+                    {"name": "eth0", "pci_address": "0000:01:00.0", "link_speed_mbps": None}
+                ],
+            }
+        )
+    )
+    base = ["--sim", str(spec), "--state-dir", str(tmp_path / "state")]
+    result = run_in_process([*base, "host", "-o", "json"])
+    assert result.code == 0, result.err
+    host = result.json()
+    assert host["facts"]["acs"] is None
+    assert host["facts"]["firmware_sriov_enabled"] is None
+    assert host["facts"]["interrupt_remapping"] is None
+    assert host["iov_support"] is True
+    assert [n["code"] for n in host["unverified_facts"]] == [
+        "interrupt-remapping-unverified",
+        "firmware-sriov-unverified",
+        "acs-unverified",
+    ]
+    table = run_in_process([*base, "host"])
+    assert "unverified" in table.out and "acs-unverified" in table.out
+    adapters = run_in_process([*base, "adapter", "list", "-o", "json"]).json()
+    assert adapters[0]["link_speed_mbps"] is None  # unknown, not 0
+
+
+def test_a_vm_host_gets_hypervisor_hints(tmp_path):
+    import yaml
+
+    from helpers import run_in_process
+
+    spec = tmp_path / "guest.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "name": "guest",
+                "cpu": {"hypervisor": True},
+                "iommu": {"present": False, "enabled": False},
+                "adapters": [{"name": "eth0", "pci_address": "0000:01:00.0"}],
+            }
+        )
+    )
+    result = run_in_process(
+        ["--sim", str(spec), "--state-dir", str(tmp_path / "s"), "host", "-o", "json"]
+    )
+    host = result.json()
+    assert host["facts"]["virtual_machine"] is True
+    (reason,) = host["iov_support_reasons"]
+    assert reason["code"] == "iommu-missing"
+    assert "intel-iommu" in reason["hint"] and "BIOS" not in reason["hint"]

@@ -77,7 +77,7 @@ def test_host_snapshot_takes_its_file_with_file_and_o_means_format(cli, tmp_path
 
 
 def test_a_snapshot_to_a_directory_is_a_clean_error(cli, tmp_path):
-    assert_clean_error(cli.run("host", "snapshot", "--file", str(tmp_path)), "output-unwritable", 2)
+    assert_clean_error(cli.run("host", "snapshot", "--file", str(tmp_path)), "output-path-invalid", 2)
 
 
 @pytest.mark.parametrize(

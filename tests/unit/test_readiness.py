@@ -20,6 +20,7 @@ from iovctl.domain.readiness import (
     host_reasons,
     iommu_usable,
     switch_reasons,
+    unverified_facts,
 )
 
 READY = HostFacts()
@@ -62,6 +63,7 @@ def test_a_ready_host_has_no_reasons():
 
 def test_every_boolean_fact_has_a_rule():
     flags = {f.name for f in fields(HostFacts) if isinstance(getattr(READY, f.name), bool)}
+    flags.discard("virtual_machine")  # not a prerequisite: it picks the hints
     assert flags == set(FLAG_REASON)
 
 
@@ -257,3 +259,116 @@ def test_an_iov_switch_on_an_adapter_without_sriov():
         VirtualSwitch("office", "eno1", True), replace(PF, name="eno1", sriov=None), READY
     )
     assert [r.code for r in reasons] == ["adapter-not-capable"]
+
+
+# -- unverified facts (issue 9, item 5) --------------------------------------------------
+
+#: Facts a real host may be unable to check, and the note each gives when it cannot.
+UNVERIFIABLE = {
+    "interrupt_remapping": "interrupt-remapping-unverified",
+    "firmware_sriov_enabled": "firmware-sriov-unverified",
+    "pcie_native_control": "pcie-native-control-unverified",
+    "acs": "acs-unverified",
+    "kernel_pci_iov": "kernel-pci-iov-unverified",
+}
+
+
+@pytest.mark.parametrize(("fact", "code"), UNVERIFIABLE.items())
+def test_an_unverified_fact_is_a_note_not_a_reason_nor_a_pass(fact, code):
+    facts = replace(READY, **{fact: None})
+    assert host_reasons(facts) == []
+    (note,) = unverified_facts(facts)
+    assert note.code == code
+    assert "could not be checked" in note.message
+    assert note.hint
+    assert adapter_support(PF, facts) is SriovSupport.SUPPORTED
+
+
+def test_a_ready_host_has_nothing_unverified():
+    assert unverified_facts(READY) == []
+
+
+def test_interrupt_remapping_is_not_noted_when_the_iommu_is_the_problem():
+    """Without an IOMMU in use there is nothing to ask: the IOMMU reason says it all."""
+    facts = replace(READY, iommu_present=False, iommu_enabled=False, interrupt_remapping=None)
+    assert [r.code for r in host_reasons(facts)] == ["iommu-missing"]
+    assert unverified_facts(facts) == []
+
+
+def test_known_false_still_counts_when_others_are_unverified():
+    facts = replace(READY, acs=False, firmware_sriov_enabled=None)
+    assert [r.code for r in host_reasons(facts)] == ["acs-missing"]
+    assert [r.code for r in unverified_facts(facts)] == ["firmware-sriov-unverified"]
+    assert adapter_support(PF, facts) is SriovSupport.MISSING_ACS
+
+
+# -- hints on a virtual machine name the hypervisor's setting -----------------------------
+
+VM = replace(READY, virtual_machine=True)
+#: Reasons whose fix on metal is a BIOS/UEFI setting (or new hardware).
+FIRMWARE_REASONS = {
+    "cpu_virtualization": "cpu-virtualization-missing",
+    "cpu_slat": "slat-missing",
+    "iommu_present": "iommu-missing",
+    "interrupt_remapping": "interrupt-remapping-missing",
+    "firmware_sriov_enabled": "firmware-sriov-disabled",
+    "pcie_native_control": "pcie-native-control-denied",
+    "acs": "acs-missing",
+}
+
+
+@pytest.mark.parametrize(("fact", "code"), FIRMWARE_REASONS.items())
+def test_on_a_vm_firmware_hints_name_the_hypervisor_not_the_bios(fact, code):
+    changes: dict[str, object] = {fact: False}
+    if fact == "iommu_present":
+        changes["iommu_enabled"] = False
+    metal = host_reasons(replace(READY, **changes))
+    guest = host_reasons(replace(VM, **changes))
+    assert [r.code for r in guest] == [r.code for r in metal] == [code]
+    assert guest[0].message == metal[0].message
+    assert "BIOS" not in guest[0].hint and "UEFI" not in guest[0].hint
+    assert "this host is a VM" in guest[0].hint
+    assert "QEMU" in guest[0].hint or "libvirt" in guest[0].hint
+
+
+def test_a_vm_without_iommu_is_told_qemus_and_libvirts_iommu_device():
+    (reason,) = host_reasons(replace(VM, iommu_present=False, iommu_enabled=False))
+    assert "-device intel-iommu" in reason.hint
+    assert "<iommu model='intel'>" in reason.hint
+
+
+def test_kernel_fixes_are_the_same_on_a_vm():
+    """intel_iommu=on and modprobe are fixes inside the guest: hints unchanged."""
+    for fact in ("iommu_enabled", "vfio_pci", "kernel_pci_iov"):
+        assert host_reasons(replace(VM, **{fact: False})) == host_reasons(
+            replace(READY, **{fact: False})
+        )
+
+
+@pytest.mark.parametrize(
+    ("changes", "support"),
+    [
+        ({"firmware_sriov_enabled": False}, SriovSupport.FIRMWARE_DISABLED),
+        ({"acs": False}, SriovSupport.MISSING_ACS),
+    ],
+)
+def test_on_a_vm_adapter_hints_name_the_hypervisor(changes, support):
+    facts = replace(VM, **changes)
+    assert adapter_support(PF, facts) is support
+    reason = adapter_reason(PF, support, facts)
+    assert reason is not None and "this host is a VM" in reason.hint
+    assert "BIOS" not in reason.hint
+    metal = adapter_reason(PF, support, replace(READY, **changes))
+    assert metal is not None and "this host is a VM" not in metal.hint
+
+
+@pytest.mark.parametrize(
+    "cap_changes",
+    [{"bus_resources": False}, {"vf_bar_space": False}],
+)
+def test_on_a_vm_bus_and_bar_hints_name_the_root_port_settings(cap_changes):
+    pf = replace(PF, sriov=replace(CAP, **cap_changes))
+    support = adapter_support(pf, VM)
+    reason = adapter_reason(pf, support, VM)
+    assert reason is not None and "pcie-root-port" in reason.hint
+    assert "BIOS" not in reason.hint

@@ -7,12 +7,14 @@ root for the default unit directory. Idempotent: an identical unit is not rewrit
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from importlib import resources
 from pathlib import Path
 
-from iovctl.errors import StateError
+from iovctl.domain.text import shown
+from iovctl.errors import InvalidInput, StateError
 
 UNIT_NAME = "iovctl-apply.service"
 
@@ -22,10 +24,26 @@ def render_unit(command: str, state_dir: Path) -> str:
     return template.replace("@IOVCTL@", command).replace("@STATE_DIR@", str(state_dir))
 
 
+#: A path systemd reads as written in ``Environment=`` and ``ConditionPathExists=``:
+#: no whitespace (splits), ``%`` (specifiers), quotes, backslashes or newlines (which
+#: would add directives of the caller's choosing to a unit run as root at boot).
+_UNIT_PATH_RE = re.compile(r"/[A-Za-z0-9_./+@:,=-]*")
+
+
 def install_unit(
     unit_dir: Path, command: str, state_dir: Path, *, enable: bool = True
 ) -> dict[str, object]:
-    """Write (if changed) and enable the unit. Returns what was done."""
+    """Write (if changed) and enable the unit. Returns what was done.
+
+    Raises InvalidInput(``unit-path-unsafe``) for a state directory the unit file
+    cannot hold as written.
+    """
+    if not _UNIT_PATH_RE.fullmatch(str(state_dir)):
+        raise InvalidInput(
+            "unit-path-unsafe",
+            f"state directory {shown(str(state_dir))} cannot be written into a systemd unit",
+            "use a state directory path of letters, digits and _ . / + @ : , = -",
+        )
     text = render_unit(command, state_dir)
     path = unit_dir / UNIT_NAME
     changed = not path.is_file() or path.read_text() != text

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from iovctl.bench.datapath import BenchPlan, DatapathBench, Tool
@@ -24,14 +23,18 @@ def run_datapath(
 ) -> int:
     """``iovctl bench datapath``: measure, print, and write ``json_path`` if given.
     ``adapter``: a real PF to measure instead of an emulated one."""
+    from iovctl.adapters.output_file import check_output_path, write_output_file
+
+    if json_path is not None:
+        check_output_path(json_path)  # before minutes of measuring, not after
     plan = BenchPlan(vms=vms, quick=quick, tool=Tool(tool))
 
     def progress(message: str) -> None:
         print(f"bench: {message}", file=sys.stderr, flush=True)
 
     doc = DatapathBench(plan, progress, adapter=adapter).run()
-    if json_path:
-        Path(json_path).write_text(json.dumps(doc, indent=2) + "\n")
+    if json_path is not None:
+        write_output_file(json_path, json.dumps(doc, indent=2) + "\n")
     if output == "json":
         sys.stdout.write(json.dumps(doc) + "\n")
     else:

@@ -168,7 +168,6 @@ def _write_snapshot(doc: dict[str, Any], args: argparse.Namespace) -> None:
     """The spec as YAML (or JSON under ``-o json``: YAML reads it too) to --file or stdout."""
     import json
     import sys
-    from pathlib import Path
 
     import yaml
 
@@ -179,16 +178,9 @@ def _write_snapshot(doc: dict[str, Any], args: argparse.Namespace) -> None:
     if args.file is None:
         sys.stdout.write(text)
         return
-    try:
-        Path(args.file).write_text(text)
-    except OSError as exc:
-        from iovctl.errors import InvalidInput
+    from iovctl.adapters.output_file import write_output_file
 
-        raise InvalidInput(
-            "output-unwritable",
-            f"cannot write the host spec to {args.file}: {exc.strerror}",
-            "give --file a path in a writable directory",
-        ) from exc
+    write_output_file(args.file, text)  # whole or not at all; a directory is refused
     if args.output != "json":
         render.note(f"host spec written to {args.file} (load it with --sim {args.file})")
 

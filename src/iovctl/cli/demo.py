@@ -86,6 +86,11 @@ def run_demo(run: Callable[[Sequence[str]], int], keep: str | None = None) -> in
     """Run every step through ``run`` (the CLI's in-process entry point)."""
     from rich.console import Console
 
+    if keep is not None:
+        from iovctl.adapters.output_file import check_unused_directory
+
+        # The tour's commands assume a fresh host: a used directory makes them fail.
+        check_unused_directory(keep, "the demo's state")
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="iovctl-demo-") as scratch:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from iovctl import __version__
+from iovctl.domain.text import shown
 from iovctl.errors import IovctlError
 
 if TYPE_CHECKING:
@@ -156,6 +157,7 @@ def print_error(exc: IovctlError, as_json: bool) -> None:
     if as_json:
         sys.stderr.write(json.dumps({"error": exc.to_dict()}) + "\n")
         return
-    print(str(exc), file=sys.stderr)
+    # Messages repeat what the user gave: never raw escapes, never 10,000 characters.
+    print(shown(str(exc), 400), file=sys.stderr)
     if exc.hint:
-        print(f"hint: {exc.hint}", file=sys.stderr)
+        print(f"hint: {shown(exc.hint, 1000)}", file=sys.stderr)

@@ -12,6 +12,7 @@ from typing import Any
 
 from iovctl import __version__
 from iovctl.cli.commands import COMMANDS, GROUPS, INT, Command
+from iovctl.domain.text import shown
 from iovctl.domain.validation import parse_integer
 from iovctl.errors import InvalidInput
 
@@ -21,7 +22,10 @@ DESCRIPTION = "SR-IOV network I/O virtualization for Linux/KVM hosts, the Hyper-
 
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise InvalidInput("usage", f"{self.prog}: {message}", f"see: {self.prog} --help")
+        # argparse repeats the offending argument as typed: escapes and all.
+        raise InvalidInput(
+            "usage", f"{self.prog}: {shown(message, 500)}", f"see: {self.prog} --help"
+        )
 
 
 def _integer(flag: str) -> Callable[[str], int]:

@@ -4,9 +4,11 @@ Format (every key optional unless noted; see specs/demo.yaml)::
 
     name: demo                       # required
     description: free text
-    cpu: {vendor: intel, virtualization: true, slat: true}
+    cpu: {vendor: intel, virtualization: true, slat: true, hypervisor: false}
     iommu: {present: true, enabled: true, dma_remapping: true, interrupt_remapping: true}
     firmware: {sriov_enabled: true, pcie_native_control: true, acs: true}
+    # interrupt_remapping, the firmware facts and kernel.pci_iov may be null: what a
+    # real host could not check (unverified). cpu.hypervisor: the host is a VM.
     kernel: {pci_iov: true, vfio_pci: true, cmdline: "intel_iommu=on iommu=pt"}
     adapters:                        # required, at least one
       - name: enp1s0                 # required
@@ -15,7 +17,7 @@ Format (every key optional unless noted; see specs/demo.yaml)::
         device_id: "10c9"
         driver: igb                  # null = no PF driver bound
         model: "82576 Gigabit Network Connection"
-        link_speed_mbps: 1000
+        link_speed_mbps: 1000        # null = unknown (no link); at most 1,600,000
         numa_node: 0
         mac: "52:54:00:aa:00:01"
         sriov:                       # absent = not SR-IOV capable
@@ -24,8 +26,8 @@ Format (every key optional unless noted; see specs/demo.yaml)::
           max_queue_pairs_per_vf: 1
           vf_driver: igbvf
           vf_device_id: "10ca"
-          vf_offset: 128             # routing-id offset and stride of VF 0 (PCIe SR-IOV cap)
-          vf_stride: 2
+          vf_offset: 128             # routing-id offset and stride of VF 0 (PCIe SR-IOV cap):
+          vf_stride: 2               #   both >= 1, the last VF within 0xffff
           unsupported: [link-state, min-rate]   # default: the driver's known table
           bus_resources: true
           vf_bar_space: true
@@ -39,15 +41,28 @@ the field. Pure: reading files (YAML, built-in specs) is ``adapters.sim.spec``'s
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from iovctl.domain.drivers import VF_DRIVER, unsupported_settings
 from iovctl.domain.model import Adapter, HostFacts, SriovCapability, VfSetting
+from iovctl.domain.text import first_control_character, shown
 from iovctl.domain.validation import normalize_mac
 from iovctl.errors import InvalidInput
 
 _PCI_RE = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$")
+_SPEC_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+#: Largest PCIe routing ID (bus << 8 | device << 3 | function): VFs past it do not exist.
+_MAX_RID = 0xFFFF
+#: Fastest Ethernet there is (1.6 Tb/s, IEEE 802.3dj); more is a typo.
+MAX_LINK_SPEED_MBPS = 1_600_000
+#: Bounds of counts a spec gives (queue pairs and the like): beyond them it is a typo.
+_MAX_COUNT = 1 << 20
+#: Most network adapters a spec may describe (one per PCI bus is already plenty).
+MAX_ADAPTERS = 256
+#: Longest free-text value (description, model, command line).
+_MAX_TEXT = 4096
 
 
 @dataclass(frozen=True)
@@ -93,23 +108,66 @@ def _section(doc: dict[str, Any], key: str) -> dict[str, Any]:
 def _flag(section: dict[str, Any], where: str, key: str, default: bool = True) -> bool:
     value = section.get(key, default)
     if not isinstance(value, bool):
-        raise spec_error(f"{where}.{key}", f"must be true or false, not {value!r}")
+        raise spec_error(f"{where}.{key}", f"must be true or false, not {shown(repr(value))}")
     return value
 
 
-def _int(section: dict[str, Any], where: str, key: str, default: int | None = None) -> int:
+def _maybe(section: dict[str, Any], where: str, key: str) -> bool | None:
+    """A fact a real host may be unable to check: true, false or null (unverified)."""
+    if key in section and section[key] is None:
+        return None
+    value = section.get(key, True)
+    if not isinstance(value, bool):
+        raise spec_error(
+            f"{where}.{key}", f"must be true, false or null (unverified), not {shown(repr(value))}"
+        )
+    return value
+
+
+def _int(
+    section: dict[str, Any],
+    where: str,
+    key: str,
+    default: int | None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = _MAX_COUNT,
+) -> int:
     value = section.get(key, default)
     if value is None:
         raise spec_error(f"{where}.{key}", "is required")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise spec_error(f"{where}.{key}", f"must be a non-negative integer, not {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise spec_error(
+            f"{where}.{key}",
+            f"must be an integer from {minimum} to {maximum}, not {shown(repr(value))}",
+        )
     return value
+
+
+def _text(section: dict[str, Any], where: str, key: str, default: str) -> str:
+    value = section.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str) or len(value) > _MAX_TEXT:
+        raise spec_error(
+            f"{where}.{key}",
+            f"must be text of at most {_MAX_TEXT} characters, not {shown(repr(value))}",
+        )
+    return value
+
+
+def _link_speed(raw: dict[str, Any], where: str) -> int | None:
+    """Mb/s, or None (``null``) when unknown: no link, or a driver that does not say."""
+    value = raw.get("link_speed_mbps", 1000)
+    if value is None:
+        return None
+    return _int(raw, where, "link_speed_mbps", 1000, minimum=1, maximum=MAX_LINK_SPEED_MBPS)
 
 
 def _hexid(section: dict[str, Any], where: str, key: str, default: str) -> str:
     value = str(section.get(key, default)).lower().removeprefix("0x")
     if not re.fullmatch(r"[0-9a-f]{4}", value):
-        raise spec_error(f"{where}.{key}", f"must be 4 hex digits, not {value!r}")
+        raise spec_error(f"{where}.{key}", f"must be 4 hex digits, not {shown(repr(value))}")
     return value
 
 
@@ -117,19 +175,20 @@ def _facts(doc: dict[str, Any]) -> HostFacts:
     cpu, iommu = _section(doc, "cpu"), _section(doc, "iommu")
     fw, kernel = _section(doc, "firmware"), _section(doc, "kernel")
     return HostFacts(
-        cpu_vendor=str(cpu.get("vendor", "intel")),
+        cpu_vendor=_text(cpu, "cpu", "vendor", "intel"),
         cpu_virtualization=_flag(cpu, "cpu", "virtualization"),
         cpu_slat=_flag(cpu, "cpu", "slat"),
         iommu_present=_flag(iommu, "iommu", "present"),
         iommu_enabled=_flag(iommu, "iommu", "enabled"),
         dma_remapping=_flag(iommu, "iommu", "dma_remapping"),
-        interrupt_remapping=_flag(iommu, "iommu", "interrupt_remapping"),
-        firmware_sriov_enabled=_flag(fw, "firmware", "sriov_enabled"),
-        pcie_native_control=_flag(fw, "firmware", "pcie_native_control"),
-        acs=_flag(fw, "firmware", "acs"),
-        kernel_pci_iov=_flag(kernel, "kernel", "pci_iov"),
+        interrupt_remapping=_maybe(iommu, "iommu", "interrupt_remapping"),
+        firmware_sriov_enabled=_maybe(fw, "firmware", "sriov_enabled"),
+        pcie_native_control=_maybe(fw, "firmware", "pcie_native_control"),
+        acs=_maybe(fw, "firmware", "acs"),
+        kernel_pci_iov=_maybe(kernel, "kernel", "pci_iov"),
         vfio_pci=_flag(kernel, "kernel", "vfio_pci"),
-        kernel_cmdline=str(kernel.get("cmdline", "")),
+        kernel_cmdline=_text(kernel, "kernel", "cmdline", ""),
+        virtual_machine=_flag(cpu, "cpu", "hypervisor", False),
     )
 
 
@@ -149,13 +208,21 @@ def _sriov(raw: Any, where: str, driver: str | None) -> SriovCapability | None:
             unsupported = frozenset(VfSetting(s) for s in unsupported_raw)
         except (ValueError, TypeError) as exc:
             choices = ", ".join(s.value for s in VfSetting)
-            raise spec_error(f"{where}.unsupported", f"{exc}; settings are: {choices}") from exc
-    per_vf = _int(raw, where, "max_queue_pairs_per_vf", 1)
+            raise spec_error(
+                f"{where}.unsupported", f"{shown(str(exc))}; settings are: {choices}"
+            ) from exc
+    per_vf = _int(raw, where, "max_queue_pairs_per_vf", 1, minimum=1)
+    queue_pairs = _int(raw, where, "queue_pairs", total * per_vf, minimum=1)
+    if per_vf > queue_pairs:
+        raise spec_error(
+            f"{where}.max_queue_pairs_per_vf", f"exceeds the PF's queue_pairs ({queue_pairs})"
+        )
     return SriovCapability(
         total_vfs=total,
-        queue_pairs=_int(raw, where, "queue_pairs", total * per_vf),
+        queue_pairs=queue_pairs,
         max_queue_pairs_per_vf=per_vf,
-        vf_driver=str(raw.get("vf_driver") or VF_DRIVER.get(driver or "", "unknown")),
+        vf_driver=_text(raw, where, "vf_driver", VF_DRIVER.get(driver or "", "unknown"))
+        or "unknown",
         vf_device_id=_hexid(raw, where, "vf_device_id", "0000"),
         unsupported=unsupported,
         bus_resources=_flag(raw, where, "bus_resources"),
@@ -170,14 +237,17 @@ def _adapter(raw: Any, i: int) -> AdapterSpec:
     name = raw.get("name")
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]{1,15}", name):
         raise spec_error(
-            f"{where}.name", f"must be a Linux interface name (1-15 chars), not {name!r}"
+            f"{where}.name",
+            f"must be a Linux interface name (1-15 chars), not {shown(repr(name))}",
         )
     where = f"adapter {name}"
     pci = str(raw.get("pci_address", "")).lower()
     if not _PCI_RE.fullmatch(pci):
-        raise spec_error(f"{where}.pci_address", f"must look like 0000:01:00.0, not {pci!r}")
+        raise spec_error(
+            f"{where}.pci_address", f"must look like 0000:01:00.0, not {shown(repr(pci))}"
+        )
     driver = raw.get("driver")
-    if driver is not None and not isinstance(driver, str):
+    if driver is not None and not (isinstance(driver, str) and 0 < len(driver) <= 64):
         raise spec_error(f"{where}.driver", "must be a driver name or null")
     sriov = _sriov(raw.get("sriov"), f"{where}.sriov", driver)
     num_vfs = _int(raw, where, "num_vfs", 0)
@@ -193,38 +263,60 @@ def _adapter(raw: Any, i: int) -> AdapterSpec:
         vendor_id=_hexid(raw, where, "vendor_id", "8086"),
         device_id=_hexid(raw, where, "device_id", "0000"),
         driver=driver,
-        model=str(raw.get("model", "Ethernet controller")),
-        link_speed_mbps=_int(raw, where, "link_speed_mbps", 1000),
-        numa_node=_int(raw, where, "numa_node", 0),
+        model=_text(raw, where, "model", "Ethernet controller"),
+        link_speed_mbps=_link_speed(raw, where),
+        numa_node=_int(raw, where, "numa_node", 0, maximum=1023),
         mac=mac,
         sriov=sriov,
         num_vfs=num_vfs,
     )
     sriov_raw = raw.get("sriov") or {}
-    return AdapterSpec(
-        adapter,
-        vf_offset=_int(sriov_raw, f"{where}.sriov", "vf_offset", 128),
-        vf_stride=_int(sriov_raw, f"{where}.sriov", "vf_stride", 2),
-    )
+    # PCIe SR-IOV capability: VF n has routing ID PF + First VF Offset + n * VF Stride;
+    # neither is 0 (VF 0 is not the PF, two VFs never share an address).
+    offset = _int(sriov_raw, f"{where}.sriov", "vf_offset", 128, minimum=1, maximum=_MAX_RID)
+    stride = _int(sriov_raw, f"{where}.sriov", "vf_stride", 2, minimum=1, maximum=_MAX_RID)
+    if sriov is not None:
+        last = _rid(pci) + offset + (sriov.total_vfs - 1) * stride
+        if last > _MAX_RID:
+            raise spec_error(
+                f"{where}.sriov",
+                f"VF {sriov.total_vfs - 1} would sit at routing ID {last:#x}, past the PCI "
+                f"address space ({_MAX_RID:#x}): lower vf_offset, vf_stride or total_vfs",
+            )
+    return AdapterSpec(adapter, vf_offset=offset, vf_stride=stride)
 
 
 def parse_spec(doc: Any) -> HostSpec:
     """Validate a host spec document (already parsed from YAML/JSON)."""
     if not isinstance(doc, dict):
         raise spec_error("document", "must be a mapping")
+    hidden = first_control_character(doc)
+    if hidden is not None:
+        where, char = hidden
+        raise spec_error(
+            shown(where), f"holds the control character U+{ord(char):04X} (terminals obey it)"
+        )
     name = doc.get("name")
-    if not isinstance(name, str) or not name:
+    if name is None or name == "":
         raise spec_error("name", "is required")
+    if not isinstance(name, str) or not _SPEC_NAME_RE.fullmatch(name):
+        raise spec_error(
+            "name",
+            f"must be 1-64 letters, digits, '_', '.', ':' or '-', not {shown(repr(name))}",
+        )
     raw_adapters = doc.get("adapters")
     if not isinstance(raw_adapters, list) or not raw_adapters:
         raise spec_error("adapters", "must be a non-empty list")
+    if len(raw_adapters) > MAX_ADAPTERS:
+        raise spec_error("adapters", f"more than {MAX_ADAPTERS}; no host has that many NICs")
     adapters = tuple(_adapter(raw, i) for i, raw in enumerate(raw_adapters))
     for key in ("name", "pci_address", "mac"):
-        values = [getattr(a.adapter, key) for a in adapters]
-        dupes = sorted({v for v in values if values.count(v) > 1})
+        counts = Counter(getattr(a.adapter, key) for a in adapters)
+        dupes = sorted(v for v, n in counts.items() if n > 1)
         if dupes:
             raise spec_error("adapters", f"duplicate {key}: {', '.join(dupes)}")
-    return HostSpec(name, str(doc.get("description", "")), _facts(doc), adapters, doc)
+    description = _text(doc, "document", "description", "")
+    return HostSpec(name, description, _facts(doc), adapters, doc)
 
 
 def _rid(pci: str) -> int:
@@ -259,6 +351,8 @@ def spec_document(
             "numa_node": a.numa_node,
             "mac": a.mac,
         }
+        if not a.mac:  # no netdev (driver unbound): the loader makes one up
+            del entry["mac"]
         cap = a.sriov
         if cap is not None:
             vfs = vf_addresses.get(a.name, [])
@@ -285,6 +379,7 @@ def spec_document(
             "vendor": facts.cpu_vendor,
             "virtualization": facts.cpu_virtualization,
             "slat": facts.cpu_slat,
+            "hypervisor": facts.virtual_machine,
         },
         "iommu": {
             "present": facts.iommu_present,

@@ -111,7 +111,12 @@ class Reason:
 
 @dataclass(frozen=True)
 class HostFacts:
-    """What readiness is judged on; read from the machine or a host spec."""
+    """What readiness is judged on; read from the machine or a host spec.
+
+    A fact typed ``bool | None`` is None when it could not be checked (not root,
+    no IOMMU to ask, no signal Linux exposes): unverified, never a default shown
+    as a fact. Rules treat None as "not known to be missing" and say so.
+    """
 
     #: CPU vendor ("intel", "amd", ...), informational.
     cpu_vendor: str = "intel"
@@ -124,18 +129,22 @@ class HostFacts:
     #: The kernel uses it (iommu groups exist): off without intel_iommu=on etc.
     iommu_enabled: bool = True
     dma_remapping: bool = True
-    interrupt_remapping: bool = True
-    #: "SR-IOV Global Enable" in BIOS/UEFI.
-    firmware_sriov_enabled: bool = True
+    #: None: no IOMMU unit to ask, or it does not say.
+    interrupt_remapping: bool | None = True
+    #: "SR-IOV Global Enable" in BIOS/UEFI. None: no SR-IOV PF shows it either way.
+    firmware_sriov_enabled: bool | None = True
     #: Firmware grants the OS native PCIe control (ACPI _OSC); "pci=nomsi"-era BIOSes don't.
-    pcie_native_control: bool = True
-    #: Root ports carry Access Control Services.
-    acs: bool = True
-    #: Kernel built with CONFIG_PCI_IOV.
-    kernel_pci_iov: bool = True
+    pcie_native_control: bool | None = True
+    #: Root ports carry Access Control Services. None: config space unreadable (not root).
+    acs: bool | None = True
+    #: Kernel built with CONFIG_PCI_IOV. None: no SR-IOV device and no kernel config.
+    kernel_pci_iov: bool | None = True
     #: vfio-pci module available (needed to give a VF to a VM).
     vfio_pci: bool = True
     kernel_cmdline: str = ""
+    #: This host is itself a virtual machine (cpu flag ``hypervisor``): what a BIOS
+    #: setting fixes on metal is a setting of the hypervisor here.
+    virtual_machine: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,7 +175,8 @@ class Adapter:
     #: Bound PF driver, None when no driver is bound.
     driver: str | None
     model: str
-    link_speed_mbps: int
+    #: Mb/s; None when unknown (link down, no netdev, a driver that reports -1).
+    link_speed_mbps: int | None
     numa_node: int
     mac: str
     sriov: SriovCapability | None = None

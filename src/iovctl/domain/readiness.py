@@ -1,7 +1,11 @@
 """Readiness rules: why a host, an adapter or a switch cannot do SR-IOV.
 
 Mirrors Hyper-V's ``IovSupportReasons`` (messages in substance) and adds the Linux
-hint an admin needs: which kernel parameter, BIOS switch or module.
+hint an admin needs: which kernel parameter, BIOS switch or module. On a virtual
+machine (``HostFacts.virtual_machine``) a BIOS is not the fix: hints name the
+hypervisor's setting instead (QEMU and libvirt spelled out; others have the same
+knobs under other names). Facts that could not be checked (None) give no reason but
+an "unverified" note saying how to check by hand (:func:`unverified_facts`).
 """
 
 from __future__ import annotations
@@ -73,9 +77,85 @@ _HOST_RULES: tuple[tuple[str, str, str], ...] = (
 
 _HOST_REASONS = {code: Reason(code, msg, hint) for code, msg, hint in _HOST_RULES}
 
+_QEMU_IOMMU = (
+    "QEMU: -machine q35,kernel-irqchip=split -device intel-iommu,intremap=on "
+    "(amd-iommu on AMD); libvirt: <iommu model='intel'><driver intremap='on'/></iommu>"
+)
+
+#: On a virtual machine: the hypervisor's setting, where the metal's fix is a BIOS one.
+_VM_HINTS: dict[str, str] = {
+    "cpu-virtualization-missing": (
+        "this host is a VM: expose nested virtualization to it (QEMU: -cpu host with "
+        "kvm_intel nested=1 / kvm_amd nested=1 on the hypervisor; libvirt: <cpu "
+        "mode='host-passthrough'/>)"
+    ),
+    "slat-missing": (
+        "this host is a VM: pass EPT/NPT through with nested virtualization "
+        "(QEMU: -cpu host; libvirt: <cpu mode='host-passthrough'/>)"
+    ),
+    "iommu-missing": f"this host is a VM: give it a virtual IOMMU ({_QEMU_IOMMU})",
+    "dma-remapping-missing": f"this host is a VM: check its virtual IOMMU ({_QEMU_IOMMU})",
+    "interrupt-remapping-missing": (
+        "this host is a VM: turn on interrupt remapping of its virtual IOMMU "
+        "(QEMU: -device intel-iommu,intremap=on with kernel-irqchip=split; libvirt: "
+        "<iommu model='intel'><driver intremap='on'/></iommu>)"
+    ),
+    "firmware-sriov-disabled": (
+        "this host is a VM: its firmware has no SR-IOV switch; give it a virtual NIC "
+        "that offers SR-IOV (QEMU: -device igb) or pass through a physical PF"
+    ),
+    "pcie-native-control-denied": (
+        "this host is a VM: use a PCIe machine type (QEMU: -machine q35; libvirt: "
+        "machine='q35'), whose firmware hands PCIe control to the guest"
+    ),
+    "acs-missing": (
+        "this host is a VM: put each SR-IOV NIC behind its own PCIe root port "
+        "(QEMU: -device pcie-root-port; libvirt adds one per device on q35)"
+    ),
+}
+
+# (code, fact, message, hint): facts that could not be checked, and how to check them.
+_UNVERIFIED_RULES: tuple[tuple[str, str, str, str], ...] = (
+    (
+        "interrupt-remapping-unverified",
+        "interrupt_remapping",
+        "Interrupt remapping could not be checked: no IOMMU unit reports it.",
+        "once the IOMMU is on, check: dmesg | grep -i 'remapping'; "
+        "/proc/interrupts lists IR-PCI-MSI when it is in use",
+    ),
+    (
+        "firmware-sriov-unverified",
+        "firmware_sriov_enabled",
+        "Whether the firmware enables SR-IOV could not be checked: no adapter shows "
+        "SR-IOV with its VF resources assigned.",
+        "check the BIOS/UEFI setup for 'SR-IOV Global Enable'; with an SR-IOV NIC "
+        "installed, iovctl adapter list shows its support",
+    ),
+    (
+        "pcie-native-control-unverified",
+        "pcie_native_control",
+        "Whether the firmware hands PCIe control to Linux could not be checked.",
+        "check: dmesg | grep -i '_OSC' ('OS now controls' means granted)",
+    ),
+    (
+        "acs-unverified",
+        "acs",
+        "Access Control Services on the ports above SR-IOV adapters could not be "
+        "checked: their PCIe extended config space is readable only by root.",
+        "run iovctl host as root, or check: sudo lspci -vvv | grep -i 'Access Control'",
+    ),
+    (
+        "kernel-pci-iov-unverified",
+        "kernel_pci_iov",
+        "Whether the kernel has SR-IOV support (CONFIG_PCI_IOV) could not be checked.",
+        "check: grep CONFIG_PCI_IOV /boot/config-$(uname -r)",
+    ),
+)
+
 
 def host_reasons(facts: HostFacts) -> list[Reason]:
-    """Every unmet host prerequisite; empty means the host supports SR-IOV."""
+    """Every host prerequisite known to be unmet; empty means none is known missing
+    (see :func:`unverified_facts` for those that could not be checked)."""
     unmet = {
         "cpu-virtualization-missing": not facts.cpu_virtualization,
         "slat-missing": not facts.cpu_slat,
@@ -84,14 +164,37 @@ def host_reasons(facts: HostFacts) -> list[Reason]:
         "dma-remapping-missing": facts.iommu_present
         and facts.iommu_enabled
         and not facts.dma_remapping,
-        "interrupt-remapping-missing": facts.iommu_present and not facts.interrupt_remapping,
-        "firmware-sriov-disabled": not facts.firmware_sriov_enabled,
-        "pcie-native-control-denied": not facts.pcie_native_control,
-        "acs-missing": not facts.acs,
-        "kernel-no-pci-iov": not facts.kernel_pci_iov,
+        "interrupt-remapping-missing": facts.iommu_present and facts.interrupt_remapping is False,
+        "firmware-sriov-disabled": facts.firmware_sriov_enabled is False,
+        "pcie-native-control-denied": facts.pcie_native_control is False,
+        "acs-missing": facts.acs is False,
+        "kernel-no-pci-iov": facts.kernel_pci_iov is False,
         "vfio-pci-missing": not facts.vfio_pci,
     }
-    return [_HOST_REASONS[code] for code, _, _ in _HOST_RULES if unmet[code]]
+    return [_for_host(_HOST_REASONS[code], facts) for code, _, _ in _HOST_RULES if unmet[code]]
+
+
+def unverified_facts(facts: HostFacts) -> list[Reason]:
+    """The facts that could not be checked (None), each with how to check by hand.
+
+    Interrupt remapping is not listed when there is no IOMMU in use: the IOMMU's
+    own reason comes first, and says more.
+    """
+    out = []
+    for code, fact, message, hint in _UNVERIFIED_RULES:
+        if getattr(facts, fact) is not None:
+            continue
+        if fact == "interrupt_remapping" and not iommu_usable(facts):
+            continue
+        out.append(Reason(code, message, hint))
+    return out
+
+
+def _for_host(reason: Reason, facts: HostFacts) -> Reason:
+    """``reason`` with the hypervisor's hint on a virtual machine."""
+    if facts.virtual_machine and reason.code in _VM_HINTS:
+        return Reason(reason.code, reason.message, _VM_HINTS[reason.code])
+    return reason
 
 
 def iommu_usable(facts: HostFacts) -> bool:
@@ -130,18 +233,41 @@ _ADAPTER_TEXT: dict[SriovSupport, tuple[str, str]] = {
 }
 
 
+#: On a virtual machine: the hypervisor's setting for the adapter reasons a BIOS fixes.
+_ADAPTER_VM_HINTS: dict[SriovSupport, str] = {
+    SriovSupport.FIRMWARE_DISABLED: (
+        "this host is a VM: give it a virtual NIC that offers SR-IOV (QEMU: -device igb) "
+        "or pass through a physical PF whose host firmware enables SR-IOV"
+    ),
+    SriovSupport.NO_IOMMU_SUPPORT: f"this host is a VM: give it a virtual IOMMU ({_QEMU_IOMMU})",
+    SriovSupport.MISSING_ACS: (
+        "this host is a VM: put adapter {name} behind its own PCIe root port "
+        "(QEMU: -device pcie-root-port; libvirt adds one per device on q35)"
+    ),
+    SriovSupport.NO_BUS_RESOURCES: (
+        "this host is a VM: reserve bus numbers on the root port above {pci} "
+        "(QEMU: -device pcie-root-port,bus-reserve=N), or boot it with pci=assign-busses"
+    ),
+    SriovSupport.NO_VF_BAR_SPACE: (
+        "this host is a VM: boot it with pci=realloc, or give its root port more memory "
+        "window (QEMU: pcie-root-port mem-reserve=/pref64-reserve=)"
+    ),
+}
+
+
 def adapter_support(adapter: Adapter, facts: HostFacts) -> SriovSupport:
-    """``SriovSupport`` of one adapter, first failing check wins."""
+    """``SriovSupport`` of one adapter, first failing check wins; an unverified
+    fact (None) fails no check."""
     cap = adapter.sriov
-    if cap is None or not facts.kernel_pci_iov:
+    if cap is None or facts.kernel_pci_iov is False:
         return SriovSupport.NOT_CAPABLE
     if adapter.driver is None:
         return SriovSupport.MISSING_PF_DRIVER
-    if not facts.firmware_sriov_enabled:
+    if facts.firmware_sriov_enabled is False:
         return SriovSupport.FIRMWARE_DISABLED
     if not iommu_usable(facts):
         return SriovSupport.NO_IOMMU_SUPPORT
-    if not facts.acs:
+    if facts.acs is False:
         return SriovSupport.MISSING_ACS
     if not cap.bus_resources:
         return SriovSupport.NO_BUS_RESOURCES
@@ -150,10 +276,16 @@ def adapter_support(adapter: Adapter, facts: HostFacts) -> SriovSupport:
     return SriovSupport.SUPPORTED
 
 
-def adapter_reason(adapter: Adapter, support: SriovSupport) -> Reason | None:
+def adapter_reason(
+    adapter: Adapter, support: SriovSupport, facts: HostFacts | None = None
+) -> Reason | None:
+    """Why ``adapter`` has ``support``; None when supported. With ``facts`` of a
+    virtual machine the hint names the hypervisor's setting."""
     if support is SriovSupport.SUPPORTED:
         return None
     message, hint = _ADAPTER_TEXT[support]
+    if facts is not None and facts.virtual_machine:
+        hint = _ADAPTER_VM_HINTS.get(support, hint)
     fill = {"name": adapter.name, "pci": adapter.pci_address}
     return Reason(f"adapter-{support.value}", message.format(**fill), hint.format(**fill))
 
@@ -173,7 +305,7 @@ def switch_reasons(switch: VirtualSwitch, uplink: Adapter, facts: HostFacts) -> 
         return reasons
     reasons.extend(host_reasons(facts))
     support = adapter_support(uplink, facts)
-    reason = adapter_reason(uplink, support)
+    reason = adapter_reason(uplink, support, facts)
     if reason is not None:
         reasons.append(reason)
     elif not uplink.sriov_enabled:

@@ -33,7 +33,7 @@ from iovctl.domain.model import (
     VmNetworkAdapter,
 )
 from iovctl.domain.names import bridge_name
-from iovctl.domain.readiness import adapter_reason, adapter_support
+from iovctl.domain.readiness import adapter_reason, adapter_support, unverified_facts
 
 # -- views ---------------------------------------------------------------------------
 
@@ -64,6 +64,8 @@ class HostView:
     backend: str
     iov_support: bool
     iov_support_reasons: list[ReasonView]
+    #: Facts that could not be checked here (None in ``facts``), with how to check.
+    unverified_facts: list[ReasonView]
     facts: HostFacts
     adapters: list[HostAdapterView]
 
@@ -79,7 +81,8 @@ class AdapterView:
     #: Bound PF driver; None when none is bound.
     driver: str | None
     model: str
-    link_speed_mbps: int
+    #: None: unknown (no link, or no netdev to ask).
+    link_speed_mbps: int | None
     numa_node: int
     mac: str
     sriov_capable: bool
@@ -399,6 +402,7 @@ def host_view(
         backend=backend,
         iov_support=not reasons,
         iov_support_reasons=[reason_view(r) for r in reasons],
+        unverified_facts=[reason_view(r) for r in unverified_facts(facts)],
         facts=facts,
         adapters=[
             HostAdapterView(
@@ -416,7 +420,7 @@ def adapter_view(
     adapter: Adapter, facts: HostFacts, in_use: int, qps_in_use: int, switch: str | None
 ) -> AdapterView:
     support = adapter_support(adapter, facts)
-    reason = adapter_reason(adapter, support)
+    reason = adapter_reason(adapter, support, facts)
     cap = adapter.sriov
     return AdapterView(
         name=adapter.name,

@@ -133,6 +133,9 @@ class HostSpec:
     #: sys/class/iommu units -> Intel ecap (None: an AMD ivhd unit without ecap).
     iommu_units: dict[str, str | None] = field(default_factory=lambda: {"dmar0": ECAP_WITH_IR})
     interrupts: str = "  24:  0  0  IR-PCI-MSIX-0000:01:00.0  0-edge  enp1s0-TxRx-0\n"
+    #: PCIe port services (bus/pci_express/devices): AER on the root port, which
+    #: portdrv registers only when ACPI _OSC granted the OS control.
+    port_services: tuple[str, ...] = ("0000:00:02.0:pcie002",)
     loaded_modules: tuple[str, ...] = ("vfio_pci", "igb")
     kernel_release: str = "6.1.0-test-amd64"
     modules_dep: str | None = None
@@ -335,6 +338,14 @@ def build(root: Path, spec: HostSpec) -> Tree:
             tree.set_iommu_group(pf.address, pf.iommu_group)
         for vf in pf.vfs:
             tree.add_vf(pf, vf)
+
+    services = tree.sys / "bus" / "pci_express" / "devices"
+    services.mkdir(parents=True)
+    for service in spec.port_services:
+        port = service.rsplit(":", 1)[0]
+        target = bridges.get(port, host_bridge) / service
+        target.mkdir(parents=True)
+        _symlink(services / service, target)
 
     procdir = root / "proc"
     _write(procdir / "cpuinfo", spec.cpuinfo)

@@ -61,8 +61,12 @@ def test_pf_field_edge_cases(
     assert getattr(pf, field) == expected
 
 
-@pytest.mark.parametrize(("speed", "expected"), [("1000", 1000), ("-1", 0), (None, 0)])
-def test_link_speed_unknown_is_zero(tmp_path: Path, speed: str | None, expected: int) -> None:
+@pytest.mark.parametrize(
+    ("speed", "expected"), [("1000", 1000), ("-1", None), ("0", None), (None, None)]
+)
+def test_link_speed_unknown_is_none_not_zero(
+    tmp_path: Path, speed: str | None, expected: int | None
+) -> None:
     build(tmp_path, igb_host(speed=speed))
     assert SysfsPci(tmp_path).link_speed("enp1s0") == expected
 

@@ -185,7 +185,7 @@ class LinuxHost:
             device_id=pf.device_id,
             driver=pf.driver,
             model=self.pci_ids.model(pf.vendor_id, pf.device_id),
-            link_speed_mbps=self.sysfs.link_speed(netdev) if netdev else 0,
+            link_speed_mbps=self.sysfs.link_speed(netdev) if netdev else None,
             numa_node=pf.numa_node,
             mac=self.sysfs.mac(netdev) if netdev else "",
             sriov=self._capability(pf),

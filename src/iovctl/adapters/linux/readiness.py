@@ -2,9 +2,10 @@
 
 :class:`HostProbe` fills :class:`~iovctl.domain.model.HostFacts`; the domain's rules
 (domain/readiness.py) turn them into reasons. Every path derives from ``root``. Where
-Linux exposes no reliable signal the fact defaults to True and the method docstring
-says why: a false "not ready" blocks an admin, a missed one is caught later by the
-kernel's own refusal (which the adapters translate).
+Linux exposes no reliable signal (or only root may read it) the fact is None,
+unverified, and the method docstring says what was tried: never a default shown as
+a fact. The rules turn None into an "unverified" note, not a reason, since a false
+"not ready" blocks an admin and the kernel's own refusal catches a real gap later.
 
 The PCIe capability parsing (:func:`acs_capability` and friends) is pure and works on
 config-space bytes. Must not import netlink code, services or the CLI.
@@ -144,6 +145,7 @@ class HostProbe:
         self.acpi_tables = self.root / "sys" / "firmware" / "acpi" / "tables"
         self.class_iommu = self.root / "sys" / "class" / "iommu"
         self.modules = self.root / "sys" / "module"
+        self.port_services = self.root / "sys" / "bus" / "pci_express" / "devices"
 
     def facts(self) -> HostFacts:
         cpuinfo = self._cpuinfo()
@@ -164,6 +166,8 @@ class HostProbe:
             kernel_pci_iov=self.kernel_pci_iov(),
             vfio_pci=self.vfio_pci(),
             kernel_cmdline=cmdline,
+            # arch/x86/kernel/cpu: X86_FEATURE_HYPERVISOR, CPUID.1:ECX bit 31.
+            virtual_machine="hypervisor" in cpuinfo.get("flags", set()),
         )
 
     # -- CPU
@@ -204,15 +208,14 @@ class HostProbe:
         """The kernel uses the IOMMU: ``/sys/kernel/iommu_groups`` is not empty."""
         return bool(_list(self.sysfs.iommu_groups_dir))
 
-    def interrupt_remapping(self, cmdline: str) -> bool:
+    def interrupt_remapping(self, cmdline: str) -> bool | None:
         """Interrupt remapping, from the strongest signal available.
 
         1. ``/proc/interrupts`` chips named ``IR-...`` (IR-PCI-MSI, IR-IO-APIC): in use.
         2. ``intremap=off`` on the command line: disabled (drivers/iommu/irq_remapping.c).
         3. Intel: bit 3 of any ``/sys/class/iommu/dmar*/intel-iommu/ecap``.
         4. AMD: every IVHD unit remaps interrupts (AMD-Vi spec); an ``ivhd*`` unit is True.
-        5. Otherwise unknown; assumed True (with no IOMMU unit registered the IOMMU
-           facts already make the host not ready, so this adds no false reason).
+        5. Otherwise None: no IOMMU unit registered (no IOMMU, or it is off) to ask.
         """
         if "IR-" in self._read(self.proc / "interrupts"):
             return True
@@ -224,56 +227,83 @@ class HostProbe:
             for unit in units
             if unit.startswith("dmar")
         ]
-        ecaps = [value for value in ecaps if value]
+        ecaps = [value for value in ecaps if _is_hex(value)]
         if ecaps:
             return any(int(value, 16) & _ECAP_IR for value in ecaps)
-        return True
+        if any(unit.startswith("ivhd") for unit in units):
+            return True
+        return None
 
     # -- firmware / platform
 
-    def firmware_sriov_enabled(self) -> bool:
-        """Always True: a BIOS with SR-IOV disabled hides the capability or leaves VF
-        resources unassigned, which Linux cannot tell apart from a NIC without SR-IOV;
-        per adapter the unassigned VF BARs and short bus ranges are reported instead
+    def firmware_sriov_enabled(self) -> bool | None:
+        """True when some SR-IOV PF got its VF resources from the firmware (VF BARs
+        assigned, bus numbers routed): the firmware evidently enables SR-IOV. Otherwise
+        None: a BIOS with SR-IOV disabled hides the capability or leaves VF resources
+        unassigned, which Linux cannot tell apart from a NIC without SR-IOV; per
+        adapter the unassigned VF BARs and short bus ranges are reported instead
         (SriovCapability.vf_bar_space / bus_resources)."""
-        return True
+        for pf in self.sysfs.network_pfs():
+            if pf.total_vfs is None or not pf.total_vfs:
+                continue
+            if not self.sysfs.vf_bar_unassigned(pf.address) and not self.sysfs.vf_bus_range_short(
+                pf.address, pf.total_vfs
+            ):
+                return True
+        return None
 
-    @staticmethod
-    def pcie_native_control(cmdline: str) -> bool:
-        """False only with ``pcie_ports=compat`` (the OS leaves PCIe services to the
-        firmware, drivers/pci/pcie/portdrv.c). The ACPI _OSC outcome is logged to dmesg
-        only, which iovctl does not parse; assumed granted otherwise."""
-        return "pcie_ports=compat" not in cmdline.split()
+    def pcie_native_control(self, cmdline: str) -> bool | None:
+        """False with ``pcie_ports=compat`` (the OS leaves PCIe services to the
+        firmware), True with ``pcie_ports=native`` or when a port service that needs
+        control granted by ACPI _OSC is registered: PME, AER or hotplug, named
+        ``<port>:pcie001``/``002``/``004`` (drivers/pci/pcie/portdrv.c
+        get_port_device_capability checks host->native_pme/_aer/_pcie_hotplug).
+        Otherwise None: the _OSC outcome is only in dmesg, which iovctl does not parse."""
+        words = cmdline.split()
+        if "pcie_ports=compat" in words:
+            return False
+        if "pcie_ports=native" in words:
+            return True
+        services = _list(self.port_services)
+        if any(name.rsplit(":", 1)[-1] in _OSC_SERVICES for name in services):
+            return True
+        return None
 
-    def acs(self) -> bool:
+    def acs(self) -> bool | None:
         """Every root or downstream port above an SR-IOV PF can do ACS (SV, RR, CR, UF).
 
-        Read from each port's ``config`` (ACS extended capability 0x000D). A port whose
-        extended config space is unreadable (not root: only 64 bytes) counts as
-        capable, i.e. True means "no port known to lack ACS". The kernel may also treat
-        a port without the capability as isolating through quirks (drivers/pci/quirks.c
-        pci_dev_acs_enabled), so a VF's IOMMU group remains the final word.
+        Read from each port's ``config`` (ACS extended capability 0x000D). False when a
+        readable port lacks it; None when some port's extended config space is
+        unreadable (not root: only 64 bytes) or there is no SR-IOV PF to check. The
+        kernel may also treat a port without the capability as isolating through
+        quirks (drivers/pci/quirks.c pci_dev_acs_enabled), so a VF's IOMMU group
+        remains the final word.
         """
+        checked = unreadable = False
         for pf in self.sysfs.network_pfs():
             if pf.total_vfs is None:
                 continue
+            checked = True
             for bridge in self.sysfs.upstream_bridges(pf.address):
                 config = self.sysfs.config(bridge)
                 if not extended_config_readable(config):
+                    unreadable = True
                     continue
                 if pcie_port_type(config) not in (PCI_EXP_TYPE_ROOT_PORT, PCI_EXP_TYPE_DOWNSTREAM):
                     continue
                 cap = acs_capability(config)
                 if cap is None or not cap.isolates:
                     return False
+        if unreadable or not checked:
+            return None
         return True
 
     # -- kernel
 
-    def kernel_pci_iov(self) -> bool:
+    def kernel_pci_iov(self) -> bool | None:
         """CONFIG_PCI_IOV: proven by any ``sriov_totalvfs`` file; else read from the
-        kernel config (``boot/config-<release>`` or ``/proc/config.gz``); unknown
-        counts as True (without SR-IOV devices the adapters are not capable anyway)."""
+        kernel config (``boot/config-<release>`` or ``/proc/config.gz``); None when
+        neither is there."""
         if any(
             (self.sysfs.device_dir(address) / "sriov_totalvfs").exists()
             for address in self.sysfs.addresses()
@@ -281,7 +311,7 @@ class HostProbe:
             return True
         config = self._kernel_config()
         if config is None:
-            return True
+            return None
         return "CONFIG_PCI_IOV=y" in config.splitlines()
 
     def _kernel_config(self) -> str | None:
@@ -311,6 +341,19 @@ class HostProbe:
             return path.read_text(errors="replace")
         except OSError:
             return ""
+
+
+#: Port services portdrv registers only with PCIe control granted (pcie/portdrv.h:
+#: PCIE_PORT_SERVICE_PME 1, _AER 2, _HP 4).
+_OSC_SERVICES = frozenset({"pcie001", "pcie002", "pcie004"})
+
+
+def _is_hex(value: str) -> bool:
+    try:
+        int(value, 16)
+    except ValueError:
+        return False
+    return True
 
 
 def _list(path: Path) -> list[str]:

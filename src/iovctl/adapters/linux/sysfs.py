@@ -147,10 +147,11 @@ class SysfsPci:
             out.append(self.function(address))
         return out
 
-    def link_speed(self, netdev: str) -> int:
-        """Mbit/s from ``class/net/<if>/speed``; 0 when unknown (-1) or unreadable
-        (the kernel returns EINVAL while the link is down)."""
-        return max(self._read_int(self.class_net_dir / netdev / "speed") or 0, 0)
+    def link_speed(self, netdev: str) -> int | None:
+        """Mbit/s from ``class/net/<if>/speed``; None when unknown: -1 (SPEED_UNKNOWN,
+        ethtool.h), 0, or unreadable (the kernel returns EINVAL while the link is down)."""
+        speed = self._read_int(self.class_net_dir / netdev / "speed")
+        return speed if speed is not None and speed > 0 else None
 
     def mac(self, netdev: str) -> str:
         return self._read_text(self.class_net_dir / netdev / "address") or ""

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 SCHEMA_VERSION = 2
 
+#: ``PRAGMA application_id`` of a state store ("iovc"): a database without it (and
+#: without schema 1's tables, which stores written before the stamp have) is not
+#: iovctl's and is left alone.
+APPLICATION_ID = 0x696F7663
+
+#: The tables schema 1 creates.
+TABLES = frozenset({"meta", "switch", "vm", "nic", "event", "adapter_config"})
+
 MIGRATIONS: dict[int, str] = {
     1: """
 CREATE TABLE meta (

@@ -13,13 +13,14 @@ import contextlib
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from iovctl.adapters.sqlite.lease import Leases
-from iovctl.adapters.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from iovctl.adapters.sqlite.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION, TABLES
 from iovctl.domain.model import (
     Event,
     EventLevel,
@@ -41,6 +42,7 @@ from iovctl.domain.steps import (
     step_from_json,
     step_to_json,
 )
+from iovctl.domain.text import shown
 from iovctl.errors import Conflict, NotFound, StateError
 
 DB_NAME = "iovctl.db"
@@ -121,19 +123,39 @@ class SqliteStore:
         if state_dir is None:
             conn = sqlite3.connect(":memory:", isolation_level=None)
         else:
+            if not str(state_dir).strip() or "\0" in str(state_dir):
+                raise StateError(
+                    "state-unusable",
+                    f"the state directory {shown(repr(str(state_dir)))} is no path",
+                    "pass a directory path as --state-dir or IOVCTL_STATE_DIR",
+                )
             try:
                 state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             except OSError as exc:
                 raise StateError(
                     "state-dir-unusable",
-                    f"cannot create state directory {state_dir}: {exc.strerror}",
+                    f"cannot create state directory {shown(str(state_dir))}: {exc.strerror}",
                     "pass a writable --state-dir or set IOVCTL_STATE_DIR",
                 ) from exc
+            db = state_dir / DB_NAME
             try:
-                conn = sqlite3.connect(
-                    str(state_dir / DB_NAME), timeout=BUSY_TIMEOUT_S, isolation_level=None
-                )
-                _enable_wal(conn)
+                exists = db.is_file()
+            except OSError as exc:  # a directory we may not search (EACCES)
+                raise StateError(
+                    "state-unusable",
+                    f"cannot look into state directory {shown(str(state_dir))}: {exc.strerror}",
+                    "check its permissions, or pass another --state-dir",
+                ) from exc
+            if exists:
+                _refuse_foreign(_peek(db), state_dir)
+            try:
+                conn = sqlite3.connect(str(db), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+                try:
+                    _refuse_foreign(_identity(conn), state_dir)
+                    _enable_wal(conn)
+                except BaseException:
+                    conn.close()
+                    raise
             except sqlite3.Error as exc:
                 raise _state_error(exc, state_dir) from exc
         conn.execute("PRAGMA synchronous=NORMAL")
@@ -184,6 +206,7 @@ class SqliteStore:
                 for statement in MIGRATIONS[target].split(";\n"):
                     if statement.strip():
                         self.conn.execute(statement)
+            self.conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
@@ -674,6 +697,53 @@ def _nic_conflict(exc: sqlite3.IntegrityError, vm: str, name: str, config: NicCo
             "pick another --name, or change it with: iovctl nic set",
         )
     return Conflict("state-conflict", f"network adapter {vm}/{name}: {text}", "")
+
+
+#: (application_id, user_version, table names) of a database file.
+_Identity = tuple[int, int, frozenset[str]]
+
+
+def _identity(conn: sqlite3.Connection) -> _Identity:
+    (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    return int(app_id), int(version), frozenset(str(r[0]) for r in rows)
+
+
+def _peek(db: Path) -> _Identity | None:
+    """The identity of ``db`` read without writing anything (``immutable``: no lock,
+    no -wal/-shm files, which a foreign WAL database would otherwise get); None when
+    it cannot be read that way (the normal open then says why)."""
+    uri = f"file:{urllib.parse.quote(str(db))}?immutable=1"
+    try:
+        conn = sqlite3.connect(uri, uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        return _identity(conn)
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+
+
+def _refuse_foreign(identity: _Identity | None, state_dir: Path) -> None:
+    """StateError(``state-unusable``) when the database is not iovctl's.
+
+    iovctl's: empty (fresh), stamped with :data:`APPLICATION_ID`, or, written before
+    the stamp, unstamped with every table of schema 1.
+    """
+    if identity is None:
+        return
+    app_id, _, tables = identity
+    if app_id == APPLICATION_ID or (app_id == 0 and (not tables or tables >= TABLES)):
+        return
+    raise StateError(
+        "state-unusable",
+        f"{shown(str(state_dir / DB_NAME))} is an SQLite database iovctl did not create"
+        f" (tables: {shown(', '.join(sorted(tables)) or 'none')})",
+        "iovctl leaves it untouched: pass another --state-dir (or IOVCTL_STATE_DIR)",
+    )
 
 
 def _state_error(exc: sqlite3.Error, state_dir: Path | None) -> StateError:

@@ -70,3 +70,36 @@ def _order(m: Membership) -> tuple[int, str, int, int]:
     if m is None:
         return (0, "", 0, 0)
     return (1, m.mode.value, m.primary_vlan, m.secondary_vlan or 0)
+
+
+def status(
+    membership: PrivateVlan | None, *, running: bool, on_vf: bool
+) -> dict[str, object] | None:
+    """The ``pvlan`` part of a NIC's view: its membership, which path enforces it now,
+    and what its frames carry on the uplink. None for a NIC in no private VLAN.
+
+    ``enforced_by``: ``vf`` (the NIC's embedded switch, for a NIC on its VF),
+    ``software`` (the switch's bridge), None while the VM is off. Both paths tell the
+    other's NICs apart by MAC, so the rule holds between them too. ``uplink_tagged``
+    is false: frames leave the uplink untagged (no primary or secondary VLAN tag), so
+    the rule holds between this host's NICs and a switch upstream does not see it.
+    """
+    if membership is None:
+        return None
+    path = ("vf" if on_vf else "software") if running else None
+    where = {
+        "vf": "by the NIC's embedded switch (on its VF)",
+        "software": "by the switch's bridge (software path)",
+        None: "once the VM runs",
+    }[path]
+    return {
+        "mode": membership.mode.value,
+        "primary_vlan": membership.primary_vlan,
+        "secondary_vlan": membership.secondary_vlan,
+        "enforced_by": path,
+        "uplink_tagged": False,
+        "description": (
+            f"{describe(membership)}, enforced {where}; frames leave the uplink untagged, "
+            "so the rule holds between this host's NICs only"
+        ),
+    }

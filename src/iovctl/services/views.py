@@ -21,6 +21,7 @@ from iovctl.domain.model import (
 )
 from iovctl.domain.names import bridge_name
 from iovctl.domain.nic_rules import mask_reason, nic_status
+from iovctl.domain.pvlan import status as pvlan_status
 from iovctl.domain.readiness import adapter_reason, adapter_support, host_reasons
 from iovctl.services.context import Context
 
@@ -194,15 +195,7 @@ class NicViewer:
                 a and running and self.ctx.runtime.vf_data_path_active(nic.vm, nic.name)
             ),
             "vlan": c.vlan,
-            "pvlan": (
-                {
-                    "mode": c.pvlan.mode.value,
-                    "primary_vlan": c.pvlan.primary_vlan,
-                    "secondary_vlan": c.pvlan.secondary_vlan,
-                }
-                if c.pvlan
-                else None
-            ),
+            "pvlan": pvlan_status(c.pvlan, running=running, on_vf=a is not None),
             "max_rate": c.max_rate,
             "allow_mac_spoofing": c.allow_mac_spoofing,
             "trust": c.trust,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 import pytest
-from netns_lab import Background, Lab
+from netns_lab import Background, Lab, probe
 
 from iovctl.adapters.netns import pvlan_nft
 from iovctl.adapters.netns.nft import nft_chains
@@ -55,8 +55,22 @@ def reachability(lab: Lab, vm_of: dict[str, str]) -> set[tuple[str, str]]:
     return {(role, role_of_ip[ip]) for role, row in rows.items() for ip in row.result()["answered"]}
 
 
+def heard(lab: Lab, vm_of: dict[str, str], sender: str, listeners: list[str]) -> set[str]:
+    """Which listeners' NICs receive the broadcasts (ARP requests) ``sender`` sends."""
+    mac = lab.nic(vm_of[sender])["mac"]
+    ears = {
+        r: Background(lab.ns(vm_of[r]), "sniff", "nic0", mac, "0.6", ready=True) for r in listeners
+    }
+    probe(lab.ns(vm_of[sender]), "spoof", "nic0", mac, "5")  # its own MAC: no spoofing
+    return {r for r, ear in ears.items() if ear.result()["seen"]}
+
+
 def allowed(roles: list[str]) -> set[tuple[str, str]]:
     return {(a, b) for a in roles for b in roles if a != b and may_reach(ROLES[a], ROLES[b])}
+
+
+def _paths(lab: Lab, vm_of: dict[str, str]) -> dict[str, str]:
+    return {role: lab.nic(vm)["pvlan"]["enforced_by"] for role, vm in vm_of.items()}
 
 
 def test_every_pair_talks_exactly_as_the_rule_allows_on_the_software_path(
@@ -67,6 +81,34 @@ def test_every_pair_talks_exactly_as_the_rule_allows_on_the_software_path(
     started = time.monotonic()
     assert reachability(lab, vm_of) == allowed(list(ROLES))
     print(f"software path, matrix of {len(ROLES)} NICs: {time.monotonic() - started:.2f} s")
+
+
+def test_every_pair_talks_exactly_as_the_rule_allows_on_both_paths(
+    make_lab: Callable[..., Lab],
+) -> None:
+    lab = make_lab("veb", num_vfs=4)
+    on_vf = {"p1", "i1", "a1", "b1"}
+    vm_of = {
+        role: lab.add_vm(role, weight=100 if role in on_vf else 0, pvlan=pvlan)
+        for role, pvlan in ROLES.items()
+    }
+    paths = _paths(lab, {r: v for r, v in vm_of.items() if ROLES[r] is not None})
+    assert {r for r, p in paths.items() if p == "vf"} == on_vf
+    assert {r for r, p in paths.items() if p == "software"} == set(paths) - on_vf
+
+    started = time.monotonic()
+    assert reachability(lab, vm_of) == allowed(list(ROLES))
+    print(f"both paths, matrix of {len(ROLES)} NICs: {time.monotonic() - started:.2f} s")
+
+    # Broadcasts too (each copy is judged where it leaves): from the software path to
+    # VFs and back, heard by the promiscuous NICs only.
+    for sender, denied, allowed_to in (("i2", "i1", "p1"), ("i1", "i2", "p2")):
+        assert heard(lab, vm_of, sender, [denied, allowed_to]) == {allowed_to}
+
+    # a1 loses its VF: the software path of the same switch takes over, same rule.
+    lab.call(vms.set_nic, vm_of["a1"], "nic0", vms.NicChanges(iov_weight=0))
+    assert lab.nic(vm_of["a1"])["pvlan"]["enforced_by"] == "software"
+    assert reachability(lab, vm_of) == allowed(list(ROLES))
 
 
 def test_changes_apply_at_once_and_nothing_is_left_behind(make_lab: Callable[..., Lab]) -> None:

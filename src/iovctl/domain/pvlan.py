@@ -56,6 +56,27 @@ def denied_pairs(memberships: Iterable[Membership]) -> list[tuple[Membership, Me
     return [(a, b) for a in classes for b in classes if not may_reach(a, b)]
 
 
+def as_text(membership: Membership) -> str:
+    """``mode/primary/secondary`` (secondary 0 for none), or ``-``: how adapters that
+    keep a membership in a text field (an alias, a column) write it."""
+    if membership is None:
+        return "-"
+    m = membership
+    return f"{m.mode.value}/{m.primary_vlan}/{m.secondary_vlan or 0}"
+
+
+def from_text(text: str | None) -> Membership:
+    """The membership :func:`as_text` wrote; None for ``-``, nothing or anything else."""
+    parts = (text or "-").split("/")
+    if len(parts) != 3:
+        return None
+    try:
+        mode, primary, secondary = PvlanMode(parts[0]), int(parts[1]), int(parts[2])
+    except ValueError:
+        return None
+    return PrivateVlan(mode, primary, secondary or None)
+
+
 def describe(membership: PrivateVlan) -> str:
     """Human words: 'community 102 of primary VLAN 100'."""
     if membership.mode is PvlanMode.PROMISCUOUS or membership.secondary_vlan is None:

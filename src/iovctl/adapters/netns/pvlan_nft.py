@@ -2,7 +2,8 @@
 
 The rule is ``domain.pvlan.may_reach``; this module only turns the pairs it denies
 (``denied_pairs``) into nftables rules on one bridge, a switch's (host namespace, chain
-named after the bridge) or an emulated NIC's embedded switch (its namespace). Needs
+named after the bridge) or an emulated NIC's embedded switch (chain ``esw`` in its
+namespace, kept by ``nic``). Needs
 no 802.1Q module and no bridge VLAN filtering: a bridge-family ``forward`` chain sees
 every frame the bridge forwards, one copy per port it leaves on (floods included).
 
@@ -32,13 +33,12 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from iovctl.adapters.netns import names
-from iovctl.adapters.netns.kernel import Links, run_tool
+from iovctl.adapters.netns.kernel import Links, netns_exists, run_tool
 from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empty, nft_rule_comments
-from iovctl.domain.model import PrivateVlan, PvlanMode
-from iovctl.domain.pvlan import Membership, denied_pairs, enforcement_class
+from iovctl.domain.pvlan import Membership, as_text, denied_pairs, enforcement_class, from_text
 
 TABLE = names.PVLAN_NFT_TABLE
 FAMILY = "bridge"
@@ -50,7 +50,8 @@ _NO_MAC = "00:00:00:00:00:00"
 class Member:
     """One NIC's port on a bridge, as the filters see it."""
 
-    port: str
+    #: Its port on the bridge; None for a NIC behind the trunk (known by its MAC).
+    port: str | None
     #: The NIC's MAC; the zero MAC when unknown (then only its port is filtered).
     mac: str
     pvlan: Membership
@@ -58,11 +59,7 @@ class Member:
 
 def alias(mac: str, pvlan: Membership) -> str:
     """What a member's port carries as its alias: ``iovctl-port mac=M pvlan=MODE/P/S``."""
-    if pvlan is None:
-        where = "-"
-    else:
-        where = f"{pvlan.mode.value}/{pvlan.primary_vlan}/{pvlan.secondary_vlan or 0}"
-    return f"{_ALIAS_PREFIX} mac={mac} pvlan={where}"
+    return f"{_ALIAS_PREFIX} mac={mac} pvlan={as_text(pvlan)}"
 
 
 def member(port: str, text: str | None) -> Member | None:
@@ -72,18 +69,11 @@ def member(port: str, text: str | None) -> Member | None:
     if not words or words[0] != _ALIAS_PREFIX:
         return None
     fields = dict(w.split("=", 1) for w in words[1:] if "=" in w)
-    pvlan: Membership = None
-    parts = fields.get("pvlan", "-").split("/")
-    if len(parts) == 3:
-        try:
-            mode, primary, secondary = PvlanMode(parts[0]), int(parts[1]), int(parts[2])
-        except ValueError:
-            return None  # not one this module wrote: filter nothing by it
-        pvlan = PrivateVlan(mode, primary, secondary or None)
-    return Member(port, fields.get("mac", _NO_MAC), pvlan)
+    return Member(port, fields.get("mac", _NO_MAC), from_text(fields.get("pvlan")))
 
 
 def _names(items: Iterable[str], quoted: bool) -> str:
+    """An anonymous nft set: ``{ "a", "b" }`` (names) or ``{ a, b }`` (addresses)."""
     words = sorted(set(items))
     return "{ " + ", ".join(f'"{w}"' if quoted else w for w in words) + " }"
 
@@ -91,41 +81,49 @@ def _names(items: Iterable[str], quoted: bool) -> str:
 def plan(members: Iterable[Member], trunk: Iterable[str]) -> list[str]:
     """The rule bodies (what follows ``add rule <family> <table> <chain>``) that drop
     what ``domain.pvlan`` denies among ``members``, with ``trunk`` the bridge's other
-    ports. Empty when no member is in a private VLAN. Pure."""
+    ports. A member without a port is behind the trunk, known by its MAC only. Empty
+    when no member is in a private VLAN. Pure."""
     members = list(members)
-    trunk_ports = sorted(set(trunk))
+    t = _names(trunk, True) if trunk else ""
     ports: dict[Membership, list[str]] = {}
     macs: dict[Membership, list[str]] = {}
     for m in members:
         cls = enforcement_class(m.pvlan)
-        ports.setdefault(cls, []).append(m.port)
+        if m.port is not None:
+            ports.setdefault(cls, []).append(m.port)
         if m.mac != _NO_MAC:
             macs.setdefault(cls, []).append(m.mac.lower())
     rules = []
     for a, b in denied_pairs(m.pvlan for m in members):
-        a_ports, b_ports = _names(ports[a], True), _names(ports[b], True)
-        rules.append(f"iifname {a_ports} oifname {b_ports} drop")
-        if not trunk_ports:
-            continue
-        t = _names(trunk_ports, True)
-        if macs.get(b):
-            rules.append(f"iifname {a_ports} oifname {t} ether daddr {_names(macs[b], False)} drop")
-        if macs.get(a):
-            rules.append(f"iifname {t} ether saddr {_names(macs[a], False)} oifname {b_ports} drop")
+        a_ports, b_ports = ports.get(a), ports.get(b)
+        a_in = f"iifname {_names(a_ports, True)}" if a_ports else ""
+        b_out = f"oifname {_names(b_ports, True)}" if b_ports else ""
+        if a_in and b_out:
+            rules.append(f"{a_in} {b_out} drop")
+        if t and a_in and macs.get(b):
+            rules.append(f"{a_in} oifname {t} ether daddr {_names(macs[b], False)} drop")
+        if t and b_out and macs.get(a):
+            rules.append(f"iifname {t} ether saddr {_names(macs[a], False)} {b_out} drop")
     return rules
 
 
-def script(chain: str, rules: list[str]) -> tuple[str, list[str]]:
+def digest(rules: list[str]) -> str:
+    """What names a set of rules: each rule's comment, and how a caller that keeps it
+    elsewhere tells that nothing changed."""
+    return f"pvlan {zlib.crc32(chr(10).join(rules).encode()):08x}"
+
+
+def script(chain: str, rules: list[str]) -> str:
     """The ``nft -f`` text that makes ``chain`` hold exactly ``rules`` (created if
-    missing, flushed, refilled: one transaction), and the rule comments it leaves."""
-    digest = f"pvlan {zlib.crc32(chr(10).join(rules).encode()):08x}"
+    missing, flushed, refilled: one transaction), each commented with their digest."""
     lines = [
         f"add table {FAMILY} {TABLE}",
         f"add chain {FAMILY} {TABLE} {chain} {{ type filter hook forward priority 0; }}",
         f"flush chain {FAMILY} {TABLE} {chain}",
     ]
-    lines += [f'add rule {FAMILY} {TABLE} {chain} {rule} comment "{digest}"' for rule in rules]
-    return "\n".join(lines) + "\n", [digest] * len(rules)
+    note = digest(rules)
+    lines += [f'add rule {FAMILY} {TABLE} {chain} {rule} comment "{note}"' for rule in rules]
+    return "\n".join(lines) + "\n"
 
 
 def members_of(links: Links, bridge: int, ns: str | None = None) -> tuple[list[Member], list[str]]:
@@ -144,26 +142,51 @@ def members_of(links: Links, bridge: int, ns: str | None = None) -> tuple[list[M
     return found, trunk
 
 
-def sync(links: Links, bridge: int, chain: str, ns: str | None = None) -> None:
-    """Make chain ``chain`` hold the private VLAN filters of bridge ``bridge`` (ifindex
-    in ``ns``; None: the host namespace), from its ports' aliases; delete it when there
-    is nothing to filter. Idempotent; no ``nft`` run when nothing changed. Root."""
-    rules = plan(*members_of(links, bridge, ns))
+def sync(links: Links, bridge: int, chain: str) -> None:
+    """Make chain ``chain`` hold the private VLAN filters of switch bridge ``bridge``
+    (host namespace), from its ports' aliases; delete it when there is nothing to
+    filter. Idempotent; no ``nft`` run when nothing changed. Root."""
+    members, trunk = members_of(links, bridge)
+    rules = plan(members, trunk)
     if not rules:
-        drop(chain, ns)
-        return
-    text, comments = script(chain, rules)
-    if ns is None and nft_rule_comments(TABLE, chain, FAMILY) == comments:
-        return
-    run_tool(["nft", "-f", "-"], ns, stdin=text)
+        drop(chain)
+    elif nft_rule_comments(TABLE, chain, FAMILY) != [digest(rules)] * len(rules):
+        run_tool(["nft", "-f", "-"], stdin=script(chain, rules))
+    for port in trunk:  # an emulated NIC's switch hears of the NICs behind its PF
+        if netns_exists(names.nic_netns(port)):
+            sync_embedded_switch(links, names.nic_netns(port), port)
 
 
-def drop(chain: str, ns: str | None = None) -> None:
-    """Delete chain ``chain`` (a bridge's filters), and the table once empty. Root."""
-    if ns is None:
-        nft_delete_chain(TABLE, chain, FAMILY)
-        nft_delete_table_if_empty(TABLE, FAMILY)
+def sync_embedded_switch(links: Links, ns: str, pf: str) -> None:
+    """Make an emulated NIC's embedded switch (namespace ``ns``, PF netdev ``pf`` in
+    the host) filter what ``domain.pvlan`` denies: between its VF ports (members by
+    their aliases, written by ``nic``), and between them and the NICs behind its PF
+    port, the host bridge's members, known by MAC. A real NIC would tell those apart by
+    the secondary VLAN they arrive tagged with; this kernel cannot tag, so the
+    emulation reads the host bridge instead. The switch's alias keeps the digest of
+    the rules in force: an unchanged set costs two netlink dumps, no ``nft`` run. No
+    private VLAN on either side: no table in ``ns``. Idempotent. Root."""
+    esw = links.get(names.ESW, ns)
+    if esw is None:
         return
-    listing = run_tool(["nft", "list", "tables", FAMILY], ns)
-    if f"table {FAMILY} {TABLE}" in listing:
+    members, trunk = members_of(links, esw["index"], ns)
+    host_pf = links.get(pf)
+    bridge = None if host_pf is None else host_pf.get("IFLA_MASTER")
+    if bridge:
+        members += [replace(m, port=None) for m in members_of(links, bridge)[0]]
+    rules = plan(members, trunk)
+    note = digest(rules) if rules else ""
+    if str(esw.get("IFLA_IFALIAS") or "") == note:
+        return
+    if rules:
+        run_tool(["nft", "-f", "-"], ns, stdin=script(names.ESW, rules))
+    else:
         run_tool(["nft", "delete", "table", FAMILY, TABLE], ns)
+    links.set("recording the private VLAN filters", ns, index=esw["index"], IFLA_IFALIAS=note)
+
+
+def drop(chain: str) -> None:
+    """Delete chain ``chain`` (a switch bridge's filters), and the table once empty.
+    Idempotent. Root."""
+    nft_delete_chain(TABLE, chain, FAMILY)
+    nft_delete_table_if_empty(TABLE, FAMILY)

@@ -295,6 +295,10 @@ def test_private_vlan_on_igb_stays_on_the_software_path(pool, mode, secondary):
     assert "private VLAN" in nic["status_description"]
     assert nic["pvlan"]["enforced_by"] == "software"
     assert not any(v["in_use"] for v in pool.vfs())
+    shown = pool.run("nic", "show", "alpha", "nic0").out
+    assert f"private VLAN: {mode}" in shown
+    assert "enforced by the switch's bridge (software path)" in shown
+    assert "untagged" in shown
 
 
 def test_setting_a_private_vlan_on_a_holder_revokes_and_clearing_it_gives_a_vf_back(pool):

@@ -6,7 +6,10 @@ written by a newer iovctl (higher version) is refused instead of guessed at.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+from iovctl.domain.model import VfSetting
+from iovctl.domain.nic_rules import settings_mask
+
+SCHEMA_VERSION = 2
 
 MIGRATIONS: dict[int, str] = {
     1: """
@@ -83,5 +86,12 @@ CREATE TABLE adapter_config (
     name TEXT PRIMARY KEY,
     num_vfs INTEGER NOT NULL
 );
+""",
+    # A private VLAN is a VF setting of its own in every mode (nic_rules.vf_settings_for),
+    # no longer the primary VLAN on the VF: NICs stored before need the new mask.
+    2: f"""
+UPDATE nic SET vf_needs = (vf_needs & ~{settings_mask({VfSetting.VLAN})})
+    | {settings_mask({VfSetting.PVLAN})}
+    WHERE pvlan_mode IS NOT NULL
 """,
 }

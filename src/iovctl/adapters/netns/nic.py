@@ -451,7 +451,7 @@ class EmulatedNic:
             if settings.mac == _ZERO_MAC
             else pvlan_nft.alias(settings.mac, settings.pvlan),
         )
-        pvlan_nft.sync_embedded_switch(links, ns, adapter)
+        pvlan_nft.sync_embedded_switch(links, ns, adapter, vf_changed=True)
         links.set(
             f"recording the settings of VF {index} of {adapter}",
             ns,

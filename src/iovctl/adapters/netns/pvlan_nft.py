@@ -128,9 +128,10 @@ def script(chain: str, rules: list[str]) -> str:
 
 def members_of(links: Links, bridge: int, ns: str | None = None) -> tuple[list[Member], list[str]]:
     """The members among the ports of bridge ``bridge`` (ifindex in ``ns``), and the
-    other ports (the trunk). One netlink dump. Root."""
+    other ports (the trunk). One netlink dump, of the bridge's ports only (the kernel
+    filters by IFLA_MASTER). Root."""
     found, trunk = [], []
-    for message in links(ns).get_links():
+    for message in links(ns).link("dump", master=bridge):
         if message.get("IFLA_MASTER") != bridge:
             continue
         port = str(message.get("IFLA_IFNAME"))
@@ -154,29 +155,40 @@ def sync(links: Links, bridge: int, chain: str) -> None:
         run_tool(["nft", "-f", "-"], stdin=script(chain, rules))
     for port in trunk:  # an emulated NIC's switch hears of the NICs behind its PF
         if netns_exists(names.nic_netns(port)):
-            sync_embedded_switch(links, names.nic_netns(port), port)
+            sync_embedded_switch(links, names.nic_netns(port), port, members)
 
 
-def sync_embedded_switch(links: Links, ns: str, pf: str) -> None:
+def sync_embedded_switch(
+    links: Links, ns: str, pf: str, behind: list[Member] | None = None, *, vf_changed: bool = False
+) -> None:
     """Make an emulated NIC's embedded switch (namespace ``ns``, PF netdev ``pf`` in
     the host) filter what ``domain.pvlan`` denies: between its VF ports (members by
     their aliases, written by ``nic``), and between them and the NICs behind its PF
     port, the host bridge's members, known by MAC. A real NIC would tell those apart by
     the secondary VLAN they arrive tagged with; this kernel cannot tag, so the
     emulation reads the host bridge instead. The switch's alias keeps the digest of
-    the rules in force: an unchanged set costs two netlink dumps, no ``nft`` run. No
-    private VLAN on either side: no table in ``ns``. Idempotent. Root."""
+    the rules in force: an unchanged set costs two netlink dumps, no ``nft`` run
+    (one when the caller read the host bridge's members already: ``behind``; none
+    when no private VLAN is anywhere). ``vf_changed``: a VF port's alias was just
+    rewritten (the emulated NIC's call), so its ports are read whatever the digest
+    says. No private VLAN on either side: no table in ``ns``. Idempotent. Root."""
     esw = links.get(names.ESW, ns)
     if esw is None:
         return
+    if behind is None:
+        host_pf = links.get(pf)
+        bridge = None if host_pf is None else host_pf.get("IFLA_MASTER")
+        behind = members_of(links, bridge)[0] if bridge else []
+    in_force = str(esw.get("IFLA_IFALIAS") or "")
+    if not in_force and all(m.pvlan is None for m in behind) and not vf_changed:
+        # No filters means no VF in a private VLAN (one alone would be filtered), and
+        # none behind the PF: nothing to filter, without reading the VF ports.
+        return
     members, trunk = members_of(links, esw["index"], ns)
-    host_pf = links.get(pf)
-    bridge = None if host_pf is None else host_pf.get("IFLA_MASTER")
-    if bridge:
-        members += [replace(m, port=None) for m in members_of(links, bridge)[0]]
+    members += [replace(m, port=None) for m in behind]
     rules = plan(members, trunk)
     note = digest(rules) if rules else ""
-    if str(esw.get("IFLA_IFALIAS") or "") == note:
+    if in_force == note:
         return
     if rules:
         run_tool(["nft", "-f", "-"], ns, stdin=script(names.ESW, rules))

@@ -109,6 +109,10 @@ def test_every_pair_talks_exactly_as_the_rule_allows_on_both_paths(
     lab.call(vms.set_nic, vm_of["a1"], "nic0", vms.NicChanges(iov_weight=0))
     assert lab.nic(vm_of["a1"])["pvlan"]["enforced_by"] == "software"
     assert reachability(lab, vm_of) == allowed(list(ROLES))
+    # a2 (software path, same community) takes the VF a1 gave back.
+    lab.call(vms.set_nic, vm_of["a2"], "nic0", vms.NicChanges(iov_weight=100))
+    assert lab.nic(vm_of["a2"])["pvlan"]["enforced_by"] == "vf"
+    assert reachability(lab, vm_of) == allowed(list(ROLES))
 
 
 def test_changes_apply_at_once_and_nothing_is_left_behind(make_lab: Callable[..., Lab]) -> None:

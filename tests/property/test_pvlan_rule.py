@@ -6,7 +6,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iovctl.domain.model import PrivateVlan, PvlanMode
-from iovctl.domain.pvlan import Membership, denied_pairs, enforcement_class, may_reach
+from iovctl.domain.pvlan import (
+    Membership,
+    as_text,
+    denied_pairs,
+    enforcement_class,
+    from_text,
+    may_reach,
+    status,
+)
 
 VLANS = st.integers(1, 6)  # few VLANs: collisions are what the rule is about
 
@@ -91,3 +99,22 @@ def test_denied_pairs_are_exactly_the_pairs_the_rule_stops(ports: list[Membershi
 @given(memberships(), memberships())
 def test_the_class_decides_as_the_membership_does(a: Membership, b: Membership) -> None:
     assert may_reach(enforcement_class(a), enforcement_class(b)) == may_reach(a, b)
+
+
+@given(memberships())
+def test_text_round_trip(m: Membership) -> None:
+    # Adapters keep a membership in an alias or a column (secondary 0 = none).
+    assert from_text(as_text(m)) == m
+    assert from_text("anything else") is None
+
+
+@given(memberships(), st.booleans(), st.booleans())
+def test_status_names_the_path_that_enforces(m: Membership, running: bool, on_vf: bool) -> None:
+    shown = status(m, running=running, on_vf=on_vf)
+    if m is None:
+        assert shown is None
+        return
+    assert shown is not None
+    assert shown["enforced_by"] == (("vf" if on_vf else "software") if running else None)
+    assert (shown["mode"], shown["primary_vlan"]) == (m.mode.value, m.primary_vlan)
+    assert shown["uplink_tagged"] is False and "untagged" in str(shown["description"])

@@ -3,9 +3,9 @@
 The rule is ``domain.pvlan.may_reach``; this module only turns the pairs it denies
 (``denied_pairs``) into nftables rules on one bridge, a switch's (host namespace, chain
 named after the bridge) or an emulated NIC's embedded switch (chain ``esw`` in its
-namespace, kept by ``nic``). Needs
-no 802.1Q module and no bridge VLAN filtering: a bridge-family ``forward`` chain sees
-every frame the bridge forwards, one copy per port it leaves on (floods included).
+namespace, kept by ``nic``). Needs no 802.1Q module and no bridge VLAN filtering: a
+bridge-family ``forward`` chain sees every frame the bridge forwards, one copy per
+port it leaves on (floods included).
 
 Each bridge port of a NIC is a **member**: its port, its NIC's MAC, its private VLAN
 (or none). For each denied pair of classes (A, B), frames are dropped
@@ -18,7 +18,9 @@ Each bridge port of a NIC is a **member**: its port, its NIC's MAC, its private 
 The **trunk** is every port of the bridge that is not a member: the uplink (the PF)
 on a switch's bridge, the PF and the wire in an embedded switch. Frames from and to
 MACs that are no member's (the world, the host) pass: the trunk carries every VLAN,
-as a PVLAN trunk does. The MAC is what the spoof check holds a NIC to on both paths.
+as a PVLAN trunk does. The MAC is what the spoof check holds a NIC to on both paths;
+a NIC allowed to spoof MACs is held by its port on its own bridge, but across the
+trunk only by the MAC it claims.
 
 Where a member lives is written on its port (the interface alias, :func:`alias`), so
 that any later command rebuilds the whole chain from the kernel alone, and a member

@@ -165,11 +165,15 @@ def test_nic_add_bare_hex_mac(host):
 def test_nic_add_private_vlan(host, mode, extra, expected):
     host.ok("vm", "create", "alpha")
     nic = host.ok("nic", "add", "alpha", "--switch", "ext", "--pvlan", mode, *extra)
-    assert nic["pvlan"] == {
+    assert {k: nic["pvlan"][k] for k in ("mode", "primary_vlan", "secondary_vlan")} == {
         "mode": mode,
         "primary_vlan": expected[0],
         "secondary_vlan": expected[1],
     }
+    # The VM is off: nothing enforces it yet; its frames will leave the uplink untagged.
+    assert nic["pvlan"]["enforced_by"] is None
+    assert nic["pvlan"]["uplink_tagged"] is False
+    assert "untagged" in nic["pvlan"]["description"]
     assert nic["vlan"] is None
 
 
@@ -212,7 +216,8 @@ def test_nic_set_every_option_and_its_undo(host):
         "nic", "set", "alpha", "nic0", "--pvlan", "isolated", "--primary-vlan", "200",
         "--secondary-vlan", "201",
     )  # fmt: skip
-    assert n["pvlan"] == {"mode": "isolated", "primary_vlan": 200, "secondary_vlan": 201}
+    assert n["pvlan"]["mode"] == "isolated"
+    assert (n["pvlan"]["primary_vlan"], n["pvlan"]["secondary_vlan"]) == (200, 201)
     n = host.ok("nic", "set", "alpha", "nic0", "--no-pvlan")
     assert n["pvlan"] is None
     # An access VLAN replaces a private VLAN, and the other way round.

@@ -174,6 +174,9 @@ class Lab:
         for vm in self.vms:
             nft_delete_chain(names.SYNTHETIC_NFT_TABLE, names.synthetic_host_ifname(vm, "nic0"))
         nft_delete_table_if_empty(names.SYNTHETIC_NFT_TABLE)
+        # The switch bridge's private VLAN filters, named after it.
+        nft_delete_chain(names.PVLAN_NFT_TABLE, bridge_name(self.switch), "bridge")
+        nft_delete_table_if_empty(names.PVLAN_NFT_TABLE, "bridge")
 
 
 @pytest.fixture

@@ -67,6 +67,31 @@ def ping(dst: str, count: str, timeout: str = "0.5") -> dict[str, object]:
     return {"sent": int(count), "received": received}
 
 
+def ping_many(seconds: str, *dsts: str) -> dict[str, object]:
+    """ICMP echo to every address in ``dsts`` at once, again every 0.2 s to those that
+    have not answered, for up to ``seconds``; which answered. One process for a row of
+    a reachability matrix: the whole row costs ``seconds`` at most."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    sock.settimeout(0.05)
+    ident, seq, answered = os.getpid() & 0xFFFF, 0, set()
+    end, resend = time.monotonic() + float(seconds), 0.0
+    while time.monotonic() < end and len(answered) < len(set(dsts)):
+        if time.monotonic() >= resend:
+            for dst in set(dsts) - answered:
+                body = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"iovctl-probe"
+                packet = struct.pack("!BBHHH", 8, 0, _checksum(body), ident, seq) + body[8:]
+                sock.sendto(packet, (dst, 0))
+            seq, resend = (seq + 1) & 0xFFFF, time.monotonic() + 0.2
+        try:
+            data, addr = sock.recvfrom(2048)
+        except TimeoutError:
+            continue
+        icmp = data[(data[0] & 0x0F) * 4 :]
+        if addr[0] in dsts and icmp[0] == 0 and struct.unpack("!H", icmp[4:6])[0] == ident:
+            answered.add(addr[0])
+    return {"answered": sorted(answered)}
+
+
 def echo_client(dst: str, port: str, seconds: str) -> dict[str, object]:
     """Every 10 ms: one UDP datagram and one TCP message, each echoed back.
 
@@ -182,6 +207,7 @@ def sniff(ifname: str, src_mac: str, seconds: str) -> dict[str, object]:
 
 COMMANDS = {
     "ping": ping,
+    "ping-many": ping_many,
     "echo-server": bench_probe.echo_server,
     "echo-client": echo_client,
     "sink": bench_probe.sink,

@@ -22,6 +22,7 @@ from iovctl.adapters.netns import names
 from iovctl.adapters.netns.cleanup import cleanup, leftovers
 from iovctl.adapters.netns.kernel import Links, list_netns, run_tool, wait_until
 from iovctl.adapters.netns.nft import nft_chains
+from iovctl.domain.model import PrivateVlan, PvlanMode
 from iovctl.services import adapters, switches, vms
 from iovctl.services.views import bridge_name
 
@@ -44,16 +45,27 @@ def _spoof_checks(*vms: str) -> set[str]:
     return mine & set(nft_chains(names.SYNTHETIC_NFT_TABLE))
 
 
+def _pvlan_chains(switch: str) -> set[str]:
+    """The private VLAN chain of this switch's bridge, if it exists."""
+    return {bridge_name(switch)} & set(nft_chains(names.PVLAN_NFT_TABLE, "bridge"))
+
+
 def test_deleting_everything_leaves_nothing_behind(make_lab: Callable[..., Lab]) -> None:
     before = _host_state()
     lab = make_lab("vepa", num_vfs=2)
     a = lab.add_vm("a", weight=100, max_rate=500)
-    b = lab.add_vm("b", weight=0)
-    c = lab.add_vm("c", weight=0)
-    assert probe(lab.ns(a), "ping", lab.ip(b), "2")["received"] == 2
+    b = lab.add_vm("b", weight=0, pvlan=PrivateVlan(PvlanMode.PROMISCUOUS, 100))
+    c = lab.add_vm("c", weight=0, pvlan=PrivateVlan(PvlanMode.ISOLATED, 100, 101))
+    assert probe(lab.ns(c), "ping", lab.ip(b), "2")["received"] == 2
     assert len(_spoof_checks(a, b, c)) == 3  # one per synthetic port, VF or not
+    assert _pvlan_chains(lab.switch)
     lab.call(vms.remove_nic, c, "nic0")  # unplugged from a running VM
     assert not _spoof_checks(c)
+    assert _pvlan_chains(lab.switch)  # a, in none, and b, in one, must not meet
+    lab.call(vms.set_nic, b, "nic0", vms.NicChanges(clear_pvlan=True))
+    assert not _pvlan_chains(lab.switch)  # no private VLAN left: nothing to filter
+    lab.call(vms.set_nic, a, "nic0", vms.NicChanges(pvlan=PrivateVlan(PvlanMode.ISOLATED, 100, 7)))
+    assert _pvlan_chains(lab.switch)
     for vm in (a, b, c):
         lab.call(vms.stop_vm, vm)
         lab.call(vms.delete_vm, vm)
@@ -76,7 +88,7 @@ _KILLED_SCRIPT = textwrap.dedent(
     from iovctl.adapters.netns.nic import EmulatedNic
     from iovctl.adapters.netns.runtime import NetnsVmRuntime
     from iovctl.adapters.netns.spec import parse_emulation
-    from iovctl.domain.model import NicConfig
+    from iovctl.domain.model import NicConfig, PrivateVlan, PvlanMode
     tag, state = sys.argv[1], Path(sys.argv[2])
     spec = parse_emulation({"name": tag, "world": {"netns": "iov-w" + tag},
                             "adapters": [{"name": "ie" + tag, "total_vfs": 4}]})
@@ -84,7 +96,8 @@ _KILLED_SCRIPT = textwrap.dedent(
     nic.ensure()
     nic.set_num_vfs("ie" + tag, 4)
     runtime = NetnsVmRuntime(lambda switch: "ie" + tag)
-    config = NicConfig(switch="sw" + tag, mac="52:54:00:77:00:01")
+    isolated = PrivateVlan(PvlanMode.ISOLATED, 100, 101)
+    config = NicConfig(switch="sw" + tag, mac="52:54:00:77:00:01", pvlan=isolated)
     runtime.plug_software_nic(tag + "k", "nic0", config)
     runtime.attach_vf(tag + "k", "nic0", nic.virtual_function("ie" + tag, 0))
     state.write_text("built")
@@ -109,6 +122,7 @@ def test_cleanup_after_a_killed_process(tmp_path: Path) -> None:
         assert spaces  # there is something to clean up
         first = names.synthetic_host_ifname(f"{tag}k", "nic0")
         assert first in leftovers(link_prefix=first)[2]  # its spoof check, too
+        assert _pvlan_chains(f"sw{tag}")  # and its switch's private VLAN filters
         # What `iovctl` cleanup does with prefixes "iov-" and "iov", scoped to this test.
         ours = [bridge_name(f"sw{tag}"), f"ie{tag}"]
         ours += [names.synthetic_host_ifname(vm, "nic0") for vm in _killed_vms(tag)]
@@ -119,6 +133,8 @@ def test_cleanup_after_a_killed_process(tmp_path: Path) -> None:
             chains += report.nft_chains
         assert f"iov-nic-ie{tag}" in removed
         assert first in chains
+        assert bridge_name(f"sw{tag}") in chains
+        assert not _pvlan_chains(f"sw{tag}")
         assert not _spoof_checks(*_killed_vms(tag))
     finally:
         if proc.poll() is None:

@@ -89,7 +89,12 @@ def probe(vm: str, *args: str) -> subprocess.Popen[str]:
     return proc
 
 
-def vms_on(tmp_path: Path, weights: dict[str, int], vlans: dict[str, int] | None = None) -> Any:
+def vms_on(
+    tmp_path: Path,
+    weights: dict[str, int],
+    vlans: dict[str, int] | None = None,
+    nic_args: dict[str, list[str]] | None = None,
+) -> Any:
     state = tmp_path / "state"
     pf = igb_pf(state)["name"]
     iovctl(state, "adapter", "enable", pf, "--num-vfs", "2")
@@ -99,7 +104,7 @@ def vms_on(tmp_path: Path, weights: dict[str, int], vlans: dict[str, int] | None
         iovctl(state, "vm", "create", vm)
         iovctl(
             state, "nic", "add", vm, "--switch", "ext", "--iov-weight", str(weight),
-            *(["--vlan", str(vlan)] if vlan else []),
+            *(["--vlan", str(vlan)] if vlan else []), *(nic_args or {}).get(vm, []),
         )  # fmt: skip
         iovctl(state, "vm", "start", vm)
     yield state
@@ -128,6 +133,21 @@ def vlan_vms(tmp_path: Path) -> Any:
     yield from vms_on(
         tmp_path, {"a": 50, "b": 0, "c": 0, "d": 0}, vlans={"a": 100, "b": 100, "c": 200}
     )
+
+
+#: Private VLAN 100: promiscuous p, isolated i, community a (102) and b (103).
+PVLAN_ARGS = {
+    "p": ["--pvlan", "promiscuous", "--primary-vlan", "100"],
+    "i": ["--pvlan", "isolated", "--primary-vlan", "100", "--secondary-vlan", "101"],
+    "a": ["--pvlan", "community", "--primary-vlan", "100", "--secondary-vlan", "102"],
+    "b": ["--pvlan", "community", "--primary-vlan", "100", "--secondary-vlan", "103"],
+}
+
+
+@pytest.fixture
+def pvlan_vms(tmp_path: Path) -> Any:
+    """Four NICs in one private VLAN; all want a VF, which igb cannot give them."""
+    yield from vms_on(tmp_path, dict.fromkeys(PVLAN_ARGS, 50), nic_args=PVLAN_ARGS)
 
 
 def access_and_trunk() -> tuple[dict[str, set[int]], dict[str, set[int]]]:
@@ -177,6 +197,31 @@ def test_vlan_holds_on_the_vf_path_and_on_the_software_path(vlan_vms: Path) -> N
         assert access_and_trunk()[0][synthetic_host_ifname("a", "nic0")] == {100}
         assert reaches("a", "b") and reaches("b", "a")
         assert not reaches("a", "c") and not reaches("a", "d")
+
+
+def test_private_vlans_hold_on_the_software_path(pvlan_vms: Path) -> None:
+    """igb cannot isolate VFs: each NIC stays on the software path, with that reason,
+    where the switch's bridge enforces the rule. Every ordered pair at once (one ping
+    process each, 2 echoes 0.2 s apart, 1 s wait): exactly the allowed pairs talk."""
+    state = pvlan_vms
+    for vm in PVLAN_ARGS:
+        nic = js(state, "nic", "show", vm, "nic0")
+        assert (nic["iov_usage"], nic["pvlan"]["enforced_by"]) == (False, "software")
+        if IOMMU:
+            assert "does not support private VLAN isolation" in nic["status_description"]
+    address = {vm: ipv4(vm) for vm in PVLAN_ARGS}
+    ping_args = ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "1"]
+    pings = {
+        (src, dst): subprocess.Popen(
+            ["ip", "netns", "exec", vm_netns(src), *ping_args, address[dst]],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for src, dst in itertools.permutations(PVLAN_ARGS, 2)
+    }
+    talked = {pair for pair, proc in pings.items() if proc.wait(timeout=60) == 0}
+    allowed = {pair for pair in pings if "p" in pair}  # promiscuous p reaches all; no other pair
+    assert talked == allowed
 
 
 @pytest.mark.skipif(

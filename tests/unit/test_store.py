@@ -16,10 +16,12 @@ from iovctl.domain.model import (
     PrivateVlan,
     PvlanMode,
     VfAssignment,
+    VfSetting,
     VirtualMachine,
     VirtualSwitch,
     VmState,
 )
+from iovctl.domain.nic_rules import required_mask, settings_from_mask, settings_mask
 from iovctl.errors import Conflict, NotFound, StateError
 
 
@@ -328,6 +330,33 @@ def with_switch_and_vm(store):
         store.add_switch(VirtualSwitch("ext", "enp1s0", True))
         store.add_vm(VirtualMachine("alpha"))
     return store
+
+
+def test_schema_3_gives_private_vlan_nics_their_new_vf_needs(state_dir):
+    """Before schema 3 a private VLAN asked the VF for its primary VLAN (and for
+    nothing more when promiscuous); now it asks for the private VLAN setting."""
+    promiscuous = _config(pvlan=PrivateVlan(PvlanMode.PROMISCUOUS, 100))
+    plain = _config(mac="52:54:00:00:00:99", vlan=7)
+    s = SqliteStore.open(state_dir)
+    with s.transaction():
+        s.add_switch(VirtualSwitch("ext", "enp1s0", True))
+        s.add_vm(VirtualMachine("alpha"))
+        s.add_nic("alpha", "nic0", promiscuous)
+        s.add_nic("alpha", "nic1", plain)
+    s.close()
+    old = settings_mask({VfSetting.MAC, VfSetting.VLAN})
+    conn = sqlite3.connect(state_dir / DB_NAME)
+    conn.execute("UPDATE nic SET vf_needs = ?", (old,))
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    s = SqliteStore.open(state_dir)
+    try:
+        assert s.get_nic("alpha", "nic0").vf_needs == required_mask(promiscuous)
+        assert VfSetting.PVLAN in settings_from_mask(s.get_nic("alpha", "nic0").vf_needs)
+        assert s.get_nic("alpha", "nic1").vf_needs == old == required_mask(plain)
+    finally:
+        s.close()
 
 
 def test_nic_round_trip_keeps_every_field(with_switch_and_vm):

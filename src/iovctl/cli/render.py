@@ -365,6 +365,8 @@ def nics(rows: list[dict[str, Any]]) -> None:
 
 def nic(n: dict[str, Any]) -> None:
     nics([n])
+    if n.get("pvlan"):
+        _console().print(f"private VLAN: {n['pvlan']['description']}")
 
 
 def apply_report(report: dict[str, Any]) -> None:

@@ -189,6 +189,16 @@ class Adapter:
 
 
 @dataclass(frozen=True)
+class PrivateVlan:
+    """Private VLAN membership of a NIC (Hyper-V ``Set-VMNetworkAdapterVlan``)."""
+
+    mode: PvlanMode
+    primary_vlan: int
+    #: Secondary VLAN (isolated/community); promiscuous ports list none.
+    secondary_vlan: int | None = None
+
+
+@dataclass(frozen=True)
 class VfSettings:
     """The settings of one VF as the PF driver holds them. Defaults = scrubbed."""
 
@@ -202,6 +212,9 @@ class VfSettings:
     max_rate: int = 0
     min_rate: int = 0
     link_state: LinkState = LinkState.AUTO
+    #: Private VLAN membership, enforced by the NIC's embedded switch between its VFs
+    #: (no IFLA_VF_* attribute exists for it: only an emulated NIC does this).
+    pvlan: PrivateVlan | None = None
 
     def changed_settings(self, base: VfSettings | None = None) -> list[VfSetting]:
         """The settings that differ from ``base`` (default: scrubbed)."""
@@ -226,6 +239,7 @@ _ATTR_SETTING = {
     "max_rate": VfSetting.MAX_RATE,
     "min_rate": VfSetting.MIN_RATE,
     "link_state": VfSetting.LINK_STATE,
+    "pvlan": VfSetting.PVLAN,
 }
 
 #: A VF with nothing of any tenant on it.
@@ -243,16 +257,6 @@ class VirtualFunction:
     netdev: str | None = None
     iommu_group: int | None = None
     settings: VfSettings = field(default_factory=VfSettings)
-
-
-@dataclass(frozen=True)
-class PrivateVlan:
-    """Private VLAN membership of a NIC (Hyper-V ``Set-VMNetworkAdapterVlan``)."""
-
-    mode: PvlanMode
-    primary_vlan: int
-    #: Secondary VLAN (isolated/community); promiscuous ports list none.
-    secondary_vlan: int | None = None
 
 
 @dataclass(frozen=True)

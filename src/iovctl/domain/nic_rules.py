@@ -6,7 +6,6 @@ from iovctl.domain.model import (
     SCRUBBED,
     NicConfig,
     NicStatus,
-    PvlanMode,
     Reason,
     VfSetting,
     VfSettings,
@@ -14,15 +13,19 @@ from iovctl.domain.model import (
 
 
 def vf_settings_for(config: NicConfig) -> VfSettings:
-    """What a VF must carry to act as this NIC: same MAC, VLAN, spoof check, trust, rate."""
-    vlan = config.vlan or 0
-    if config.pvlan is not None:
-        # On the VF path the NIC's embedded switch tags with the primary VLAN; isolation
-        # between VFs is the PVLAN capability of the adapter (see required_settings).
-        vlan = config.pvlan.primary_vlan
+    """What a VF must carry to act as this NIC: same MAC, VLAN or private VLAN, spoof
+    check, trust, rate.
+
+    A private VLAN is one setting of its own, in every mode: the NIC's embedded switch
+    must tell its VFs apart by it (domain.pvlan). A promiscuous port needs it as much
+    as the others: on a plain VLAN (the primary) a VF would not reach the isolated and
+    community ports of that primary VLAN. A driver without it (every real one: there
+    is no IFLA_VF_* for it) keeps the NIC on the software path, which enforces it.
+    """
     return SCRUBBED.with_(
         mac=config.mac,
-        vlan=vlan,
+        vlan=config.vlan or 0,
+        pvlan=config.pvlan,
         spoof_check=not config.allow_mac_spoofing,
         trust=config.trust,
         max_rate=config.max_rate or 0,
@@ -33,8 +36,6 @@ def required_settings(config: NicConfig) -> set[VfSetting]:
     """VF settings the driver must support for the VF to honour this NIC's config."""
     needed = set(vf_settings_for(config).changed_settings())
     needed.add(VfSetting.MAC)
-    if config.pvlan is not None and config.pvlan.mode is not PvlanMode.PROMISCUOUS:
-        needed.add(VfSetting.PVLAN)
     return needed
 
 

@@ -309,14 +309,14 @@ def step_from_json(text: str) -> Step:
     return cls(**data)
 
 
+def _pvlan(p: dict[str, Any] | None) -> PrivateVlan | None:
+    if not p:
+        return None
+    return PrivateVlan(PvlanMode(p["mode"]), p["primary_vlan"], p.get("secondary_vlan"))
+
+
 def _config(d: dict[str, Any]) -> NicConfig:
-    p = d.get("pvlan")
-    pvlan = (
-        PrivateVlan(PvlanMode(p["mode"]), p["primary_vlan"], p.get("secondary_vlan"))
-        if p
-        else None
-    )
-    return NicConfig(**{**d, "pvlan": pvlan})
+    return NicConfig(**{**d, "pvlan": _pvlan(d.get("pvlan"))})
 
 
 def _settings(d: dict[str, Any]) -> VfSettings:
@@ -325,5 +325,6 @@ def _settings(d: dict[str, Any]) -> VfSettings:
             **d,
             "vlan_protocol": VlanProtocol(d["vlan_protocol"]),
             "link_state": LinkState(d["link_state"]),
+            "pvlan": _pvlan(d.get("pvlan")),
         }
     )

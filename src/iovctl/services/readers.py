@@ -98,7 +98,7 @@ class NicViewer:
             vf_active=active,
             grant_error=nic.grant_error,
         )
-        return nic_view(nic, status.value, description, active)
+        return nic_view(nic, status.value, description, active, running)
 
     def views(self, nics: list[VmNetworkAdapter]) -> list[NicView]:
         if not self._vm_state:

@@ -33,6 +33,7 @@ from iovctl.domain.model import (
     VmNetworkAdapter,
 )
 from iovctl.domain.names import bridge_name
+from iovctl.domain.pvlan import status as pvlan_status
 from iovctl.domain.readiness import adapter_reason, adapter_support, unverified_facts
 
 # -- views ---------------------------------------------------------------------------
@@ -171,6 +172,12 @@ class PvlanView:
     mode: str
     primary_vlan: int
     secondary_vlan: int | None
+    #: ``vf`` (the NIC's embedded switch), ``software`` (the switch's bridge), or None
+    #: while the VM is off.
+    enforced_by: str | None
+    #: Whether frames leave the uplink tagged with the primary/secondary VLAN.
+    uplink_tagged: bool
+    description: str
 
 
 @dataclass(slots=True)
@@ -526,10 +533,15 @@ def vm_detail_view(
 
 
 def nic_view(
-    nic: VmNetworkAdapter, status: str, description: str, vf_data_path_active: bool
+    nic: VmNetworkAdapter,
+    status: str,
+    description: str,
+    vf_data_path_active: bool,
+    running: bool = False,
 ) -> NicView:
     c = nic.config
     a = nic.assignment
+    pvlan = pvlan_status(c.pvlan, running=running, on_vf=a is not None)
     return NicView(
         vm=nic.vm,
         name=nic.name,
@@ -542,11 +554,7 @@ def nic_view(
         virtual_function=VfRefView(a.adapter, a.index, a.pci_address) if a else None,
         vf_data_path_active=vf_data_path_active,
         vlan=c.vlan,
-        pvlan=(
-            PvlanView(c.pvlan.mode.value, c.pvlan.primary_vlan, c.pvlan.secondary_vlan)
-            if c.pvlan
-            else None
-        ),
+        pvlan=PvlanView(**pvlan) if pvlan is not None else None,  # type: ignore[arg-type]
         max_rate=c.max_rate,
         allow_mac_spoofing=c.allow_mac_spoofing,
         trust=c.trust,

@@ -15,6 +15,8 @@ from iovctl.domain.drivers import unsupported_settings
 from iovctl.domain.model import (
     SCRUBBED,
     LinkState,
+    PrivateVlan,
+    PvlanMode,
     SriovCapability,
     VfSetting,
     VirtualFunction,
@@ -176,6 +178,18 @@ def test_set_vf_settings_refusal_names_igb(tmp_path: Path) -> None:
     host = make_host(tmp_path, igb_host(num_vfs=2))[0]
     with pytest.raises(UnsupportedVfSetting, match="the igb driver does not support link state"):
         host.set_vf_settings("enp1s0", 0, SCRUBBED.with_(link_state=LinkState.ENABLE))
+
+
+@pytest.mark.parametrize("driver", ["igb", "newdrv"])
+def test_no_linux_driver_takes_a_private_vlan(tmp_path: Path, driver: str) -> None:
+    """No IFLA_VF_* carries one: refused before anything is sent, whatever the driver
+    (one the table does not know included), so such a NIC stays on the software path."""
+    host, _, fake = make_host(tmp_path, igb_host(num_vfs=1, driver=driver))
+    assert VfSetting.PVLAN in host.unsupported_vf_settings("enp1s0")
+    pvlan = PrivateVlan(PvlanMode.ISOLATED, 100, 101)
+    with pytest.raises(UnsupportedVfSetting, match="private VLAN"):
+        host.set_vf_settings("enp1s0", 0, SCRUBBED.with_(pvlan=pvlan))
+    assert fake.recorded.set_requests == []
 
 
 @pytest.mark.parametrize("index", [-1, 2, 7])

@@ -29,7 +29,7 @@ from iovctl.domain.model import (
     VfSettings,
     VirtualFunction,
 )
-from iovctl.errors import HardwareError, NotFound
+from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
 
 if TYPE_CHECKING:
     from iovctl.adapters.linux.netlink import NetlinkVfs, VfReport
@@ -40,6 +40,8 @@ IGB_82576_DEVICES = frozenset({"10c9", "10e6", "10e7", "10e8", "150a", "150d", "
 
 #: Queue pairs one VF gets, per PF driver; 1 when unknown (every VF has at least one).
 #: igbvf uses 1; ixgbevf 2 with <= 32 VFs (ixgbe_sriov.c), iavf up to 16 (i40e, ice).
+#: Settings no IFLA_VF_* attribute carries: no Linux driver can be asked for them.
+WITHOUT_NETLINK = frozenset({VfSetting.PVLAN})
 VF_QUEUE_PAIRS = {"igb": 1, "ixgbe": 2, "i40e": 4, "ice": 4, "mlx5_core": 8}
 
 
@@ -130,7 +132,7 @@ class LinuxHost:
     # ------------------------------------------------------------------ VfConfigurator
 
     def unsupported_vf_settings(self, adapter: str) -> frozenset[VfSetting]:
-        return self._unsupported(self._pf(adapter)) or frozenset()
+        return (self._unsupported(self._pf(adapter)) or frozenset()) | WITHOUT_NETLINK
 
     def set_vf_settings(self, adapter: str, index: int, settings: VfSettings) -> None:
         """See VfConfigurator.set_vf_settings; one RTM_NEWLINK (NetlinkVfs.write).
@@ -139,6 +141,10 @@ class LinuxHost:
         name = _name(pf)
         if not 0 <= index < pf.num_vfs:
             raise self._no_vf(pf, index)
+        if settings.pvlan is not None:  # nothing to send it with: refused before sending
+            raise UnsupportedVfSetting(
+                pf.driver or "unknown", VfSetting.PVLAN.label, errno=errno.EOPNOTSUPP
+            )
         self.netlink.write(
             self._ifindex(pf),
             index,
@@ -205,7 +211,7 @@ class LinuxHost:
             max_queue_pairs_per_vf=per_vf,
             vf_driver=vf_driver,
             vf_device_id=pf.vf_device_id,
-            unsupported=self._unsupported(pf) or frozenset(),
+            unsupported=(self._unsupported(pf) or frozenset()) | WITHOUT_NETLINK,
             bus_resources=not self.sysfs.vf_bus_range_short(pf.address, pf.total_vfs),
             vf_bar_space=not self.sysfs.vf_bar_unassigned(pf.address),
         )

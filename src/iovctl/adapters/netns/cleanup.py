@@ -5,7 +5,8 @@ was killed mid-operation: VM and NIC namespaces (``iov-*``; with them go their v
 pairs, bridges, tc and nftables objects, and the VF netdevs in the host), then the
 host's switch bridges and synthetic veth ends (``iov*``), then the spoof-check
 chains of the synthetic ports in the host's nftables table (named after their host
-ends, which they may outlive) and that table once empty. Needs root.
+ends, which they may outlive), the private VLAN chains of the switch bridges (named
+after the bridges), and each table once empty. Needs root.
 
 Must not import services, the CLI or the store.
 """
@@ -30,9 +31,13 @@ class CleanupReport:
 
     namespaces: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
-    #: Chains of the host's table for synthetic ports (``names.SYNTHETIC_NFT_TABLE``).
+    #: Chains of the host's tables for synthetic ports (``names.SYNTHETIC_NFT_TABLE``)
+    #: and for the switch bridges' private VLANs (``names.PVLAN_NFT_TABLE``).
     nft_chains: list[str] = field(default_factory=list)
 
+
+#: The host's nftables tables whose chains are named after host links.
+_TABLES = ((names.SYNTHETIC_NFT_TABLE, "netdev"), (names.PVLAN_NFT_TABLE, "bridge"))
 
 #: One prefix, or several (``str.startswith`` semantics).
 Prefixes = str | tuple[str, ...]
@@ -56,7 +61,12 @@ def leftovers(
     finally:
         if own:
             links.close()
-    chains = [c for c in nft_chains(names.SYNTHETIC_NFT_TABLE) if c.startswith(link_prefix)]
+    chains = [
+        c
+        for table, family in _TABLES
+        for c in nft_chains(table, family)
+        if c.startswith(link_prefix)
+    ]
     return [n for n in list_netns() if n.startswith(netns_prefix)], host, chains
 
 
@@ -89,13 +99,13 @@ def cleanup(
             if name.startswith(link_prefix) or name in extra_links:
                 links.delete(name)
                 report.links.append(name)
-        table = names.SYNTHETIC_NFT_TABLE
-        for chain in nft_chains(table):
-            if (chain.startswith(link_prefix) or chain in extra_links) and nft_delete_chain(
-                table, chain
-            ):
-                report.nft_chains.append(chain)
-        nft_delete_table_if_empty(table)
+        for table, family in _TABLES:
+            for chain in nft_chains(table, family):
+                if (chain.startswith(link_prefix) or chain in extra_links) and nft_delete_chain(
+                    table, chain, family
+                ):
+                    report.nft_chains.append(chain)
+            nft_delete_table_if_empty(table, family)
         wait_until(
             lambda: (
                 not _host_links(link_prefix, links)

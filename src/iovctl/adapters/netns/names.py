@@ -25,6 +25,10 @@ SYNTHETIC_HOST_PREFIX = "iovs"
 #: synthetic ports: one chain per host end, named after it (``iovs<crc>``). Not
 #: :data:`NFT_TABLE`, which lives in each emulated NIC's namespace.
 SYNTHETIC_NFT_TABLE = "iovctl_synthetic"
+#: nftables table (bridge family) with the private VLAN filters of the switches'
+#: bridges: one chain per bridge, named after it (``iovbr<crc>``); in an emulated NIC's
+#: namespace the same table holds its embedded switch's (chain :data:`ESW`).
+PVLAN_NFT_TABLE = "iovctl_pvlan"
 
 IFNAMSIZ = 15
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")

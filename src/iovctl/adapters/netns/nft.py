@@ -41,13 +41,17 @@ NFTA_RULE_TABLE = 1
 NFTA_RULE_CHAIN = 2
 NFTA_RULE_USERDATA = 7
 NFTNL_UDATA_RULE_COMMENT = 0
+NFPROTO_BRIDGE = 7
 NFPROTO_NETDEV = 5
+#: nft's family words -> the kernel's numbers.
+FAMILIES = {"netdev": NFPROTO_NETDEV, "bridge": NFPROTO_BRIDGE}
 
 
-def nft_chains(table: str) -> list[str]:
-    """Chains of netdev table ``table`` in the host namespace (none without ``nft``). Root."""
+def nft_chains(table: str, family: str = "netdev") -> list[str]:
+    """Chains of table ``table`` (``family``: netdev or bridge) in the host namespace
+    (none without ``nft``). Root."""
     try:
-        listing = run_tool(["nft", "-j", "list", "chains", "netdev"])
+        listing = run_tool(["nft", "-j", "list", "chains", family])
     except HardwareError as exc:
         if exc.code == "tool-missing":
             return []  # no nft, so no chain iovctl could have made
@@ -59,8 +63,8 @@ def nft_chains(table: str) -> list[str]:
     )
 
 
-def nft_rule_comments(table: str, chain: str) -> list[str]:
-    """Comments of the rules of ``chain`` in netdev table ``table`` (host namespace),
+def nft_rule_comments(table: str, chain: str, family: str = "netdev") -> list[str]:
+    """Comments of the rules of ``chain`` in ``family`` table ``table`` (host namespace),
     in order; none for a chain that is not there. Root.
 
     A netlink dump, ~10 us, where ``nft list`` would cost a process: lets a caller
@@ -69,7 +73,10 @@ def nft_rule_comments(table: str, chain: str) -> list[str]:
     """
     comments = []
     code, rules = _nft_exchange(
-        NFT_MSG_GETRULE, NLM_F_DUMP, [(NFTA_RULE_TABLE, table), (NFTA_RULE_CHAIN, chain)]
+        NFT_MSG_GETRULE,
+        NLM_F_DUMP,
+        [(NFTA_RULE_TABLE, table), (NFTA_RULE_CHAIN, chain)],
+        FAMILIES[family],
     )
     if code not in (0, errno.ENOENT):
         raise kernel_error(f"reading nftables chain {chain}", OSError(code, os.strerror(code)))
@@ -83,8 +90,8 @@ def nft_rule_comments(table: str, chain: str) -> list[str]:
     return comments
 
 
-def nft_delete_chain(table: str, chain: str) -> bool:
-    """Delete ``chain`` and its rules from netdev table ``table`` in the host namespace.
+def nft_delete_chain(table: str, chain: str, family: str = "netdev") -> bool:
+    """Delete ``chain`` and its rules from ``family`` table ``table`` in the host namespace.
 
     False if there was no such chain or table (idempotent: older kernels delete a
     netdev chain with its device; recent ones, 6.18 here, keep it, unbound). Asks
@@ -92,9 +99,9 @@ def nft_delete_chain(table: str, chain: str) -> bool:
     ~14 ms here, a question nothing. Root.
     """
     attrs = [(NFTA_CHAIN_TABLE, table), (NFTA_CHAIN_NAME, chain)]
-    if _nft_exchange(NFT_MSG_GETCHAIN, 0, attrs)[0] == errno.ENOENT:
+    if _nft_exchange(NFT_MSG_GETCHAIN, 0, attrs, FAMILIES[family])[0] == errno.ENOENT:
         return False
-    code = _nft_exchange(NFT_MSG_DELCHAIN, 0, attrs)[0]
+    code = _nft_exchange(NFT_MSG_DELCHAIN, 0, attrs, FAMILIES[family])[0]
     if code == errno.ENOENT:
         return False
     if code:
@@ -102,8 +109,8 @@ def nft_delete_chain(table: str, chain: str) -> bool:
     return True
 
 
-def nft_delete_table_if_empty(table: str) -> bool:
-    """Delete netdev table ``table`` of the host namespace if it holds nothing. Root.
+def nft_delete_table_if_empty(table: str, family: str = "netdev") -> bool:
+    """Delete ``family`` table ``table`` of the host namespace if it holds nothing. Root.
 
     True if it was deleted; False if it holds something or is not there. Atomic:
     with NLM_F_NONREC the kernel refuses (EBUSY) to delete a table that is in use
@@ -113,7 +120,7 @@ def nft_delete_table_if_empty(table: str) -> bool:
     :func:`nft_delete_chain` does.
     """
     attrs = [(NFTA_TABLE_NAME, table)]
-    code, found = _nft_exchange(NFT_MSG_GETTABLE, 0, attrs)
+    code, found = _nft_exchange(NFT_MSG_GETTABLE, 0, attrs, FAMILIES[family])
     if code == errno.ENOENT:
         return False
     if code or not found:
@@ -121,7 +128,7 @@ def nft_delete_table_if_empty(table: str) -> bool:
         raise kernel_error(f"reading nftables table {table}", OSError(code, os.strerror(code)))
     if struct.unpack("!I", found[0].get(NFTA_TABLE_USE, bytes(4)))[0]:
         return False  # chains in it
-    code = _nft_exchange(NFT_MSG_DELTABLE, NLM_F_NONREC, attrs)[0]
+    code = _nft_exchange(NFT_MSG_DELTABLE, NLM_F_NONREC, attrs, FAMILIES[family])[0]
     if code in (errno.ENOENT, errno.EBUSY):
         return False
     if code:
@@ -130,9 +137,9 @@ def nft_delete_table_if_empty(table: str) -> bool:
 
 
 def _nft_exchange(
-    kind: int, flags: int, attrs: list[tuple[int, str]]
+    kind: int, flags: int, attrs: list[tuple[int, str]], family: int = NFPROTO_NETDEV
 ) -> tuple[int, list[dict[int, bytes]]]:
-    """Send one nf_tables message (netdev family) in the calling thread's namespace.
+    """Send one nf_tables message (``family``) in the calling thread's namespace.
 
     A change (DEL*) goes in a batch, as the kernel wants it; a get or a dump alone.
     Returns the errno of the kernel's answer (0 = done) and the attributes of each
@@ -152,7 +159,7 @@ def _nft_exchange(
         NFNL_SUBSYS_NFTABLES << 8 | kind,
         NLM_F_REQUEST | ack | flags,
         2,
-        NFPROTO_NETDEV,
+        family,
         0,
         payload,
     )

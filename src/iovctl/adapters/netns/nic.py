@@ -21,6 +21,9 @@ its own namespace ``iov-nic-<adapter>`` (the NIC's insides) like this::
   isolated bridge ports (reach the wire and the PF, never each other); **VEPA** every
   function's frames are forwarded out the wire and the world's bridge reflects them
   (hairpin), with the NIC learning nothing from the wire.
+- **Private VLANs**: a bridge-family chain on ``esw`` (``pvlan_nft``) drops what
+  ``domain.pvlan`` denies between VF ports (each ``vf<i>b``'s alias says whose it is)
+  and, by MAC, between VFs and the NICs behind the PF.
 
 A netdev cannot be both a bridge port and a macvlan lower device, hence veth pairs and
 a bridge, not macvlans: the PF must be a port of the host switch's bridge.
@@ -29,7 +32,7 @@ State lives in the devices: ``num_vfs`` in the alias of ``pf``, each VF's settin
 the alias of ``vf<i>``, both written after the devices they describe, so separate
 commands agree and a killed command leaves at worst unused devices that the next
 ``set_num_vfs`` or cleanup removes. Settings no software enforcement exists for here
-(VLAN, QoS, trust, min rate, link state, RSS query, private VLAN) are refused like a
+(VLAN, QoS, trust, min rate, link state, RSS query) are refused like a
 real driver refuses them (:data:`UNSUPPORTED`).
 
 Every method needs root. Must not import services, the CLI, the store or other adapters.
@@ -41,7 +44,7 @@ import errno
 import zlib
 from dataclasses import dataclass
 
-from iovctl.adapters.netns import names
+from iovctl.adapters.netns import names, pvlan_nft
 from iovctl.adapters.netns.kernel import (
     NO_IPV6_ADDRESSES,
     Links,
@@ -62,15 +65,18 @@ from iovctl.domain.model import (
     VfSettings,
     VirtualFunction,
 )
+from iovctl.domain.pvlan import as_text as pvlan_text
+from iovctl.domain.pvlan import from_text as pvlan_from_text
 from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
 
 DRIVER = "iovemu"
 VF_DRIVER = "iovemu-vf"
 V = VfSetting
 #: What the emulated driver refuses: no 802.1Q module, nothing to enforce trust,
-#: min rate, link state or RSS with, and private VLANs need VLANs.
+#: min rate, link state or RSS with. Private VLANs it enforces (untagged, by port and
+#: MAC: ``pvlan_nft``).
 UNSUPPORTED = frozenset(
-    {V.VLAN, V.QOS, V.VLAN_PROTOCOL, V.TRUST, V.MIN_RATE, V.LINK_STATE, V.QUERY_RSS, V.PVLAN}
+    {V.VLAN, V.QOS, V.VLAN_PROTOCOL, V.TRUST, V.MIN_RATE, V.LINK_STATE, V.QUERY_RSS}
 )
 _REFUSAL_ERRNO = {V.MIN_RATE: errno.EINVAL, V.VLAN_PROTOCOL: errno.EPROTONOSUPPORT}
 
@@ -94,7 +100,10 @@ class _Alias:
 
     def encode(self) -> str:
         s = self.settings
-        return f"iovctl-vf mac={s.mac} spoof={int(s.spoof_check)} rate={s.max_rate}"
+        return (
+            f"iovctl-vf mac={s.mac} spoof={int(s.spoof_check)} rate={s.max_rate}"
+            f" pvlan={pvlan_text(s.pvlan)}"
+        )
 
     @staticmethod
     def decode(text: str | None) -> VfSettings:
@@ -104,6 +113,7 @@ class _Alias:
                 mac=fields.get("mac", _ZERO_MAC),
                 spoof_check=fields.get("spoof", "1") == "1",
                 max_rate=int(fields.get("rate", "0")),
+                pvlan=pvlan_from_text(fields.get("pvlan")),
             )
         except ValueError:
             return SCRUBBED
@@ -183,6 +193,8 @@ class EmulatedNic:
             script += self._nft_vf_chain(spec, i, SCRUBBED, create=True)
         if script:
             run_tool(["nft", "-f", "-"], ns, stdin="\n".join(script) + "\n")
+        # Rebuilt VFs are scrubbed: in no private VLAN.
+        pvlan_nft.sync_embedded_switch(self._links, ns, adapter)
         return {"removed": removed, "rebuilt": rebuilt}
 
     def _ensure_world(self) -> None:
@@ -349,9 +361,9 @@ class EmulatedNic:
             )
         if count == 0:
             self._write_num_vfs(ns, 0)  # first: a half-done removal reads as 0 VFs
-            self._destroy_vfs(ns)
+            self._destroy_vfs(ns, adapter)
             return
-        self._destroy_vfs(ns)  # leftovers of a killed command
+        self._destroy_vfs(ns, adapter)  # leftovers of a killed command
         for index in range(count):
             self._create_vf(spec, ns, index)
         chains: list[str] = []
@@ -430,6 +442,16 @@ class EmulatedNic:
                 raise kernel_error(
                     f"setting the MAC filter of VF {index} of {adapter}", exc
                 ) from exc
+        # The switch port says whose it is (MAC, private VLAN); a free VF's is no one's.
+        links.set(
+            f"setting the private VLAN of VF {index} of {adapter}",
+            ns,
+            index=port,
+            IFLA_IFALIAS=""
+            if settings.mac == _ZERO_MAC
+            else pvlan_nft.alias(settings.mac, settings.pvlan),
+        )
+        pvlan_nft.sync_embedded_switch(links, ns, adapter, vf_changed=True)
         links.set(
             f"recording the settings of VF {index} of {adapter}",
             ns,
@@ -572,7 +594,7 @@ class EmulatedNic:
                 IFLA_AF_SPEC=NO_IPV6_ADDRESSES,
             )
 
-    def _destroy_vfs(self, ns: str) -> None:
+    def _destroy_vfs(self, ns: str, adapter: str) -> None:
         """Delete every VF device in the NIC (their host/VM ends go with them)."""
         links = self._links
         for name in links.names(ns):
@@ -584,6 +606,7 @@ class EmulatedNic:
         ]
         if script:
             run_tool(["nft", "-f", "-"], ns, stdin="\n".join(script) + "\n")
+        pvlan_nft.sync_embedded_switch(self._links, ns, adapter)  # no VF ports left
 
     def _nft_vf_chains(self, ns: str) -> list[str]:
         """Names of the VF chains (``vf<i>``) in the NIC's nftables table."""

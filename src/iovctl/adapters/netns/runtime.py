@@ -25,7 +25,9 @@ nftables netdev ingress chain on the host end (host table
 ``names.SYNTHETIC_NFT_TABLE``, one chain per host end, named after it) drops frames
 from any other source MAC, and a tbf shaper on ``syn<crc>`` limits what the VM sends.
 So does its VLAN: the host end is an access port of the switch bridge, which filters
-VLANs once a NIC has one (``bridge_vlan``). See docs/failover.md.
+VLANs once a NIC has one (``bridge_vlan``). Its private VLAN is filtered on the switch
+bridge by ``pvlan_nft``, from what each host end's alias says of its NIC (MAC and
+private VLAN), for NICs on either path. See docs/failover.md.
 
 Every method is idempotent and needs root. Must not import the CLI, the store or other
 adapters; it imports ``domain.names.bridge_name`` so that the bridge it builds is the
@@ -41,7 +43,7 @@ from typing import Any
 
 from pyroute2 import NetlinkError
 
-from iovctl.adapters.netns import bridge_vlan, names
+from iovctl.adapters.netns import bridge_vlan, names, pvlan_nft
 from iovctl.adapters.netns.kernel import (
     NO_IPV6_ADDRESSES,
     Links,
@@ -59,7 +61,7 @@ from iovctl.adapters.netns.kernel import (
     wait_until,
 )
 from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empty, nft_rule_comments
-from iovctl.domain.model import NicConfig, PvlanMode, VirtualFunction
+from iovctl.domain.model import NicConfig, VirtualFunction
 from iovctl.domain.names import bridge_name
 from iovctl.errors import HardwareError
 
@@ -161,19 +163,24 @@ class NetnsVmRuntime:
         ns = names.vm_netns(vm)
         if not netns_exists(ns):
             return
-        host_ends = []
+        host_ends: list[str] = []
+        bridges: dict[int, str] = {}
         for message in self._links(ns).get_links():
             name = str(message.get("IFLA_IFNAME"))
             if names.is_pair_helper(name):
                 if name.startswith("syn"):
                     self._forget_on_uplink(ns, message)
-                    host_ends.append(self._host_end_name(message))
+                    host_end = self._host_end_name(message)
+                    if host_end is not None:
+                        host_ends.append(host_end)
+                        bridges |= self._bridges_of(host_end)
                     self._links.delete(name, ns)  # its host end goes with it, now
             elif message.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") == "veth":
                 self._return_to_host(ns, message)
         self._links.forget(ns)
         remove_netns(ns)
-        self._drop_spoof_checks(*(h for h in host_ends if h is not None))
+        self._drop_spoof_checks(*host_ends)
+        self._sync_private_vlans(bridges)
 
     # -- the synthetic half ------------------------------------------------------
 
@@ -214,9 +221,10 @@ class NetnsVmRuntime:
             master=bridge,
             state="up",
             IFLA_AF_SPEC=NO_IPV6_ADDRESSES,
+            IFLA_IFALIAS=pvlan_nft.alias(config.mac, config.pvlan),
         )
-        isolated = config.pvlan is not None and config.pvlan.mode is PvlanMode.ISOLATED
-        links.brport(f"isolating {vm}/{nic}", host_end, isolated=int(isolated))
+        # Before the VM's end comes up: no frame of a new NIC passes unfiltered.
+        pvlan_nft.sync(links, bridge, bridge_name(config.switch))
         if vlan or bridge_vlan.filtering(bridge_message):
             bridge_vlan.sync(links, bridge, host_end, vlan, uplink_name)
         self._ensure_spoof_check(host_end, config)
@@ -256,8 +264,10 @@ class NetnsVmRuntime:
                 links.delete(names.nic_ifname(nic), ns)
             links.delete(names.synthetic_vm_ifname(nic), ns)
             links.delete(names.anchor_ifname(nic), ns)
+        bridges = self._bridges_of(names.synthetic_host_ifname(vm, nic))
         links.delete(names.synthetic_host_ifname(vm, nic))
         self._drop_spoof_checks(names.synthetic_host_ifname(vm, nic))
+        self._sync_private_vlans(bridges)
 
     # -- the VF half ----------------------------------------------------------------
 
@@ -353,8 +363,10 @@ class NetnsVmRuntime:
     # -- switches (not in the VmRuntime port yet: see docs/failover.md) ---------------
 
     def remove_switch(self, switch: str) -> None:
-        """Delete the switch's bridge; its uplink PF stays (released). Idempotent. Root."""
+        """Delete the switch's bridge and its private VLAN filters; its uplink PF stays
+        (released). Idempotent. Root."""
         self._links.delete(bridge_name(switch))
+        pvlan_nft.drop(bridge_name(switch))
 
     # -- helpers ------------------------------------------------------------------
 
@@ -682,6 +694,27 @@ class NetnsVmRuntime:
         for host_end in host_ends:
             nft_delete_chain(t, host_end)
         nft_delete_table_if_empty(t)
+
+    def _bridges_of(self, *host_ends: str) -> dict[int, str]:
+        """The switch bridges (ifindex -> name) these host ends are ports of."""
+        out = {}
+        for host_end in host_ends:
+            message = self._links.get(host_end)
+            master = None if message is None else message.get("IFLA_MASTER")
+            if not master:
+                continue
+            try:
+                bridge = self._links().get_links(master)[0]
+            except NetlinkError:
+                continue
+            out[int(master)] = str(bridge.get("IFLA_IFNAME"))
+        return out
+
+    def _sync_private_vlans(self, bridges: dict[int, str]) -> None:
+        """Rebuild the private VLAN filters of these bridges after ports left them."""
+        for index, name in bridges.items():
+            if self._links.index(name) == index:
+                pvlan_nft.sync(self._links, index, name)
 
     def _host_end_name(self, syn: Any) -> str | None:
         """Name of the host end of synthetic veth ``syn`` (its peer, in the host)."""

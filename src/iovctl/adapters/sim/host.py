@@ -25,6 +25,8 @@ from iovctl.domain.model import (
     VirtualFunction,
     VlanProtocol,
 )
+from iovctl.domain.pvlan import as_text as pvlan_text
+from iovctl.domain.pvlan import from_text as pvlan_from_text
 from iovctl.domain.readiness import iommu_usable
 from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
 
@@ -45,11 +47,14 @@ CREATE TABLE IF NOT EXISTS sim_vf (
     max_rate INTEGER NOT NULL DEFAULT 0,
     min_rate INTEGER NOT NULL DEFAULT 0,
     link_state TEXT NOT NULL DEFAULT 'auto',
+    pvlan TEXT NOT NULL DEFAULT '-',
     PRIMARY KEY (adapter, idx)
 ) WITHOUT ROWID;
 """
 
-_VF_COLUMNS = "mac, vlan, qos, vlan_protocol, spoof_check, trust, max_rate, min_rate, link_state"
+_VF_COLUMNS = (
+    "mac, vlan, qos, vlan_protocol, spoof_check, trust, max_rate, min_rate, link_state, pvlan"
+)
 
 
 def vf_pci_address(spec: AdapterSpec, index: int) -> str:
@@ -77,6 +82,11 @@ class SimulatedHost:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
+            columns = {row[1] for row in self._conn.execute("PRAGMA table_info(sim_vf)")}
+            if "pvlan" not in columns:  # a machine from before VFs had private VLANs
+                self._conn.execute(
+                    "ALTER TABLE sim_vf ADD COLUMN pvlan TEXT NOT NULL DEFAULT '-'"
+                )
             for a in self.spec.adapters:
                 cur = self._conn.execute(
                     "INSERT OR IGNORE INTO sim_adapter (name, num_vfs) VALUES (?, ?)",
@@ -221,7 +231,8 @@ class SimulatedHost:
             raise UnsupportedVfSetting(driver, refused[0].label, errno=_REFUSAL_ERRNO[refused[0]])
         written = self._conn.execute(  # one statement: one commit, as one netlink request
             "UPDATE sim_vf SET mac = ?, vlan = ?, qos = ?, vlan_protocol = ?, spoof_check = ?,"
-            " trust = ?, max_rate = ?, min_rate = ?, link_state = ? WHERE adapter = ? AND idx = ?",
+            " trust = ?, max_rate = ?, min_rate = ?, link_state = ?, pvlan = ?"
+            " WHERE adapter = ? AND idx = ?",
             (
                 settings.mac,
                 settings.vlan,
@@ -232,6 +243,7 @@ class SimulatedHost:
                 settings.max_rate,
                 settings.min_rate,
                 settings.link_state.value,
+                pvlan_text(settings.pvlan),
                 adapter,
                 index,
             ),
@@ -279,7 +291,7 @@ class SimulatedHost:
             # With ACS each VF gets its own group; without, they share the PF's.
             base = self._group_base[spec.adapter.name]
             group = base + 1 + index if facts.acs else base
-        mac, vlan, qos, proto, spoof, trust, max_rate, min_rate, link = row
+        mac, vlan, qos, proto, spoof, trust, max_rate, min_rate, link, pvlan = row
         settings = VfSettings(
             mac=str(mac),
             vlan=int(vlan),
@@ -290,6 +302,7 @@ class SimulatedHost:
             max_rate=int(max_rate),
             min_rate=int(min_rate),
             link_state=LinkState(link),
+            pvlan=pvlan_from_text(str(pvlan)),
         )
         return VirtualFunction(
             adapter=spec.adapter.name,

@@ -6,7 +6,10 @@ written by a newer iovctl (higher version) is refused instead of guessed at.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+from iovctl.domain.model import VfSetting
+from iovctl.domain.nic_rules import settings_mask
+
+SCHEMA_VERSION = 3
 
 #: ``PRAGMA application_id`` of a state store ("iovc"): a database without it (and
 #: without schema 1's tables, which stores written before the stamp have) is not
@@ -137,5 +140,12 @@ CREATE TABLE rebalance_due (
 -- Why the machine refused this NIC a VF: it waits on the software path until
 -- its VM restarts, its settings change or `iovctl apply` runs.
 ALTER TABLE nic ADD COLUMN grant_error TEXT;
+""",
+    # A private VLAN is a VF setting of its own in every mode (nic_rules.vf_settings_for),
+    # no longer the primary VLAN on the VF: NICs stored before need the new mask.
+    3: f"""
+UPDATE nic SET vf_needs = (vf_needs & ~{settings_mask({VfSetting.VLAN})})
+    | {settings_mask({VfSetting.PVLAN})}
+    WHERE pvlan_mode IS NOT NULL
 """,
 }

@@ -18,7 +18,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from iovctl.adapters.linux.sysfs import SysfsPci
+from iovctl.adapters.linux.sysfs import PciFunction, SysfsPci
 from iovctl.domain.model import HostFacts
 
 # ------------------------------------------------------------------ PCIe config space
@@ -145,7 +145,10 @@ class HostProbe:
         self.class_iommu = self.root / "sys" / "class" / "iommu"
         self.modules = self.root / "sys" / "module"
 
-    def facts(self) -> HostFacts:
+    def facts(self, pfs: list[PciFunction] | None = None) -> HostFacts:
+        """The host's facts; ``pfs``: the network PFs when the caller has read them."""
+        if pfs is None:
+            pfs = self.sysfs.network_pfs()
         cpuinfo = self._cpuinfo()
         cmdline = self._read(self.proc / "cmdline").strip()
         flags = cpuinfo.get("flags", set()) | cpuinfo.get("vmx flags", set())
@@ -160,8 +163,8 @@ class HostProbe:
             interrupt_remapping=self.interrupt_remapping(cmdline),
             firmware_sriov_enabled=self.firmware_sriov_enabled(),
             pcie_native_control=self.pcie_native_control(cmdline),
-            acs=self.acs(),
-            kernel_pci_iov=self.kernel_pci_iov(),
+            acs=self.acs(pfs),
+            kernel_pci_iov=self.kernel_pci_iov(pfs),
             vfio_pci=self.vfio_pci(),
             kernel_cmdline=cmdline,
         )
@@ -198,11 +201,11 @@ class HostProbe:
         or VIOT (virtio-iommu), or the kernel registered IOMMU units."""
         if any((self.acpi_tables / name).exists() for name in _IOMMU_TABLES):
             return True
-        return bool(_list(self.class_iommu))
+        return _has_entries(self.class_iommu)
 
     def iommu_enabled(self) -> bool:
         """The kernel uses the IOMMU: ``/sys/kernel/iommu_groups`` is not empty."""
-        return bool(_list(self.sysfs.iommu_groups_dir))
+        return _has_entries(self.sysfs.iommu_groups_dir)
 
     def interrupt_remapping(self, cmdline: str) -> bool:
         """Interrupt remapping, from the strongest signal available.
@@ -245,7 +248,7 @@ class HostProbe:
         only, which iovctl does not parse; assumed granted otherwise."""
         return "pcie_ports=compat" not in cmdline.split()
 
-    def acs(self) -> bool:
+    def acs(self, pfs: list[PciFunction] | None = None) -> bool:
         """Every root or downstream port above an SR-IOV PF can do ACS (SV, RR, CR, UF).
 
         Read from each port's ``config`` (ACS extended capability 0x000D). A port whose
@@ -254,7 +257,7 @@ class HostProbe:
         a port without the capability as isolating through quirks (drivers/pci/quirks.c
         pci_dev_acs_enabled), so a VF's IOMMU group remains the final word.
         """
-        for pf in self.sysfs.network_pfs():
+        for pf in self.sysfs.network_pfs() if pfs is None else pfs:
             if pf.total_vfs is None:
                 continue
             for bridge in self.sysfs.upstream_bridges(pf.address):
@@ -270,11 +273,12 @@ class HostProbe:
 
     # -- kernel
 
-    def kernel_pci_iov(self) -> bool:
+    def kernel_pci_iov(self, pfs: list[PciFunction] | None = None) -> bool:
         """CONFIG_PCI_IOV: proven by any ``sriov_totalvfs`` file; else read from the
         kernel config (``boot/config-<release>`` or ``/proc/config.gz``); unknown
-        counts as True (without SR-IOV devices the adapters are not capable anyway)."""
-        if any(
+        counts as True (without SR-IOV devices the adapters are not capable anyway).
+        ``pfs``: the network PFs already read (one with SR-IOV settles it)."""
+        if any(pf.total_vfs is not None for pf in pfs or ()) or any(
             (self.sysfs.device_dir(address) / "sriov_totalvfs").exists()
             for address in self.sysfs.addresses()
         ):
@@ -318,3 +322,13 @@ def _list(path: Path) -> list[str]:
         return sorted(entry.name for entry in path.iterdir())
     except OSError:
         return []
+
+
+def _has_entries(path: Path) -> bool:
+    """Whether the directory has any entry, without listing it (thousands of IOMMU
+    groups on a host with thousands of VFs)."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False

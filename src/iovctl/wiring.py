@@ -1,27 +1,33 @@
 """Wiring: builds a Context (store + hardware + VM runtime) from options.
 
-The only module that knows every adapter. The backend of a state directory is
-fixed when it is first used (``meta.backend``): later commands see the same host.
-Adapters are imported when their backend is chosen, never at module import.
+The only module that knows every adapter. Two choices, made apart: the hardware
+(``sim``, ``linux``, ``emulated``) and the VM runtime (``sim``, ``netns``; libvirt
+next). Each is fixed when a state directory is first used (``meta.backend``,
+``meta.runtime``): later commands see the same host and the same VMs. The runtime
+defaults to the hardware's natural partner: simulated VMs on a simulated host,
+namespaces on real and emulated hosts. Adapters are imported when chosen, never at
+module import.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from iovctl.adapters.sqlite.store import SqliteStore, default_state_dir
-from iovctl.domain.model import NicConfig, VirtualFunction
-from iovctl.errors import StateError
+from iovctl.domain.drivers import VfDriver
+from iovctl.errors import InvalidInput, StateError
+from iovctl.ports import HostHardware, VmRuntime
 from iovctl.services.context import Context
 
 if TYPE_CHECKING:
-    import ipaddress
+    from iovctl.adapters.sim.runtime import SimulatedVmRuntime
 
-    from iovctl.adapters.netns.runtime import NetnsVmRuntime
+#: The VM runtimes, by name.
+RUNTIMES = ("sim", "netns")
 
 
 @dataclass(frozen=True)
@@ -33,30 +39,84 @@ class Options:
     emulate: str | None = None
     #: Keep the store in memory (tests, benchmarks): nothing persists.
     in_memory: bool = False
+    #: VM runtime (one of RUNTIMES); None = what the state dir holds, else the
+    #: hardware's partner.
+    runtime: str | None = None
 
 
-def resolve_options(state_dir: str | None, sim: str | None, emulate: str | None = None) -> Options:
+def resolve_options(
+    state_dir: str | None,
+    sim: str | None,
+    emulate: str | None = None,
+    runtime: str | None = None,
+) -> Options:
     env_dir = os.environ.get("IOVCTL_STATE_DIR")
     chosen = Path(state_dir) if state_dir else Path(env_dir) if env_dir else default_state_dir()
     return Options(
         state_dir=chosen,
         sim=sim or os.environ.get("IOVCTL_SIM") or None,
         emulate=emulate or os.environ.get("IOVCTL_EMULATE") or None,
+        runtime=runtime or os.environ.get("IOVCTL_RUNTIME") or None,
     )
 
 
 def open_context(options: Options) -> Context:
-    """Open the state store and the backend it is bound to."""
+    """Open the state store, the hardware and the VM runtime it is bound to."""
+    if options.runtime is not None and options.runtime not in RUNTIMES:
+        raise InvalidInput(
+            "unknown-runtime",
+            f"no VM runtime named {options.runtime!r}",
+            f"choose one of: {', '.join(RUNTIMES)} (IOVCTL_RUNTIME)",
+        )
     store = SqliteStore.open(None if options.in_memory else options.state_dir)
     backend = store.get_meta("backend")
     if options.emulate is not None or backend == "emulated":
-        return _emulated(store, options)
-    if options.sim is not None or backend == "sim":
-        return _simulated(store, options)
-    if backend is None and not Path("/sys/bus/pci/devices").is_dir():
+        hardware, partner = _emulated(store, options), "netns"
+    elif options.sim is not None or backend == "sim":
+        hardware, partner = _simulated(store, options), "sim"
+    elif backend is None and not Path("/sys/bus/pci/devices").is_dir():
         # No PCI bus to drive (a container, another OS): the simulated demo host.
-        return _simulated(store, options)
-    return _linux(store, options)
+        hardware, partner = _simulated(store, options), "sim"
+    else:
+        hardware, partner = _linux(store, options), "netns"
+    return Context(store, hardware, _runtime(store, options, partner))
+
+
+def _runtime(store: SqliteStore, options: Options, partner: str) -> VmRuntime:
+    """The state dir's VM runtime, bound on first use like the hardware."""
+    stored = store.get_meta("runtime")
+    wanted = options.runtime or stored or partner
+    if stored is None:
+        with store.transaction():
+            stored = store.get_meta("runtime")
+            if stored is None:
+                store.set_meta("runtime", wanted)
+                if wanted == "sim":
+                    _sim_runtime(store).ensure_schema()
+                stored = wanted
+    if options.runtime is not None and options.runtime != stored:
+        raise _mismatch(options, "VM runtime", stored, options.runtime)
+    if stored == "sim":
+        return _sim_runtime(store)
+    return netns_runtime(store)
+
+
+def _sim_runtime(store: SqliteStore) -> SimulatedVmRuntime:
+    from iovctl.adapters.sim.runtime import SimulatedVmRuntime
+
+    return SimulatedVmRuntime(store.conn)
+
+
+def netns_runtime(store: SqliteStore) -> VmRuntime:
+    """Namespaces, built on first use: most commands (every read, and writes such as
+    ``switch create``) never touch a VM and skip importing pyroute2's runtime."""
+
+    def build() -> VmRuntime:
+        from iovctl.adapters.netns.runtime import NetnsVmRuntime
+
+        return NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
+
+    return cast(VmRuntime, Lazy(build, vf_driver=VfDriver.NET))
 
 
 def _bind(
@@ -99,9 +159,8 @@ def _mismatch(options: Options, kind: str, have: str, want: str) -> StateError:
     )
 
 
-def _simulated(store: SqliteStore, options: Options) -> Context:
+def _simulated(store: SqliteStore, options: Options) -> HostHardware:
     from iovctl.adapters.sim.host import SimulatedHost
-    from iovctl.adapters.sim.runtime import SimulatedVmRuntime
     from iovctl.adapters.sim.spec import load_spec, spec_from_json, spec_to_json
 
     wanted = load_spec(options.sim) if options.sim is not None else None
@@ -111,19 +170,17 @@ def _simulated(store: SqliteStore, options: Options) -> Context:
 
         def init() -> None:
             SimulatedHost(store.conn, fresh).ensure_schema()
-            SimulatedVmRuntime(store.conn).ensure_schema()
 
         stored = _bind(store, options, "sim", "sim_spec", spec_to_json(fresh), init)
         assert stored is not None
     spec = spec_from_json(stored)
     if wanted is not None and wanted.name != spec.name:
         raise _mismatch(options, "simulated host", spec.name, wanted.name)
-    return Context(store, SimulatedHost(store.conn, spec), SimulatedVmRuntime(store.conn))
+    return SimulatedHost(store.conn, spec)
 
 
-def _emulated(store: SqliteStore, options: Options) -> Context:
+def _emulated(store: SqliteStore, options: Options) -> HostHardware:
     from iovctl.adapters.netns.nic import EmulatedNic
-    from iovctl.adapters.netns.runtime import NetnsVmRuntime
     from iovctl.adapters.netns.spec import emulation_from_json, emulation_to_json, load_emulation
 
     wanted = load_emulation(options.emulate) if options.emulate is not None else None
@@ -137,74 +194,39 @@ def _emulated(store: SqliteStore, options: Options) -> Context:
         raise _mismatch(options, "emulation", spec.name, wanted.name)
     hardware = EmulatedNic(spec)
     hardware.ensure()
-    # Eager, unlike _linux: EmulatedNic has already loaded the netlink layer, so
-    # laziness would save ~4 ms, and bench.datapath and tests/privileged use this
-    # runtime as a NetnsVmRuntime (isinstance, ``address``).
-    runtime = NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
-    return Context(store, hardware, runtime)
+    return hardware
 
 
-def _linux(store: SqliteStore, options: Options) -> Context:
-    """The real host: sysfs + netlink; VMs as network namespaces (libvirt later)."""
+def _linux(store: SqliteStore, options: Options) -> HostHardware:
+    """The real host: sysfs + netlink."""
     from iovctl.adapters.linux.host import LinuxHost
 
     _bind(store, options, "linux")
-    return Context(store, LinuxHost(), LazyNetnsVmRuntime(store))
+    return LinuxHost()
 
 
-class LazyNetnsVmRuntime:
-    """``VmRuntime`` that imports and builds ``NetnsVmRuntime`` on its first call.
+class Lazy:
+    """Builds an adapter on first use and forwards every attribute to it.
 
-    Most commands (every read, and writes such as ``switch create``) never touch
-    a VM, so they skip importing the namespace runtime. Only the methods of the
-    ``VmRuntime`` port are forwarded; code that needs more of ``NetnsVmRuntime``
-    wires it directly.
+    Generic: the port's methods are not restated here, so a method added to a port
+    needs no change. ``known`` answers attributes that must not build the adapter
+    (``vf_driver``); ``close`` closes only what was built.
     """
 
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
-        self._runtime: NetnsVmRuntime | None = None
+    def __init__(self, build: Callable[[], object], **known: object) -> None:
+        self._build = build
+        self._built: object | None = None
+        self._known = known
 
-    def _built(self) -> NetnsVmRuntime:
-        if self._runtime is None:
-            from iovctl.adapters.netns.runtime import NetnsVmRuntime
-
-            store = self._store
-            self._runtime = NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
-        return self._runtime
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._known:
+            return self._known[name]
+        if self._built is None:
+            self._built = self._build()
+        return getattr(self._built, name)
 
     def close(self) -> None:
-        """Release the runtime's netlink sockets; nothing to do if it was never built."""
-        if self._runtime is not None:
-            self._runtime.close()
-
-    def start_vm(self, vm: str) -> None:
-        self._built().start_vm(vm)
-
-    def stop_vm(self, vm: str) -> None:
-        self._built().stop_vm(vm)
-
-    def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
-        self._built().plug_software_nic(vm, nic, config)
-
-    def unplug_nic(self, vm: str, nic: str) -> None:
-        self._built().unplug_nic(vm, nic)
-
-    def reconcile(self, off_vms: Iterable[str]) -> list[str]:
-        return self._built().reconcile(off_vms)
-
-    def remove_switch(self, switch: str) -> None:
-        self._built().remove_switch(switch)
-
-    def attach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
-        self._built().attach_vf(vm, nic, vf)
-
-    def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
-        self._built().detach_vf(vm, nic, vf)
-
-    def vf_data_path_active(self, vm: str, nic: str) -> bool:
-        return self._built().vf_data_path_active(vm, nic)
-
-    def address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
-        """The IPv4 identity of a NIC (not in the port: namespaces only; the bench)."""
-        return self._built().address(vm, nic, config)
+        if self._built is not None:
+            cast(Any, self._built).close()

@@ -233,14 +233,12 @@ def test_killed_vf_count_change_is_repaired_by_the_next_command(host: Host, tmp_
 
 def test_reconcile_removes_what_the_store_has_off(host: Host, tmp_path: Path) -> None:
     """``NetnsVmRuntime.reconcile``: the hook a command can run under the write lock."""
-    from iovctl.adapters.netns.runtime import NetnsVmRuntime
     from iovctl.domain.model import VmState
     from iovctl.wiring import open_context, resolve_options
 
     k = _kill_start_after_the_vf_moved(host, tmp_path)
     ctx = open_context(resolve_options(str(host.state), None, None))
     try:
-        assert isinstance(ctx.runtime, NetnsVmRuntime)
         with ctx.store.transaction():
             off = [vm.name for vm in ctx.store.list_vms() if vm.state is VmState.OFF]
             assert ctx.runtime.reconcile(off) == [k]

@@ -11,7 +11,6 @@ from typing import Any
 from iovctl.domain.model import SCRUBBED, EventLevel, VfSettings, VmState
 from iovctl.domain.nic_rules import vf_settings_for
 from iovctl.domain.reconcile import SetVfCount, SetVfSettings, plan_counts, plan_settings
-from iovctl.errors import Conflict
 from iovctl.services.context import Context
 
 
@@ -63,15 +62,9 @@ def apply(ctx: Context, *, dry_run: bool = False) -> dict[str, Any]:
 
 
 def power_cycle(ctx: Context) -> None:
-    """Reboot a simulated host's hardware: what ``apply`` exists for."""
-    cycle = getattr(ctx.hardware, "power_cycle", None)
-    if cycle is None:
-        raise Conflict(
-            "not-simulated",
-            f"the {ctx.hardware.backend_name} host cannot be power-cycled by iovctl",
-            "reboot the machine itself; iovctl-apply.service restores the VFs at boot",
-        )
-    cycle()
+    """Reboot a simulated host's hardware: what ``apply`` exists for. Conflict
+    ``not-simulated`` on a real host (HostHardware.power_cycle)."""
+    ctx.hardware.power_cycle()
     ctx.event(
         EventLevel.WARNING,
         "host-power-cycled",

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from iovctl.adapters.linux.pciids import PciIds
 from iovctl.adapters.linux.readiness import HostProbe
 from iovctl.adapters.linux.sysfs import PciFunction, SysfsPci, VfFunction
-from iovctl.domain.drivers import UNSUPPORTED_BY_DRIVER, VF_DRIVER
+from iovctl.domain.drivers import UNSUPPORTED_BY_DRIVER, VF_DRIVER, VfDriver
 from iovctl.domain.model import (
     Adapter,
     HostFacts,
@@ -36,7 +36,7 @@ from iovctl.domain.model import (
     VfSettings,
     VirtualFunction,
 )
-from iovctl.errors import HardwareError, NotFound
+from iovctl.errors import HardwareError, NotFound, not_simulated
 
 if TYPE_CHECKING:
     from iovctl.adapters.linux.netlink import NetlinkVfs, VfInfoList, VfReport
@@ -209,6 +209,21 @@ class LinuxHost:
     def bind_vf_to_default_driver(self, adapter: str, index: int) -> str | None:
         """Give VF ``index`` back to its net driver; returns the driver bound or None."""
         return self.sysfs.bind_default_driver(self._vf_address(adapter, index))
+
+    def bind_vf_driver(self, adapter: str, index: int, driver: VfDriver) -> str | None:
+        """See VfDrivers.bind_vf_driver: ``driver_override`` + ``unbind`` +
+        ``drivers_probe`` (SysfsPci.bind_vfio / bind_default_driver). Needs root."""
+        if driver is VfDriver.VFIO:
+            self.bind_vf_to_vfio(adapter, index)
+            return "vfio-pci"
+        return self.bind_vf_to_default_driver(adapter, index)
+
+    def power_cycle(self) -> None:
+        """A real host is not power-cycled by iovctl: Conflict ``not-simulated``."""
+        raise not_simulated(self.backend_name)
+
+    def close(self) -> None:
+        """Nothing held open: each netlink request has its own socket."""
 
     # ------------------------------------------------------------------ helpers
 

@@ -59,6 +59,7 @@ from iovctl.adapters.netns.kernel import (
     wait_until,
 )
 from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empty, nft_rule_comments
+from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import NicConfig, PvlanMode, VirtualFunction
 from iovctl.domain.names import bridge_name
 from iovctl.errors import HardwareError
@@ -104,6 +105,8 @@ class NetnsVmRuntime:
     """Implements ``VmRuntime`` with network namespaces. Root."""
 
     backend_name = "netns"
+    #: A namespace uses the VF as a netdev: the VF's net driver (igbvf, iavf...).
+    vf_driver = VfDriver.NET
 
     def __init__(
         self,
@@ -354,7 +357,7 @@ class NetnsVmRuntime:
 
     # -- helpers ------------------------------------------------------------------
 
-    def address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
+    def guest_address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
         """The IPv4 identity the NIC's master carries."""
         return self._address_of(vm, nic, config)
 
@@ -415,7 +418,7 @@ class NetnsVmRuntime:
             **_changed_address(message, config.mac),
         )
         self._ensure_anchor(ns, vm, nic, index)
-        address = self.address(vm, nic, config)
+        address = self.guest_address(vm, nic, config)
         ipr = links(ns)
         current = [
             (str(a.get("IFA_ADDRESS")), int(a["prefixlen"]))

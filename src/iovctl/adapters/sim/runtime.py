@@ -7,9 +7,11 @@ own bookkeeping. Simulated guests always carry a VF driver.
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
 from collections.abc import Iterable
 
+from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import NicConfig, VirtualFunction
 
 _SCHEMA = """
@@ -28,6 +30,8 @@ class SimulatedVmRuntime:
     """Implements ``VmRuntime`` (ports) without any hypervisor."""
 
     backend_name = "simulated"
+    #: Simulated VMs are guests: their VFs go to vfio-pci, as QEMU's would.
+    vf_driver = VfDriver.VFIO
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -90,3 +94,10 @@ class SimulatedVmRuntime:
             (vm, nic),
         ).fetchone()
         return row is not None
+
+    def guest_address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
+        """Simulated guests have no addresses iovctl knows of."""
+        return None
+
+    def close(self) -> None:
+        """Nothing held open."""

@@ -102,6 +102,16 @@ class HostHardware(PciBus, VfConfigurator, VfDrivers, Protocol):
         """
         ...
 
+    def refresh(self) -> None:
+        """Forget what was read so far: the next call reads the hardware again.
+
+        A backend may keep what it read for the rest of a command (the Linux one
+        does: the PCI scan, each PF, one VF-settings dump per PF, kept current by its
+        own writes). Call this where a command may have been overtaken: after waiting
+        without the store's lock, before planning again.
+        """
+        ...
+
     def close(self) -> None:
         """Release what the backend holds open (sockets). Idempotent."""
         ...

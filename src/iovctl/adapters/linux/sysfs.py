@@ -178,10 +178,19 @@ class SysfsPci:
         domain = address.split(":", 1)[0]
         bus, devfn = _routing_parts(address)
         first = (bus << 8 | devfn) + offset
-        return [
-            f"{domain}:{rid >> 8:02x}:{_DEVFN_NAMES[rid & 0xFF]}"
-            for rid in range(first, first + stride * count, stride or 1)
-        ]
+        last = first + max(stride, 1) * (count - 1)
+        out: list[str] = []
+        for vf_bus in range(first >> 8, (last >> 8) + 1):
+            # The devfns on this bus, from the first VF's (or 0) in steps of the stride.
+            start = first - (vf_bus << 8) if vf_bus == first >> 8 else None
+            if start is None:
+                # Continue the arithmetic progression across the bus boundary.
+                done = len(out)
+                start = first + max(stride, 1) * done - (vf_bus << 8)
+            end = min(last - (vf_bus << 8), 255) + 1
+            prefix = f"{domain}:{vf_bus:02x}:"
+            out += [prefix + name for name in _DEVFN_NAMES[start : end : max(stride, 1)]]
+        return out
 
     def pf_address(self, name: str) -> str | None:
         """The PCI address of the function named ``name`` (its address, or one of its

@@ -396,6 +396,9 @@ class EmulatedNic:
             )
         return "veth"
 
+    def refresh(self) -> None:
+        """Nothing kept: every call asks the kernel."""
+
     def power_cycle(self) -> None:
         """Kernel devices are not power-cycled by iovctl: Conflict ``not-simulated``."""
         raise not_simulated(f"emulated:{self.spec.name}")

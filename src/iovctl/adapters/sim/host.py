@@ -108,6 +108,9 @@ class SimulatedHost:
     def close(self) -> None:
         """Nothing held open."""
 
+    def refresh(self) -> None:
+        """Nothing kept: every call reads the store."""
+
     def power_cycle(self) -> None:
         """Simulate a reboot: VF counts back to the spec's, every VF setting lost."""
         for a in self.spec.adapters:

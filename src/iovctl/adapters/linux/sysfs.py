@@ -113,30 +113,30 @@ class SysfsPci:
 
     def function(self, address: str) -> PciFunction:
         """Read one function; raises NotFound when ``address`` does not exist."""
-        path = self.device_dir(address)
-        class_code = self._read_int(path / "class")
+        path = f"{self.devices_dir}/{address}/"  # strings: this runs per PF per command
+        class_code = self._read_int(path + "class")
         if class_code is None and not self._exists(path):
             raise NotFound(
                 "unknown-pci-device",
                 f"no PCI function {address}",
                 "list PCI functions with: lspci -D",
             )
-        total = self._read_int(path / "sriov_totalvfs")
+        total = self._read_int(path + "sriov_totalvfs")
         return PciFunction(
             address=address,
             class_code=class_code or 0,
-            vendor_id=_hex_id(self._read_text(path / "vendor")),
-            device_id=_hex_id(self._read_text(path / "device")),
-            driver=self._link_name(path / "driver"),
+            vendor_id=_hex_id(self._read_text(path + "vendor")),
+            device_id=_hex_id(self._read_text(path + "device")),
+            driver=self._link_name(path + "driver"),
             # pci-sysfs.c numa_node_show: -1 (NUMA_NO_NODE) on single-node machines.
-            numa_node=max(self._read_int(path / "numa_node") or 0, 0),
-            netdevs=tuple(self._netdevs(path)),
+            numa_node=max(self._read_int(path + "numa_node") or 0, 0),
+            netdevs=tuple(self._netdevs(self.device_dir(address))),
             total_vfs=total,
-            num_vfs=(self._read_int(path / "sriov_numvfs") or 0) if total is not None else 0,
-            vf_device_id=_hex_id(self._read_text(path / "sriov_vf_device"))
+            num_vfs=(self._read_int(path + "sriov_numvfs") or 0) if total is not None else 0,
+            vf_device_id=_hex_id(self._read_text(path + "sriov_vf_device"))
             if total is not None
             else "",
-            is_vf=self._exists(path / "physfn"),
+            is_vf=self._exists(path + "physfn"),
         )
 
     def network_pfs(self) -> list[PciFunction]:
@@ -154,12 +154,16 @@ class SysfsPci:
         """
         skip: set[str] = set()
         out = []
+        devices = f"{self.devices_dir}/"
         for address in self.addresses():
             if address in skip:
                 continue
-            path = self.device_dir(address)
-            code = self._read_int(path / "class")
-            if code is None or code >> 16 != NETWORK_CLASS or self._exists(path / "physfn"):
+            code = self._read_int(devices + address + "/class")
+            if (
+                code is None
+                or code >> 16 != NETWORK_CLASS
+                or self._exists(devices + address + "/physfn")
+            ):
                 continue
             out.append(address)
             skip.update(self._vf_addresses(address))
@@ -167,12 +171,12 @@ class SysfsPci:
 
     def _vf_addresses(self, address: str) -> list[str]:
         """Where the PF's current VFs sit, by routing ID arithmetic; [] without VFs."""
-        path = self.device_dir(address)
-        count = self._read_int(path / "sriov_numvfs")
+        path = f"{self.devices_dir}/{address}/"
+        count = self._read_int(path + "sriov_numvfs")
         if not count:
             return []
-        offset = self._read_int(path / "sriov_offset")
-        stride = self._read_int(path / "sriov_stride")
+        offset = self._read_int(path + "sriov_offset")
+        stride = self._read_int(path + "sriov_stride")
         if offset is None or stride is None:
             return []
         domain = address.split(":", 1)[0]

@@ -111,3 +111,12 @@ EXIT_CODES: dict[str, int] = {
     cls.__name__: cls.exit_code
     for cls in (IovctlError, InvalidInput, NotFound, Conflict, HardwareError, StateError)
 }
+
+
+def not_simulated(backend: str) -> Conflict:
+    """What a real host answers to ``power_cycle`` (HostHardware)."""
+    return Conflict(
+        "not-simulated",
+        f"the {backend} host cannot be power-cycled by iovctl",
+        "reboot the machine itself; iovctl-apply.service restores the VFs at boot",
+    )

@@ -1,31 +1,36 @@
 """Wiring: builds a Context (store + hardware + VM runtime) from options.
 
-The only module that knows every adapter. The backend of a state directory is
-fixed when it is first used (``meta.backend``): later commands see the same host.
-Adapters are imported when their backend is chosen, never at module import.
+The only module that knows every adapter. Two choices, made apart: the hardware
+(``sim``, ``linux``, ``emulated``) and the VM runtime (``sim``, ``netns``; libvirt
+next). Each is fixed when a state directory is first used (``meta.backend``,
+``meta.runtime``): later commands see the same host and the same VMs. The runtime
+defaults to the hardware's natural partner: simulated VMs on a simulated host,
+namespaces on real and emulated hosts. Adapters are imported when chosen, never at
+module import.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from iovctl.adapters.sqlite.store import SqliteStore, default_state_dir
-from iovctl.domain.model import NicConfig, VirtualFunction
+from iovctl.domain.drivers import VfDriver
 from iovctl.domain.text import shown
 from iovctl.domain.validation import conflicting
-from iovctl.errors import StateError
+from iovctl.errors import InvalidInput, StateError
+from iovctl.ports import HostHardware, VmRuntime
 from iovctl.services.context import Context
 
 if TYPE_CHECKING:
-    import ipaddress
-
-    from iovctl.adapters.netns.runtime import NetnsVmRuntime
     from iovctl.adapters.netns.spec import EmulationSpec
     from iovctl.domain.host_spec import HostSpec
+
+#: The VM runtimes, by name.
+RUNTIMES = ("sim", "netns")
 
 
 @dataclass(frozen=True)
@@ -37,9 +42,17 @@ class Options:
     emulate: str | None = None
     #: Keep the store in memory (tests, benchmarks): nothing persists.
     in_memory: bool = False
+    #: VM runtime (one of RUNTIMES); None = what the state dir holds, else the
+    #: hardware's partner.
+    runtime: str | None = None
 
 
-def resolve_options(state_dir: str | None, sim: str | None, emulate: str | None = None) -> Options:
+def resolve_options(
+    state_dir: str | None,
+    sim: str | None,
+    emulate: str | None = None,
+    runtime: str | None = None,
+) -> Options:
     """Options from flags, then the environment, then the defaults. ``sim`` and
     ``emulate`` are two kinds of host: both given (as flags, or both in the
     environment) is refused. A flag wins over the environment's other kind.
@@ -62,15 +75,22 @@ def resolve_options(state_dir: str | None, sim: str | None, emulate: str | None 
         emulate = os.environ.get("IOVCTL_EMULATE") or None
         if sim is not None and emulate is not None:
             raise conflicting("IOVCTL_SIM", "IOVCTL_EMULATE", "unset one of them")
-    return Options(state_dir=chosen, sim=sim, emulate=emulate)
+    runtime = runtime or os.environ.get("IOVCTL_RUNTIME") or None
+    return Options(state_dir=chosen, sim=sim, emulate=emulate, runtime=runtime)
 
 
 def open_context(options: Options) -> Context:
-    """Open the state store and the backend it is bound to.
+    """Open the state store, the hardware and the VM runtime it is bound to.
 
     The specs named by ``--sim``/``--emulate`` are read first: a bad one is refused
     before the state directory is created or touched.
     """
+    if options.runtime is not None and options.runtime not in RUNTIMES:
+        raise InvalidInput(
+            "unknown-runtime",
+            f"no VM runtime named {shown(options.runtime)!r}",
+            f"choose one of: {', '.join(RUNTIMES)} (IOVCTL_RUNTIME)",
+        )
     wanted = _Wanted(
         sim=_load_sim(options.sim) if options.sim is not None else None,
         emulation=_load_emulation(options.emulate) if options.emulate is not None else None,
@@ -78,17 +98,67 @@ def open_context(options: Options) -> Context:
     store = SqliteStore.open(None if options.in_memory else options.state_dir)
     try:
         backend = store.get_meta("backend")
+        hardware: HostHardware
         if options.emulate is not None or backend == "emulated":
-            return _emulated(store, options, wanted.emulation)
-        if options.sim is not None or backend == "sim":
-            return _simulated(store, options, wanted.sim)
-        if backend is None and not Path("/sys/bus/pci/devices").is_dir():
+            hardware, partner = _emulated(store, options, wanted.emulation), "netns"
+        elif options.sim is not None or backend == "sim" or (
             # No PCI bus to drive (a container, another OS): the simulated demo host.
-            return _simulated(store, options, None)
-        return _linux(store, options)
+            backend is None and not Path("/sys/bus/pci/devices").is_dir()
+        ):
+            hardware, partner = _simulated(store, options, wanted.sim), "sim"
+        else:
+            hardware, partner = _linux(store, options), "netns"
+        return Context(store, hardware, _runtime(store, options, hardware, partner))
     except BaseException:
         store.close()
         raise
+
+
+def _runtime(
+    store: SqliteStore, options: Options, hardware: HostHardware, partner: str
+) -> VmRuntime:
+    """The state dir's VM runtime, bound on first use like the hardware."""
+    stored = store.get_meta("runtime")
+    if stored is None:
+        with store.transaction():
+            stored = store.get_meta("runtime")
+            if stored is None:
+                stored = options.runtime or partner
+                store.set_meta("runtime", stored)
+    if options.runtime is not None and options.runtime != stored:
+        raise _mismatch(options, "VM runtime", stored, options.runtime)
+    if stored == "sim":
+        return _sim_runtime(options, hardware)
+    return netns_runtime(store)
+
+
+def _sim_runtime(options: Options, hardware: HostHardware) -> VmRuntime:
+    """Simulated VMs, on the simulated machine's database (the host's, when the host
+    is simulated too: a power cycle stops its VMs, destroyed VFs leave them)."""
+    from iovctl.adapters.sim.host import SimulatedHost
+    from iovctl.adapters.sim.machine import mark_powered_on, open_machine, powered_on
+    from iovctl.adapters.sim.runtime import SimulatedVmRuntime
+
+    if isinstance(hardware, SimulatedHost):
+        return SimulatedVmRuntime(hardware.machine)
+    machine = open_machine(None if options.in_memory else options.state_dir)
+    runtime = SimulatedVmRuntime(machine)
+    if not powered_on(machine):
+        runtime.ensure_schema()
+        mark_powered_on(machine)
+    return runtime
+
+
+def netns_runtime(store: SqliteStore) -> VmRuntime:
+    """Namespaces, built on first use: most commands (every read, and writes such as
+    ``switch create``) never touch a VM and skip importing pyroute2's runtime."""
+
+    def build() -> VmRuntime:
+        from iovctl.adapters.netns.runtime import NetnsVmRuntime
+
+        return NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
+
+    return cast(VmRuntime, Lazy(build, vf_driver=VfDriver.NET))
 
 
 @dataclass(frozen=True)
@@ -161,7 +231,7 @@ def _mismatch(options: Options, kind: str, have: str, want: str) -> StateError:
     )
 
 
-def _simulated(store: SqliteStore, options: Options, wanted: HostSpec | None) -> Context:
+def _simulated(store: SqliteStore, options: Options, wanted: HostSpec | None) -> HostHardware:
     from iovctl.adapters.sim import simulated_machine
     from iovctl.adapters.sim.spec import BUILTIN_SPECS, load_spec, spec_from_json, spec_to_json
 
@@ -177,13 +247,14 @@ def _simulated(store: SqliteStore, options: Options, wanted: HostSpec | None) ->
     # the first command would otherwise be silently ignored.
     if wanted is not None and options.sim not in BUILTIN_SPECS and spec_to_json(wanted) != stored:
         raise _spec_changed(options, "host spec", str(options.sim))
-    host, runtime = simulated_machine(spec, None if options.in_memory else options.state_dir)
-    return Context(store, host, runtime)
+    host, _ = simulated_machine(spec, None if options.in_memory else options.state_dir)
+    return host
 
 
-def _emulated(store: SqliteStore, options: Options, wanted: EmulationSpec | None) -> Context:
+def _emulated(
+    store: SqliteStore, options: Options, wanted: EmulationSpec | None
+) -> HostHardware:
     from iovctl.adapters.netns.nic import EmulatedNic
-    from iovctl.adapters.netns.runtime import NetnsVmRuntime
     from iovctl.adapters.netns.spec import (
         BUILTIN_EMULATIONS,
         emulation_from_json,
@@ -207,77 +278,39 @@ def _emulated(store: SqliteStore, options: Options, wanted: EmulationSpec | None
         raise _spec_changed(options, "emulation spec", str(options.emulate))
     hardware = EmulatedNic(spec)
     hardware.ensure()
-    # Eager, unlike _linux: EmulatedNic has already loaded the netlink layer, so
-    # laziness would save ~4 ms, and bench.datapath and tests/privileged use this
-    # runtime as a NetnsVmRuntime (isinstance, ``address``).
-    runtime = NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
-    return Context(store, hardware, runtime)
+    return hardware
 
 
-def _linux(store: SqliteStore, options: Options) -> Context:
-    """The real host: sysfs + netlink; VMs as network namespaces (libvirt later)."""
+def _linux(store: SqliteStore, options: Options) -> HostHardware:
+    """The real host: sysfs + netlink."""
     from iovctl.adapters.linux.host import LinuxHost
 
     _bind(store, options, "linux")
-    return Context(store, LinuxHost(), LazyNetnsVmRuntime(store))
+    return LinuxHost()
 
 
-class LazyNetnsVmRuntime:
-    """``VmRuntime`` that imports and builds ``NetnsVmRuntime`` on its first call.
+class Lazy:
+    """Builds an adapter on first use and forwards every attribute to it.
 
-    Most commands (every read, and writes such as ``switch create``) never touch
-    a VM, so they skip importing the namespace runtime. Only the methods of the
-    ``VmRuntime`` port are forwarded; code that needs more of ``NetnsVmRuntime``
-    wires it directly.
+    Generic: the port's methods are not restated here, so a method added to a port
+    needs no change. ``known`` answers attributes that must not build the adapter
+    (``vf_driver``); ``close`` closes only what was built.
     """
 
-    def __init__(self, store: SqliteStore) -> None:
-        self._store = store
-        self._runtime: NetnsVmRuntime | None = None
+    def __init__(self, build: Callable[[], object], **known: object) -> None:
+        self._build = build
+        self._built: object | None = None
+        self._known = known
 
-    def _built(self) -> NetnsVmRuntime:
-        if self._runtime is None:
-            from iovctl.adapters.netns.runtime import NetnsVmRuntime
-
-            store = self._store
-            self._runtime = NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
-        return self._runtime
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name in self._known:
+            return self._known[name]
+        if self._built is None:
+            self._built = self._build()
+        return getattr(self._built, name)
 
     def close(self) -> None:
-        """Release the runtime's netlink sockets; nothing to do if it was never built."""
-        if self._runtime is not None:
-            self._runtime.close()
-
-    def start_vm(self, vm: str) -> None:
-        self._built().start_vm(vm)
-
-    def stop_vm(self, vm: str) -> None:
-        self._built().stop_vm(vm)
-
-    def is_running(self, vm: str) -> bool:
-        return self._built().is_running(vm)
-
-    def plug_software_nic(self, vm: str, nic: str, config: NicConfig) -> None:
-        self._built().plug_software_nic(vm, nic, config)
-
-    def unplug_nic(self, vm: str, nic: str) -> None:
-        self._built().unplug_nic(vm, nic)
-
-    def reconcile(self, off_vms: Iterable[str]) -> list[str]:
-        return self._built().reconcile(off_vms)
-
-    def remove_switch(self, switch: str) -> None:
-        self._built().remove_switch(switch)
-
-    def attach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
-        self._built().attach_vf(vm, nic, vf)
-
-    def detach_vf(self, vm: str, nic: str, vf: VirtualFunction) -> None:
-        self._built().detach_vf(vm, nic, vf)
-
-    def vf_data_path_active(self, vm: str, nic: str) -> bool:
-        return self._built().vf_data_path_active(vm, nic)
-
-    def address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
-        """The IPv4 identity of a NIC (not in the port: namespaces only; the bench)."""
-        return self._built().address(vm, nic, config)
+        if self._built is not None:
+            cast(Any, self._built).close()

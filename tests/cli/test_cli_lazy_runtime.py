@@ -1,4 +1,4 @@
-"""On the Linux backend the VM runtime is built on first use (wiring.LazyNetnsVmRuntime).
+"""On the Linux backend the VM runtime is built on first use (wiring.netns_runtime, a generic Lazy proxy).
 
 Read commands never touch a VM, so they must not pay for importing the
 network-namespace runtime. Each check runs in a fresh interpreter, whose
@@ -46,11 +46,13 @@ _PROXY = textwrap.dedent(
     """
     import json, sys
     from iovctl.adapters.sqlite.store import SqliteStore
-    from iovctl.wiring import LazyNetnsVmRuntime
+    from iovctl.domain.drivers import VfDriver
+    from iovctl.wiring import netns_runtime
 
     runtime_module = sys.argv[1]
-    runtime = LazyNetnsVmRuntime(SqliteStore.open(None))
+    runtime = netns_runtime(SqliteStore.open(None))
     runtime.close()
+    assert runtime.vf_driver is VfDriver.NET  # known without building
     before = runtime_module in sys.modules
     # No such namespace: answers False without root or netlink.
     active = runtime.vf_data_path_active("lazy-probe-no-such-vm", "nic0")

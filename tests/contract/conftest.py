@@ -1,20 +1,33 @@
 """Backends the hardware contract runs against.
 
-Default: the simulated igb host (in-memory SQLite). In the QEMU testbed
+Hardware (``hardware``): by default the simulated igb host (in-memory SQLite). In the QEMU testbed
 (``IOVCTL_TESTBED=1``) the same tests run against the real kernel: the Linux
 backend and the guest's igb PF. Set ``IOVCTL_CONTRACT_BACKEND=sim`` there to force
 the simulator.
+
+VM runtimes (``under_test``): the simulated one, and the namespace runtime on an
+emulated NIC (privileged: root, under the shared lock).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from iovctl.ports import HostHardware
+
+from .runtimes import RuntimeUnderTest, netns_runtime, sim_runtime
+
+# The namespace runtime's contract runs on the privileged suite's lab.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "privileged"))
+from netns_lab import make_lab
+
+__all__ = ["make_lab"]
 
 
 def _sim() -> HostHardware:
@@ -58,3 +71,15 @@ def _first_pf(hw: HostHardware) -> str:
 @pytest.fixture
 def pf(hardware: HostHardware) -> str:
     return _first_pf(hardware)
+
+
+@pytest.fixture(
+    params=["sim", pytest.param("netns", marks=pytest.mark.privileged)],
+)
+def under_test(request: pytest.FixtureRequest) -> Iterator[RuntimeUnderTest]:
+    """Each VM runtime with hardware whose VFs it can take (see runtimes.py)."""
+    if request.param == "netns":
+        yield netns_runtime(request.getfixturevalue("make_lab"))
+        return
+    with sim_runtime() as built:
+        yield built

@@ -144,7 +144,7 @@ class Lab:
 
     def ip(self, vm: str) -> str:
         nic = self.store.get_nic(vm, "nic0")
-        address = self.runtime.address(vm, "nic0", nic.config)
+        address = self.runtime.guest_address(vm, "nic0", nic.config)
         assert address is not None
         return str(address.ip)
 

@@ -128,16 +128,17 @@ def test_count_change_writes_zero_first() -> None:
     assert SetVfCount("x", 4, 0).writes == [0]
 
 
-def test_power_cycle_is_only_for_simulated_hosts(busy: tuple[Context, CountingHost]) -> None:
+def test_power_cycle_is_only_for_simulated_hosts(
+    busy: tuple[Context, CountingHost], tmp_path: Path
+) -> None:
+    from iovctl.adapters.linux.host import LinuxHost
+
     ctx, _ = busy
-
-    class Real:
-        backend_name = "linux"
-
-    ctx.hardware = Real()  # type: ignore[assignment]
+    ctx.hardware = LinuxHost(tmp_path)  # a real host's backend (an empty tree will do)
     with pytest.raises(Conflict) as info:
         reconcile.power_cycle(ctx)
     assert info.value.code == "not-simulated"
+    assert "linux host cannot be power-cycled" in info.value.message
 
 
 def test_snapshot_loads_back_as_the_same_inventory(busy: tuple[Context, CountingHost]) -> None:

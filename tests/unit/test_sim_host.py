@@ -343,3 +343,30 @@ def test_state_does_not_roll_back_with_a_command(tmp_path):
     again, _ = simulated_machine(load_spec("igb"), tmp_path)  # another process's view
     assert again.adapter("enp1s0").num_vfs == 3
     assert len(again.virtual_functions("enp1s0")) == 3
+
+
+# -- VF drivers ----------------------------------------------------------------------------
+
+
+def test_vf_drivers_are_bound_like_the_kernel_does(igb):
+    from iovctl.domain.drivers import VfDriver
+
+    igb.set_num_vfs("enp1s0", 2)
+    address = igb.virtual_function("enp1s0", 1).pci_address
+    assert igb.bind_vf_driver("enp1s0", 1, VfDriver.VFIO) == "vfio-pci"
+    assert igb.bind_vf_driver("enp1s0", 1, VfDriver.VFIO) == "vfio-pci"  # idempotent
+    assert igb.vf_drivers[address] == "vfio-pci"
+    assert igb.bind_vf_driver("enp1s0", 1, VfDriver.NET) == "igbvf"
+    assert igb.vf_drivers[address] == "igbvf"
+    hw_error(lambda: igb.bind_vf_driver("enp1s0", 2, VfDriver.NET), "vf-not-found", errno.EINVAL)
+
+
+def test_vfio_needs_an_iommu_group():
+    from iovctl.domain.drivers import VfDriver
+
+    host = make_host("no-iommu")
+    adapter = next(a.name for a in host.adapters() if a.sriov is not None and a.driver)
+    host.set_num_vfs(adapter, 1)
+    hw_error(lambda: host.bind_vf_driver(adapter, 0, VfDriver.VFIO), "no-iommu", errno.EINVAL)
+    assert host.vf_drivers == {}  # a refusal binds nothing
+    assert host.bind_vf_driver(adapter, 0, VfDriver.NET)

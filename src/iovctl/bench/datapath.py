@@ -48,13 +48,12 @@ from typing import Any
 from iovctl.adapters.netns import names
 from iovctl.adapters.netns.cleanup import cleanup, leftovers
 from iovctl.adapters.netns.kernel import Links, wait_until
-from iovctl.adapters.netns.runtime import NetnsVmRuntime
 from iovctl.bench import real_host
 from iovctl.domain.names import bridge_name
 from iovctl.errors import HardwareError, InvalidInput
 from iovctl.services import adapters, journal, switches, vms
 from iovctl.services.context import Context
-from iovctl.wiring import LazyNetnsVmRuntime, Options, open_context
+from iovctl.wiring import Options, open_context
 
 #: Version of the JSON document ``--json`` writes.
 SCHEMA = "iovctl-bench-datapath/1"
@@ -471,10 +470,8 @@ class DatapathBench:
         if self._links is not None:
             self._links.close()
         if self._ctx is not None:
-            for part in (self._ctx.runtime, self._ctx.hardware):
-                close = getattr(part, "close", None)
-                if close is not None:
-                    close()
+            self._ctx.runtime.close()
+            self._ctx.hardware.close()
             self._ctx.store.close()
         netns_prefixes: tuple[str, ...] = (names.vm_netns(self.vm_prefix),)
         own_links: tuple[str, ...] = (
@@ -541,10 +538,8 @@ class DatapathBench:
                 )
 
     def _ip(self, vm: str) -> str:
-        runtime = self.ctx.runtime
-        # NetnsVmRuntime, or on a real host the lazy proxy that builds one (wiring).
-        assert isinstance(runtime, NetnsVmRuntime | LazyNetnsVmRuntime), runtime
-        address = runtime.address(vm, NIC, self.ctx.store.get_nic(vm, NIC).config)
+        config = self.ctx.store.get_nic(vm, NIC).config
+        address = self.ctx.runtime.guest_address(vm, NIC, config)
         assert address is not None
         return str(address.ip)
 

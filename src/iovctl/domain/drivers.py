@@ -6,6 +6,8 @@ assumed to support everything and their refusals are learnt from the kernel's er
 
 from __future__ import annotations
 
+from enum import Enum
+
 from iovctl.domain.model import VfSetting
 
 V = VfSetting
@@ -34,3 +36,13 @@ VF_DRIVER = {
 
 def unsupported_settings(driver: str | None) -> frozenset[VfSetting]:
     return UNSUPPORTED_BY_DRIVER.get(driver or "", frozenset())
+
+
+class VfDriver(Enum):
+    """Which kind of driver a VF must be bound to for a VM runtime to use it."""
+
+    #: The PF's VF network driver (igbvf, iavf...): the VF is a netdev of the host,
+    #: as network namespaces use it.
+    NET = "net"
+    #: vfio-pci: the VF is handed whole to a guest (QEMU/KVM through VFIO).
+    VFIO = "vfio-pci"

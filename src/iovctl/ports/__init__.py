@@ -8,9 +8,11 @@ every implementation to it. Must not import any adapter.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from typing import Protocol
 
+from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import (
     Adapter,
     HostFacts,
@@ -76,8 +78,43 @@ class VfConfigurator(Protocol):
         ...
 
 
-class HostHardware(PciBus, VfConfigurator, Protocol):
-    """A whole hardware backend: PCI bus and VF configuration together."""
+class VfDrivers(Protocol):
+    """Which driver owns each VF (sysfs ``driver_override``, ``unbind``, ``drivers_probe``)."""
+
+    def bind_vf_driver(self, adapter: str, index: int, driver: VfDriver) -> str | None:
+        """Bind VF ``index`` to a driver of kind ``driver``; returns the driver bound
+        (None when no net driver took it). Idempotent.
+
+        Raises HardwareError ``vf-not-found`` for an index out of range, ``no-iommu``
+        when vfio-pci is asked for a VF without an IOMMU group, ``vfio-pci-missing``
+        when vfio-pci is not loaded, ``vf-bind-failed`` when the kernel refuses.
+        """
+        ...
+
+
+class HostHardware(PciBus, VfConfigurator, VfDrivers, Protocol):
+    """A whole hardware backend: PCI bus, VF configuration and VF drivers together."""
+
+    def power_cycle(self) -> None:
+        """Reboot the hardware: VF counts and VF settings back to power-on defaults.
+
+        Only a simulated host can; the others raise Conflict ``not-simulated``.
+        """
+        ...
+
+    def refresh(self) -> None:
+        """Forget what was read so far: the next call reads the hardware again.
+
+        A backend may keep what it read for the rest of a command (the Linux one
+        does: the PCI scan, each PF, one VF-settings dump per PF, kept current by its
+        own writes). Call this where a command may have been overtaken: after waiting
+        without the store's lock, before planning again.
+        """
+        ...
+
+    def close(self) -> None:
+        """Release what the backend holds open (sockets). Idempotent."""
+        ...
 
 
 class VmRuntime(Protocol):
@@ -86,6 +123,10 @@ class VmRuntime(Protocol):
     The simulated runtime records; the network-namespace and libvirt runtimes make
     real devices. Every method is idempotent (``ensure`` semantics).
     """
+
+    #: The driver its VFs must be bound to (vfio-pci for VMs, the net driver for
+    #: namespaces); services bind it through ``VfDrivers`` before ``attach_vf``.
+    vf_driver: VfDriver
 
     def start_vm(self, vm: str) -> None: ...
 
@@ -122,4 +163,13 @@ class VmRuntime(Protocol):
 
     def vf_data_path_active(self, vm: str, nic: str) -> bool:
         """Traffic really flows on the VF (guest has the VF driver and uses it)."""
+        ...
+
+    def guest_address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
+        """The IPv4 address the NIC has inside the guest when the runtime assigns one
+        (namespaces do); None when it does not (the guest's own business)."""
+        ...
+
+    def close(self) -> None:
+        """Release what the runtime holds open (sockets). Idempotent."""
         ...

@@ -134,6 +134,7 @@ def _plan(
     deadline = time.monotonic() + WAIT_FOR_OTHERS_S
     while True:
         ctx.planned.clear()
+        ctx.hardware.refresh()  # other commands may have changed the machine meanwhile
         try:
             with ctx.store.transaction():
                 result = body()
@@ -295,6 +296,7 @@ def _rebalance_within(ctx: Context, op: int, due: list[str]) -> list[JournalStep
     from iovctl.services.allocation import rebalance
 
     planned: list[JournalStep] = []
+    ctx.hardware.refresh()  # the steps ran without the lock: others may have run too
     for switch in due:
         ctx.planned.clear()
         try:
@@ -423,6 +425,7 @@ def settle(ctx: Context) -> None:
         if not due:
             return
         op = None
+        ctx.hardware.refresh()
         for switch in due:
             ctx.planned.clear()
             try:

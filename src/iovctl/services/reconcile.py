@@ -12,7 +12,6 @@ from iovctl.domain.model import SCRUBBED, EventLevel, VmNetworkAdapter, VmState
 from iovctl.domain.nic_rules import vf_settings_for
 from iovctl.domain.reconcile import SetVfCount, SetVfSettings, plan_counts, plan_settings
 from iovctl.domain.steps import AttachVf, ConfigureVf, PlugNic, ScrubVf, SetNumVfs, StartVm
-from iovctl.errors import Conflict
 from iovctl.services.context import Context
 from iovctl.services.views import (
     ApplyReport,
@@ -111,15 +110,9 @@ def _restore(ctx: Context, vms: set[str]) -> list[VfAttachChange]:
 
 
 def power_cycle(ctx: Context) -> None:
-    """Reboot a simulated host's hardware: what ``apply`` exists for."""
-    cycle = getattr(ctx.hardware, "power_cycle", None)
-    if cycle is None:
-        raise Conflict(
-            "not-simulated",
-            f"the {ctx.hardware.backend_name} host cannot be power-cycled by iovctl",
-            "reboot the machine itself; iovctl-apply.service restores the VFs at boot",
-        )
-    cycle()
+    """Reboot a simulated host's hardware: what ``apply`` exists for. Conflict
+    ``not-simulated`` on a real host (HostHardware.power_cycle)."""
+    ctx.hardware.power_cycle()
     ctx.event(
         EventLevel.WARNING,
         "host-power-cycled",

@@ -68,6 +68,22 @@ class IgbRules:
         return 0
 
 
+@dataclass
+class IceRules(IgbRules):
+    """ice's answers, as far as iovctl sends them: 100 Gbit/s, link state and 802.1ad
+    accepted (ice_set_vf_link_state, ice_set_vf_port_vlan), min rates too."""
+
+    link_speed: int = 100000
+    accept_8021ad: bool = True
+
+    def check(self, attr: str, value: dict[str, Any], num_vfs: int) -> int:
+        if attr == "IFLA_VF_LINK_STATE" and value.get("vf", 0) < num_vfs:
+            return 0
+        if attr == "IFLA_VF_RATE" and value.get("vf", 0) < num_vfs:
+            return errno.EINVAL if value["max_tx_rate"] > self.link_speed else 0
+        return super().check(attr, value, num_vfs)
+
+
 #: do_setvfinfo's order.
 KERNEL_ORDER = (
     "IFLA_VF_MAC",
@@ -152,12 +168,25 @@ def link_message(
 @dataclass
 class Recorded:
     get_ext_masks: list[int] = field(default_factory=list)
+    #: The ifindex each RTM_GETLINK asked for, in order (one dump per PF, not per VF).
+    get_indexes: list[int] = field(default_factory=list)
     #: Each RTM_NEWLINK's VF attributes, as (name, fields) in message order.
     set_requests: list[list[tuple[str, dict[str, Any]]]] = field(default_factory=list)
 
 
+@dataclass
+class FakeLink:
+    """One PF as rtnetlink sees it: its name and its VFs' settings."""
+
+    ifname: str
+    vfs: list[FakeVf] = field(default_factory=list)
+    #: The last reply's state and bytes (see FakeRtnl._get).
+    reply: tuple[Any, bytes] | None = None
+
+
 class FakeRtnl(IPEngine):  # type: ignore[misc]
-    """rtnetlink for one PF with ``num_vfs`` VFs; see the module docstring."""
+    """rtnetlink for one PF with ``num_vfs`` VFs (more with :meth:`add_pf`); see the
+    module docstring. ``vfs`` are the first PF's."""
 
     def __init__(
         self,
@@ -172,14 +201,32 @@ class FakeRtnl(IPEngine):  # type: ignore[misc]
         super().__init__()
         self.ifindex = ifindex
         self.ifname = ifname
-        self.vfs = [FakeVf() for _ in range(num_vfs)]
+        self.links = {ifindex: FakeLink(ifname, [FakeVf() for _ in range(num_vfs)])}
         self.rules = rules or IgbRules()
         self.report_spoofchk = report_spoofchk
         #: Entries actually listed (fewer than IFLA_NUM_VF: a short reply).
         self.reported_vfs = reported_vfs
         self.recorded = Recorded()
+        self._vf_bytes: dict[Any, bytes] = {}
         self.processors[RTM_GETLINK] = self._get
         self.processors[RTM_NEWLINK] = self._set
+
+    @property
+    def vfs(self) -> list[FakeVf]:
+        return self.links[self.ifindex].vfs
+
+    @vfs.setter
+    def vfs(self, vfs: list[FakeVf]) -> None:
+        self.links[self.ifindex].vfs = vfs
+
+    def add_pf(self, ifindex: int, ifname: str, num_vfs: int = 0) -> None:
+        """Another PF in the same namespace."""
+        self.links[ifindex] = FakeLink(ifname, [FakeVf() for _ in range(num_vfs)])
+
+    def set_num_vfs(self, ifindex: int, count: int) -> None:
+        """What the PF driver does on a VF count change: VFs come (and go) with
+        power-on defaults."""
+        self.links[ifindex].vfs = [FakeVf() for _ in range(count)]
 
     def _ack(self, request: Any, code: int) -> None:
         """NLMSG_ERROR as af_netlink.c netlink_ack sends it: -errno (0 = ACK), then the
@@ -192,35 +239,69 @@ class FakeRtnl(IPEngine):  # type: ignore[misc]
 
     def _get(self, request: Any) -> None:
         tag = request["header"]["sequence_number"]
-        if request.get("index") != self.ifindex:
+        link = self.links.get(request.get("index"))
+        if link is None:
             return self._ack(request, errno.ENODEV)
         self.recorded.get_ext_masks.append(request.get_attr("IFLA_EXT_MASK") or 0)
-        listed = self.vfs[: self.reported_vfs] if self.reported_vfs is not None else self.vfs
-        reply = link_message(
-            self.ifindex,
-            self.ifname,
-            listed,
-            num_vfs=len(self.vfs),
-            report_spoofchk=self.report_spoofchk,
-            sequence_number=tag,
-        )
-        self.loopback_w.send(reply.data)
+        self.recorded.get_indexes.append(request.get("index"))
+        vfs = link.vfs
+        listed = vfs[: self.reported_vfs] if self.reported_vfs is not None else vfs
+        # Encoding 256 VFs takes pyroute2 ~100 ms, a kernel microseconds: each VF's
+        # IFLA_VF_INFO is encoded again only when it changed (benchmarks measure the
+        # adapter, not this fake), and the reply is spliced from them.
+        state = (link.ifname, len(vfs), self.report_spoofchk, tuple(map(_fields, listed)))
+        if link.reply is None or link.reply[0] != state:
+            link.reply = (state, self._splice(request.get("index"), link, listed))
+        data = bytearray(link.reply[1])
+        struct.pack_into("<I", data, 8, tag)  # nlmsghdr.nlmsg_seq
+        self.loopback_w.send(bytes(data))
         self._ack(request, 0)
 
+    def _splice(self, ifindex: int, link: FakeLink, listed: list[FakeVf]) -> bytes:
+        """link_message's bytes, built from each VF's cached IFLA_VF_INFO."""
+        head = bytearray(
+            link_message(ifindex, link.ifname, [], num_vfs=len(link.vfs)).data
+        )  # IFLA_VFINFO_LIST is its last attribute, empty: a 4-byte header
+        entries = b"".join(self._vf_info_bytes(index, vf) for index, vf in enumerate(listed))
+        nest = len(head) - 4
+        struct.pack_into("<H", head, nest, 4 + len(entries))
+        data = head + entries
+        struct.pack_into("<I", data, 0, len(data))
+        return bytes(data)
+
+    def _vf_info_bytes(self, index: int, vf: FakeVf) -> bytes:
+        key = (index, _fields(vf), self.report_spoofchk)
+        cached = self._vf_bytes.get(key)
+        if cached is None:
+            alone = ifinfmsg()
+            alone["header"]["type"] = RTM_NEWLINK
+            alone["attrs"] = [
+                (
+                    "IFLA_VFINFO_LIST",
+                    {"attrs": [vf_info(index, vf, report_spoofchk=self.report_spoofchk)]},
+                )
+            ]
+            alone.encode()
+            raw = bytes(alone.data)
+            nest = _last_attribute(raw, IFINFO_HEADER)
+            cached = self._vf_bytes[key] = raw[nest + 4 :]
+        return cached
+
     def _set(self, request: Any) -> None:
-        if request.get("index") != self.ifindex:
+        link = self.links.get(request.get("index"))
+        if link is None:
             return self._ack(request, errno.ENODEV)
         code = 0
         vflist = request.get_attr("IFLA_VFINFO_LIST")
         for entry in vflist.get_attrs("IFLA_VF_INFO") if vflist is not None else []:
             attrs = [(name, dict(value)) for name, value in _attrs(entry)]
             self.recorded.set_requests.append(attrs)
-            code = self._apply(dict(attrs))
+            code = self._apply(link.vfs, dict(attrs))
             if code:
                 break
         self._ack(request, code)
 
-    def _apply(self, attrs: dict[str, Any]) -> int:
+    def _apply(self, vfs: list[FakeVf], attrs: dict[str, Any]) -> int:
         for name in KERNEL_ORDER:
             if name not in attrs:
                 continue
@@ -232,10 +313,10 @@ class FakeRtnl(IPEngine):  # type: ignore[misc]
                 check_name = "IFLA_VF_VLAN_INFO"
             else:
                 check_name = name
-            code = self.rules.check(check_name, value, len(self.vfs))
+            code = self.rules.check(check_name, value, len(vfs))
             if code:
                 return code
-            vf = self.vfs[value["vf"]]
+            vf = vfs[value["vf"]]
             if name == "IFLA_VF_MAC":
                 vf.mac = value["mac"]
             elif name in ("IFLA_VF_VLAN", "IFLA_VF_VLAN_LIST"):
@@ -248,6 +329,26 @@ class FakeRtnl(IPEngine):  # type: ignore[misc]
             elif name == "IFLA_VF_TRUST":
                 vf.trust = value["trust"]
         return 0
+
+
+#: sizeof(struct nlmsghdr) + sizeof(struct ifinfomsg)
+IFINFO_HEADER = 32
+
+
+def _fields(vf: FakeVf) -> tuple[Any, ...]:
+    return tuple(vars(vf).values())
+
+
+def _last_attribute(data: bytes, offset: int) -> int:
+    """Offset of the last netlink attribute from ``offset`` on."""
+    last = offset
+    while offset < len(data):
+        last = offset
+        (length,) = struct.unpack_from("<H", data, offset)
+        if length < 4:
+            raise ValueError(f"malformed attribute at {offset}")
+        offset += (length + 3) & ~3
+    return last
 
 
 #: sizeof(struct ifla_vf_vlan_info): vf, vlan, qos (u32), vlan_proto (be16), padding.

@@ -9,10 +9,11 @@ pci-sysfs.c would (creating VFs, binding drivers).
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from iovctl.adapters.linux.sysfs import SysfsPci
+from iovctl.adapters.linux.sysfs import StrPath, SysfsPci
 
 from .sysfs_tree import PfSpec, Tree, VfSpec, vf_address
 
@@ -37,8 +38,10 @@ class KernelSysfs(SysfsPci):
     """Writes behave like the kernel's on the fake tree.
 
     ``sriov_numvfs``: the iov.c rules, then VFs appear (``vf_netdevs``: with their
-    netdevs; ``vfs_appear=False``: never, as a NIC that hangs). ``driver_override`` /
-    ``unbind`` / ``drivers_probe``: rebinding, vfio-pci failing without an IOMMU group.
+    netdevs; ``vfs_appear=False``: never, as a NIC that hangs), bound to ``vf_driver``;
+    ``on_num_vfs(pf, count)`` tells the PF driver's other face (a fake rtnetlink) that
+    the count changed. ``driver_override`` / ``unbind`` / ``drivers_probe``: rebinding,
+    vfio-pci failing without an IOMMU group.
     """
 
     def __init__(
@@ -48,6 +51,8 @@ class KernelSysfs(SysfsPci):
         vfs_appear: bool = True,
         vf_netdevs: bool = True,
         link_bounce: bool = False,
+        vf_driver: str = "igbvf",
+        on_num_vfs: Callable[[PfSpec, int], None] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(tree.root, **kwargs)
@@ -56,6 +61,8 @@ class KernelSysfs(SysfsPci):
         self.vf_netdevs = vf_netdevs
         #: Drop the PF's carrier on a VF count change, like igb_sriov_reinit.
         self.link_bounce = link_bounce
+        self.vf_driver = vf_driver
+        self.on_num_vfs = on_num_vfs
         self.writes: list[tuple[str, str]] = []
 
     def _pf(self, path: Path) -> PfSpec:
@@ -91,6 +98,8 @@ class KernelSysfs(SysfsPci):
             raise OSError(errno.EBUSY, "Device or resource busy")
         if self.link_bounce and pf.netdev is not None:
             self.tree.set_carrier(pf.netdev, "0")
+        if self.on_num_vfs is not None:
+            self.on_num_vfs(pf, count)
         if count == 0:
             self.tree.remove_vfs(pf)
             self.tree.set_numvfs_file(pf, 0)
@@ -99,6 +108,8 @@ class KernelSysfs(SysfsPci):
         if not self.vfs_appear:
             return
         autoprobe = (path.parent / "sriov_drivers_autoprobe").read_text().strip() == "1"
+        # One IOMMU group per VF (ACS below the root port); the first PF's from 30.
+        groups = 30 + 4096 * self.tree.spec.pfs.index(pf)
         for index in range(count):
             self.tree.add_vf(
                 pf,
@@ -106,8 +117,8 @@ class KernelSysfs(SysfsPci):
                     index,
                     vf_address(pf, index),
                     netdev=f"{pf.netdev}v{index}" if autoprobe and self.vf_netdevs else None,
-                    iommu_group=30 + index,
-                    driver="igbvf" if autoprobe else None,
+                    iommu_group=groups + index,
+                    driver=self.vf_driver if autoprobe else None,
                 ),
             )
 
@@ -119,4 +130,32 @@ class KernelSysfs(SysfsPci):
             if (path / "iommu_group").exists():
                 self.tree.bind(address, "vfio-pci")
             return
-        self.tree.bind(address, "igbvf")
+        self.tree.bind(address, self.vf_driver)
+
+
+class CountingSysfs(KernelSysfs):
+    """KernelSysfs that records every path it reads (file, link, directory, stat)."""
+
+    def __init__(self, tree: Tree, **kwargs: Any) -> None:
+        super().__init__(tree, **kwargs)
+        self.touched: list[str] = []
+
+    def _read_text(self, path: StrPath) -> str | None:
+        self.touched.append(str(path))
+        return super()._read_text(path)
+
+    def _read_bytes(self, path: StrPath) -> bytes:
+        self.touched.append(str(path))
+        return super()._read_bytes(path)
+
+    def _readlink(self, path: StrPath) -> str | None:
+        self.touched.append(str(path))
+        return super()._readlink(path)
+
+    def _list(self, path: StrPath) -> list[str]:
+        self.touched.append(str(path))
+        return super()._list(path)
+
+    def _exists(self, path: StrPath) -> bool:
+        self.touched.append(str(path))
+        return super()._exists(path)

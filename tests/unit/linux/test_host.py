@@ -225,6 +225,20 @@ def test_vf_drivers(tmp_path: Path) -> None:
     assert caught.value.code == "vf-not-found"
 
 
+def test_bind_vf_driver_is_the_port_operation(tmp_path: Path) -> None:
+    from iovctl.domain.drivers import VfDriver
+
+    host, tree, _ = make_host(tmp_path, igb_host(num_vfs=2))
+    (tree.bus / "drivers" / "vfio-pci").mkdir()
+    assert host.bind_vf_driver("enp1s0", 1, VfDriver.VFIO) == "vfio-pci"
+    assert host.sysfs.function("0000:01:10.2").driver == "vfio-pci"
+    assert host.sysfs.function("0000:01:10.0").driver == "igbvf"  # the neighbour stays
+    assert host.bind_vf_driver("enp1s0", 1, VfDriver.NET) == "igbvf"
+    with pytest.raises(HardwareError) as caught:
+        host.bind_vf_driver("enp1s0", 2, VfDriver.NET)
+    assert caught.value.code == "vf-not-found"
+
+
 def test_autoprobe(tmp_path: Path) -> None:
     host = make_host(tmp_path, igb_host())[0]
     host.set_vf_drivers_autoprobe("enp1s0", False)

@@ -7,6 +7,8 @@ import struct
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
@@ -15,6 +17,7 @@ from iovctl.adapters.linux.netlink import (
     RTEXT_FILTER_VF,
     VF_INFO_EXT_MASK,
     NetlinkVfs,
+    VfInfoList,
     VfReport,
     parse_vf_reports,
     plan_vf_request,
@@ -514,3 +517,55 @@ def test_table_refusal_needs_no_read_back() -> None:
 
 def test_proto_constant() -> None:
     assert ETH_P_8021Q == 0x8100
+
+
+_fake_vf = st.builds(
+    FakeVf,
+    mac=st.tuples(*[st.integers(0, 255)] * 6).map(lambda o: ":".join(f"{b:02x}" for b in o)),
+    vlan=st.integers(0, 4095),
+    qos=st.integers(0, 7),
+    proto=st.sampled_from([ETH_P_8021Q, 0x88A8]),
+    min_rate=st.integers(0, 2**32 - 1),
+    max_rate=st.integers(0, 2**32 - 1),
+    spoofchk=st.sampled_from([0, 1, 0xFFFFFFFF]),
+    link_state=st.integers(0, 2),
+    trust=st.sampled_from([0, 1, 0xFFFFFFFF]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(vfs=st.lists(_fake_vf, max_size=12), data=st.data())
+def test_byte_parser_reads_what_pyroute2_encoded(vfs: list[FakeVf], data: Any) -> None:
+    """The struct walk over the reply's bytes against pyroute2's own encoder, and one
+    VF parsed alone against the whole list."""
+    listing = VfInfoList.of(decode(link_message(3, "enp1s0", vfs).data))
+    reports = listing.reports()
+    for index, (vf, report) in enumerate(zip(vfs, reports, strict=True)):
+        unreported = {
+            setting
+            for setting, value in ((V.SPOOF_CHECK, vf.spoofchk), (V.TRUST, vf.trust))
+            if value == 0xFFFFFFFF
+        }
+        assert report.index == index and report.unreported == unreported
+        expected = SCRUBBED.with_(
+            mac=vf.mac,
+            vlan=vf.vlan,
+            qos=vf.qos,
+            vlan_protocol=VlanProtocol.DOT1AD if vf.proto == 0x88A8 else VlanProtocol.DOT1Q,
+            min_rate=vf.min_rate,
+            max_rate=vf.max_rate,
+            link_state=[LinkState.AUTO, LinkState.ENABLE, LinkState.DISABLE][vf.link_state],
+            **{
+                field: bool(value)
+                for field, value in (("spoof_check", vf.spoofchk), ("trust", vf.trust))
+                if value != 0xFFFFFFFF
+            },
+        )
+        assert report.settings == expected
+    if vfs:
+        index = data.draw(st.integers(0, len(vfs) - 1))
+        assert (
+            VfInfoList.of(decode(link_message(3, "enp1s0", vfs).data)).report(index)
+            == (reports[index])
+        )
+    assert listing.report(len(vfs)) is None

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import errno
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from iovctl.adapters.linux.sysfs import SysfsPci
+from iovctl.adapters.linux.sysfs import StrPath, SysfsPci
 from iovctl.errors import HardwareError, InvalidInput, NotFound
 
 from .kernel_seams import ErrnoSysfs, KernelSysfs
@@ -413,3 +416,37 @@ def test_rebind_write_error(tmp_path: Path) -> None:
     with pytest.raises(HardwareError) as caught:
         sysfs.bind_vfio("0000:01:10.0")
     assert caught.value.code == "vf-bind-failed"
+
+
+class _Numbers(SysfsPci):
+    """sriov_numvfs/offset/stride from a dict (no tree needed)."""
+
+    def __init__(self, numbers: dict[str, int]) -> None:
+        super().__init__("/nonexistent")
+        self.numbers = numbers
+
+    def _read_int(self, path: StrPath) -> int | None:
+        return self.numbers.get(os.path.basename(path))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    bus=st.integers(0, 0xF0),
+    devfn=st.integers(0, 255),
+    count=st.integers(0, 256),
+    offset=st.integers(1, 512),
+    stride=st.integers(1, 4),
+)
+def test_vf_addresses_follow_the_routing_id_arithmetic(
+    bus: int, devfn: int, count: int, offset: int, stride: int
+) -> None:
+    """iov.c pci_iov_virtfn_bus/devfn: VF n at PF RID + offset + stride * n."""
+    first = (bus << 8 | devfn) + offset
+    assume(first + stride * count <= 0xFFFF)
+    address = f"0000:{bus:02x}:{devfn >> 3:02x}.{devfn & 7}"
+    sysfs = _Numbers({"sriov_numvfs": count, "sriov_offset": offset, "sriov_stride": stride})
+    expected = [
+        f"0000:{rid >> 8:02x}:{rid >> 3 & 0x1F:02x}.{rid & 7}"
+        for rid in range(first, first + stride * count, stride)
+    ]
+    assert sysfs._vf_addresses(address) == expected

@@ -8,6 +8,13 @@ admins do: by their PF's network interface (the PCI address when no driver is bo
 NetlinkVfs, and pyroute2 with it, is imported on first use: commands that never
 read or write VF settings skip pyroute2's import (tens of milliseconds).
 
+A LinuxHost serves one command: it reads only what a call needs (one adapter by its
+name's sysfs link, one VF by its ``virtfnN`` link) and keeps what it read for the
+rest of the command: the bus scan for network PFs, each PF and adapter read, and one
+VF-settings dump per PF, which its own writes keep current. Its own VF count changes
+drop what they invalidate; :meth:`LinuxHost.refresh` drops everything (for a caller
+that keeps one LinuxHost across commands, or sees the host change underneath).
+
 Must not import services, the CLI or other adapters.
 """
 
@@ -19,8 +26,8 @@ from typing import TYPE_CHECKING
 
 from iovctl.adapters.linux.pciids import PciIds
 from iovctl.adapters.linux.readiness import HostProbe
-from iovctl.adapters.linux.sysfs import PciFunction, SysfsPci
-from iovctl.domain.drivers import UNSUPPORTED_BY_DRIVER, VF_DRIVER
+from iovctl.adapters.linux.sysfs import PciFunction, SysfsPci, VfFunction
+from iovctl.domain.drivers import UNSUPPORTED_BY_DRIVER, VF_DRIVER, VfDriver
 from iovctl.domain.model import (
     Adapter,
     HostFacts,
@@ -29,10 +36,10 @@ from iovctl.domain.model import (
     VfSettings,
     VirtualFunction,
 )
-from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
+from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting, not_simulated
 
 if TYPE_CHECKING:
-    from iovctl.adapters.linux.netlink import NetlinkVfs, VfReport
+    from iovctl.adapters.linux.netlink import NetlinkVfs, VfInfoList, VfReport
 
 #: 82576 device ids (e1000_hw.h E1000_DEV_ID_82576*): the only igb MAC whose VFs can be
 #: rate limited; igb_ndo_set_vf_bw answers EOPNOTSUPP on i350 and the others.
@@ -71,6 +78,28 @@ class LinuxHost:
         self._netlink = netlink
         self.pci_ids = pci_ids or PciIds(root)
         self.probe = probe or HostProbe(root, sysfs=self.sysfs, kernel_release=kernel_release)
+        # Per-command caches (see the module docstring).
+        self._pf_addresses: list[str] | None = None
+        self._functions: dict[str, PciFunction] = {}
+        self._adapters: dict[str, Adapter] = {}
+        self._dumps: dict[str, VfInfoList] = {}
+        self._facts: HostFacts | None = None
+
+    def refresh(self) -> None:
+        """Forget everything read so far: the next call reads the host again."""
+        self._pf_addresses = None
+        self._functions.clear()
+        self._adapters.clear()
+        self._dumps.clear()
+        self._facts = None
+
+    def _forget_pf(self, address: str) -> None:
+        """After a VF count change: the PF, its adapter, its VF settings and (its VFs
+        having moved) the bus scan are read again."""
+        self._pf_addresses = None
+        self._functions.pop(address, None)
+        self._adapters.pop(address, None)
+        self._dumps.pop(address, None)
 
     @property
     def netlink(self) -> NetlinkVfs:
@@ -85,11 +114,13 @@ class LinuxHost:
     # ------------------------------------------------------------------ PciBus
 
     def host_facts(self) -> HostFacts:
-        return self.probe.facts()
+        if self._facts is None:
+            self._facts = self.probe.facts(self._network_pfs())
+        return self._facts
 
     def adapters(self) -> list[Adapter]:
         """Every network PF, named by its interface (PCI address when it has none)."""
-        return sorted((self._adapter(pf) for pf in self.sysfs.network_pfs()), key=lambda a: a.name)
+        return sorted((self._adapter(pf) for pf in self._network_pfs()), key=lambda a: a.name)
 
     def adapter(self, name: str) -> Adapter:
         """One adapter; raises NotFound ``unknown-adapter``."""
@@ -97,37 +128,47 @@ class LinuxHost:
 
     def set_num_vfs(self, adapter: str, count: int) -> None:
         """See PciBus.set_num_vfs; errors come from SysfsPci.set_num_vfs. Needs root."""
-        self.sysfs.set_num_vfs(self._pf(adapter).address, count)
+        address = self._pf(adapter).address
+        try:
+            self.sysfs.set_num_vfs(address, count)
+        finally:
+            self._forget_pf(address)
 
     def virtual_functions(self, adapter: str) -> list[VirtualFunction]:
         """The adapter's VFs in index order, with the settings the PF driver reports."""
         pf = self._pf(adapter)
-        name = _name(pf)
         vfs = self.sysfs.vfs(pf.address)
         if not vfs:
             return []
-        reports = {report.index: report for report in self._reports(pf)}
-        return [
-            VirtualFunction(
-                adapter=name,
-                index=vf.index,
-                pci_address=vf.address,
-                netdev=vf.netdev,
-                iommu_group=vf.iommu_group,
-                settings=reports[vf.index].settings if vf.index in reports else VfSettings(),
-            )
-            for vf in vfs
-        ]
+        listing = self._dump(pf)
+        reports = {report.index: report for report in listing.reports()} if listing else {}
+        return [self._virtual_function(pf, vf, reports.get(vf.index)) for vf in vfs]
 
     def virtual_function(self, adapter: str, index: int) -> VirtualFunction:
         """One VF with its settings; HardwareError ``vf-not-found`` if out of range.
 
-        rtnetlink has no per-VF read: this is one RTM_GETLINK for all of the PF's VFs.
+        Reads that VF's ``virtfnN`` link only; its settings come from the PF's one
+        RTM_GETLINK of this command (rtnetlink has no per-VF read), parsed for it alone.
         """
-        for vf in self.virtual_functions(adapter):
-            if vf.index == index:
-                return vf
-        raise self._no_vf(self._pf(adapter), index)
+        pf = self._pf(adapter)
+        vf = self.sysfs.vf(pf.address, index) if index >= 0 else None
+        if vf is None:
+            raise self._no_vf(pf, index)
+        listing = self._dump(pf)
+        return self._virtual_function(pf, vf, listing.report(index) if listing else None)
+
+    @staticmethod
+    def _virtual_function(
+        pf: PciFunction, vf: VfFunction, report: VfReport | None
+    ) -> VirtualFunction:
+        return VirtualFunction(
+            adapter=_name(pf),
+            index=vf.index,
+            pci_address=vf.address,
+            netdev=vf.netdev,
+            iommu_group=vf.iommu_group,
+            settings=report.settings if report is not None else VfSettings(),
+        )
 
     # ------------------------------------------------------------------ VfConfigurator
 
@@ -145,14 +186,21 @@ class LinuxHost:
             raise UnsupportedVfSetting(
                 pf.driver or "unknown", VfSetting.PVLAN.label, errno=errno.EOPNOTSUPP
             )
-        self.netlink.write(
-            self._ifindex(pf),
-            index,
-            settings,
-            adapter=name,
-            driver=pf.driver or "unknown",
-            unsupported=self._unsupported(pf),
-        )
+        ifindex = self._ifindex(pf)
+        try:
+            self.netlink.write(
+                ifindex,
+                index,
+                settings,
+                adapter=name,
+                driver=pf.driver or "unknown",
+                unsupported=self._unsupported(pf),
+                current=self._dump(pf),
+            )
+        except BaseException:
+            # A refusal may have applied part of the request (do_setvfinfo): read again.
+            self._dumps.pop(pf.address, None)
+            raise
 
     # ------------------------------------------------------------------ VF drivers
 
@@ -168,13 +216,46 @@ class LinuxHost:
         """Give VF ``index`` back to its net driver; returns the driver bound or None."""
         return self.sysfs.bind_default_driver(self._vf_address(adapter, index))
 
+    def bind_vf_driver(self, adapter: str, index: int, driver: VfDriver) -> str | None:
+        """See VfDrivers.bind_vf_driver: ``driver_override`` + ``unbind`` +
+        ``drivers_probe`` (SysfsPci.bind_vfio / bind_default_driver). Needs root."""
+        if driver is VfDriver.VFIO:
+            self.bind_vf_to_vfio(adapter, index)
+            return "vfio-pci"
+        return self.bind_vf_to_default_driver(adapter, index)
+
+    def power_cycle(self) -> None:
+        """A real host is not power-cycled by iovctl: Conflict ``not-simulated``."""
+        raise not_simulated(self.backend_name)
+
+    def close(self) -> None:
+        """Nothing held open: each netlink request has its own socket."""
+
     # ------------------------------------------------------------------ helpers
 
+    def _network_pfs(self) -> list[PciFunction]:
+        if self._pf_addresses is None:
+            self._pf_addresses = self.sysfs.network_pf_addresses()
+        return [self._function(address) for address in self._pf_addresses]
+
+    def _function(self, address: str) -> PciFunction:
+        function = self._functions.get(address)
+        if function is None:
+            function = self._functions[address] = self.sysfs.function(address)
+        return function
+
     def _pf(self, name: str) -> PciFunction:
-        pfs = self.sysfs.network_pfs()
-        for pf in pfs:
-            if name in (pf.netdev, pf.address):
+        """The network PF named ``name`` (interface or PCI address), looked up by its
+        sysfs link, not by scanning the bus; NotFound ``unknown-adapter``."""
+        address = self.sysfs.pf_address(name)
+        if address is not None:
+            try:
+                pf = self._function(address)
+            except NotFound:
+                pf = None
+            if pf is not None and pf.is_network and not pf.is_vf and name in (_name(pf), address):
                 return pf
+        pfs = self._network_pfs()
         known = ", ".join(sorted(_name(pf) for pf in pfs)) or "none"
         raise NotFound(
             "unknown-adapter",
@@ -183,6 +264,12 @@ class LinuxHost:
         )
 
     def _adapter(self, pf: PciFunction) -> Adapter:
+        adapter = self._adapters.get(pf.address)
+        if adapter is None:
+            adapter = self._adapters[pf.address] = self._read_adapter(pf)
+        return adapter
+
+    def _read_adapter(self, pf: PciFunction) -> Adapter:
         netdev = pf.netdev
         return Adapter(
             name=_name(pf),
@@ -203,8 +290,9 @@ class LinuxHost:
             return None
         per_vf = VF_QUEUE_PAIRS.get(pf.driver or "", 1)
         vf_driver = VF_DRIVER.get(pf.driver or "", "")
-        if not vf_driver:
-            vf_driver = next((vf.driver for vf in self.sysfs.vfs(pf.address) if vf.driver), "")
+        if not vf_driver:  # a PF driver the table does not know: ask its first bound VF
+            found = (self.sysfs.vf(pf.address, i) for i in range(pf.num_vfs))
+            vf_driver = next((vf.driver for vf in found if vf is not None and vf.driver), "")
         return SriovCapability(
             total_vfs=pf.total_vfs,
             queue_pairs=pf.total_vfs * per_vf,
@@ -227,10 +315,14 @@ class LinuxHost:
             return table | {VfSetting.MAX_RATE}
         return table
 
-    def _reports(self, pf: PciFunction) -> list[VfReport]:
+    def _dump(self, pf: PciFunction) -> VfInfoList | None:
+        """The PF's VF settings, one RTM_GETLINK per command; None without a netdev."""
         if pf.netdev is None:
-            return []
-        return self.netlink.read(self._ifindex(pf), _name(pf))
+            return None
+        listing = self._dumps.get(pf.address)
+        if listing is None:
+            listing = self._dumps[pf.address] = self.netlink.dump(self._ifindex(pf), _name(pf))
+        return listing
 
     def _ifindex(self, pf: PciFunction) -> int:
         ifindex = self.sysfs.ifindex(pf.netdev) if pf.netdev else None
@@ -244,10 +336,10 @@ class LinuxHost:
 
     def _vf_address(self, adapter: str, index: int) -> str:
         pf = self._pf(adapter)
-        for vf in self.sysfs.vfs(pf.address):
-            if vf.index == index:
-                return vf.address
-        raise self._no_vf(pf, index)
+        vf = self.sysfs.vf(pf.address, index) if index >= 0 else None
+        if vf is None:
+            raise self._no_vf(pf, index)
+        return vf.address
 
     @staticmethod
     def _no_vf(pf: PciFunction, index: int) -> HardwareError:

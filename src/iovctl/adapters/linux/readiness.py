@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from iovctl.adapters.linux.sysfs import SysfsPci
+from iovctl.adapters.linux.sysfs import PciFunction, SysfsPci
 from iovctl.domain.model import HostFacts
 
 # ------------------------------------------------------------------ PCIe config space
@@ -147,7 +147,10 @@ class HostProbe:
         self.modules = self.root / "sys" / "module"
         self.port_services = self.root / "sys" / "bus" / "pci_express" / "devices"
 
-    def facts(self) -> HostFacts:
+    def facts(self, pfs: list[PciFunction] | None = None) -> HostFacts:
+        """The host's facts; ``pfs``: the network PFs when the caller has read them."""
+        if pfs is None:
+            pfs = self.sysfs.network_pfs()
         cpuinfo = self._cpuinfo()
         cmdline = self._read(self.proc / "cmdline").strip()
         flags = cpuinfo.get("flags", set()) | cpuinfo.get("vmx flags", set())
@@ -162,8 +165,8 @@ class HostProbe:
             interrupt_remapping=self.interrupt_remapping(cmdline),
             firmware_sriov_enabled=self.firmware_sriov_enabled(),
             pcie_native_control=self.pcie_native_control(cmdline),
-            acs=self.acs(),
-            kernel_pci_iov=self.kernel_pci_iov(),
+            acs=self.acs(pfs),
+            kernel_pci_iov=self.kernel_pci_iov(pfs),
             vfio_pci=self.vfio_pci(),
             kernel_cmdline=cmdline,
             # arch/x86/kernel/cpu: X86_FEATURE_HYPERVISOR, CPUID.1:ECX bit 31.
@@ -202,11 +205,11 @@ class HostProbe:
         or VIOT (virtio-iommu), or the kernel registered IOMMU units."""
         if any((self.acpi_tables / name).exists() for name in _IOMMU_TABLES):
             return True
-        return bool(_list(self.class_iommu))
+        return _has_entries(self.class_iommu)
 
     def iommu_enabled(self) -> bool:
         """The kernel uses the IOMMU: ``/sys/kernel/iommu_groups`` is not empty."""
-        return bool(_list(self.sysfs.iommu_groups_dir))
+        return _has_entries(self.sysfs.iommu_groups_dir)
 
     def interrupt_remapping(self, cmdline: str) -> bool | None:
         """Interrupt remapping, from the strongest signal available.
@@ -269,7 +272,7 @@ class HostProbe:
             return True
         return None
 
-    def acs(self) -> bool | None:
+    def acs(self, pfs: list[PciFunction] | None = None) -> bool | None:
         """Every root or downstream port above an SR-IOV PF can do ACS (SV, RR, CR, UF).
 
         Read from each port's ``config`` (ACS extended capability 0x000D). False when a
@@ -280,7 +283,7 @@ class HostProbe:
         remains the final word.
         """
         checked = unreadable = False
-        for pf in self.sysfs.network_pfs():
+        for pf in self.sysfs.network_pfs() if pfs is None else pfs:
             if pf.total_vfs is None:
                 continue
             checked = True
@@ -300,11 +303,12 @@ class HostProbe:
 
     # -- kernel
 
-    def kernel_pci_iov(self) -> bool | None:
+    def kernel_pci_iov(self, pfs: list[PciFunction] | None = None) -> bool | None:
         """CONFIG_PCI_IOV: proven by any ``sriov_totalvfs`` file; else read from the
         kernel config (``boot/config-<release>`` or ``/proc/config.gz``); None when
-        neither is there."""
-        if any(
+        neither is there. ``pfs``: the network PFs already read (one with SR-IOV
+        settles it)."""
+        if any(pf.total_vfs is not None for pf in pfs or ()) or any(
             (self.sysfs.device_dir(address) / "sriov_totalvfs").exists()
             for address in self.sysfs.addresses()
         ):
@@ -361,3 +365,13 @@ def _list(path: Path) -> list[str]:
         return sorted(entry.name for entry in path.iterdir())
     except OSError:
         return []
+
+
+def _has_entries(path: Path) -> bool:
+    """Whether the directory has any entry, without listing it (thousands of IOMMU
+    groups on a host with thousands of VFs)."""
+    try:
+        with os.scandir(path) as entries:
+            return next(entries, None) is not None
+    except OSError:
+        return False

@@ -21,6 +21,9 @@ from pathlib import Path
 
 from iovctl.errors import HardwareError, InvalidInput, NotFound
 
+#: A path as the os functions take it.
+StrPath = str | os.PathLike[str]
+
 #: PCI class 0x02xxxx: network controller (include/linux/pci_ids.h PCI_BASE_CLASS_NETWORK).
 NETWORK_CLASS = 0x02
 #: Drivers that take a VF away from the host network stack (no netdev expected).
@@ -106,46 +109,110 @@ class SysfsPci:
 
     def addresses(self) -> list[str]:
         """Every PCI function address, sorted."""
-        try:
-            return sorted(entry.name for entry in self.devices_dir.iterdir())
-        except FileNotFoundError:
-            return []
+        return sorted(self._list(self.devices_dir))
 
     def function(self, address: str) -> PciFunction:
         """Read one function; raises NotFound when ``address`` does not exist."""
-        path = self.device_dir(address)
-        if not path.exists():
+        path = f"{self.devices_dir}/{address}/"  # strings: this runs per PF per command
+        class_code = self._read_int(path + "class")
+        if class_code is None and not self._exists(path):
             raise NotFound(
                 "unknown-pci-device",
                 f"no PCI function {address}",
                 "list PCI functions with: lspci -D",
             )
-        total = self._read_int(path / "sriov_totalvfs")
+        total = self._read_int(path + "sriov_totalvfs")
         return PciFunction(
             address=address,
-            class_code=self._read_int(path / "class") or 0,
-            vendor_id=_hex_id(self._read_text(path / "vendor")),
-            device_id=_hex_id(self._read_text(path / "device")),
-            driver=self._link_name(path / "driver"),
+            class_code=class_code or 0,
+            vendor_id=_hex_id(self._read_text(path + "vendor")),
+            device_id=_hex_id(self._read_text(path + "device")),
+            driver=self._link_name(path + "driver"),
             # pci-sysfs.c numa_node_show: -1 (NUMA_NO_NODE) on single-node machines.
-            numa_node=max(self._read_int(path / "numa_node") or 0, 0),
-            netdevs=tuple(self._netdevs(path)),
+            numa_node=max(self._read_int(path + "numa_node") or 0, 0),
+            netdevs=tuple(self._netdevs(self.device_dir(address))),
             total_vfs=total,
-            num_vfs=(self._read_int(path / "sriov_numvfs") or 0) if total is not None else 0,
-            vf_device_id=_hex_id(self._read_text(path / "sriov_vf_device")),
-            is_vf=(path / "physfn").exists(),
+            num_vfs=(self._read_int(path + "sriov_numvfs") or 0) if total is not None else 0,
+            vf_device_id=_hex_id(self._read_text(path + "sriov_vf_device"))
+            if total is not None
+            else "",
+            is_vf=self._exists(path + "physfn"),
         )
 
     def network_pfs(self) -> list[PciFunction]:
         """Network functions (class 0x02xxxx) that are not VFs (no ``physfn`` link)."""
+        return [self.function(address) for address in self.network_pf_addresses()]
+
+    def network_pf_addresses(self) -> list[str]:
+        """Addresses of the network PFs, sorted, without reading every VF.
+
+        A VF's routing ID is its PF's plus ``sriov_offset`` + ``sriov_stride`` * n
+        (iov.c pci_iov_virtfn_bus/devfn; sysfs shows the offset and stride for the
+        current ``sriov_numvfs``), and always above the PF's, so the VFs of a PF
+        already seen are skipped by address; any other function is checked (class,
+        no ``physfn``), so a wrong skip list only costs reads, never a wrong answer.
+        """
+        skip: set[str] = set()
         out = []
+        devices = f"{self.devices_dir}/"
         for address in self.addresses():
-            path = self.device_dir(address)
-            code = self._read_int(path / "class")
-            if code is None or code >> 16 != NETWORK_CLASS or (path / "physfn").exists():
+            if address in skip:
                 continue
-            out.append(self.function(address))
+            code = self._read_int(devices + address + "/class")
+            if (
+                code is None
+                or code >> 16 != NETWORK_CLASS
+                or self._exists(devices + address + "/physfn")
+            ):
+                continue
+            out.append(address)
+            skip.update(self._vf_addresses(address))
         return out
+
+    def _vf_addresses(self, address: str) -> list[str]:
+        """Where the PF's current VFs sit, by routing ID arithmetic; [] without VFs."""
+        path = f"{self.devices_dir}/{address}/"
+        count = self._read_int(path + "sriov_numvfs")
+        if not count:
+            return []
+        offset = self._read_int(path + "sriov_offset")
+        stride = self._read_int(path + "sriov_stride")
+        if offset is None or stride is None:
+            return []
+        domain = address.split(":", 1)[0]
+        bus, devfn = _routing_parts(address)
+        first = (bus << 8 | devfn) + offset
+        last = first + max(stride, 1) * (count - 1)
+        out: list[str] = []
+        for vf_bus in range(first >> 8, (last >> 8) + 1):
+            # The devfns on this bus, from the first VF's (or 0) in steps of the stride.
+            start = first - (vf_bus << 8) if vf_bus == first >> 8 else None
+            if start is None:
+                # Continue the arithmetic progression across the bus boundary.
+                done = len(out)
+                start = first + max(stride, 1) * done - (vf_bus << 8)
+            end = min(last - (vf_bus << 8), 255) + 1
+            prefix = f"{domain}:{vf_bus:02x}:"
+            out += [prefix + name for name in _DEVFN_NAMES[start : end : max(stride, 1)]]
+        return out
+
+    def pf_address(self, name: str) -> str | None:
+        """The PCI address of the function named ``name`` (its address, or one of its
+        network interfaces), found without scanning the bus; None when nothing is.
+
+        ``class/net/<if>`` links into the device tree (``../../devices/pci0000:00/
+        0000:00:1c.0/0000:01:00.0/net/<if>``): the last PCI address on that path is
+        the function (virtio-pci puts ``virtioN`` in between).
+        """
+        if _is_pci_address(name):
+            return name if self._exists(self.device_dir(name)) else None
+        if "/" in name or name in ("", ".", ".."):
+            return None
+        target = self._readlink(self.class_net_dir / name)
+        if target is None:
+            return None
+        found = [part for part in target.split("/") if _is_pci_address(part)]
+        return found[-1] if found else None
 
     def link_speed(self, netdev: str) -> int | None:
         """Mbit/s from ``class/net/<if>/speed``; None when unknown: -1 (SPEED_UNKNOWN,
@@ -169,31 +236,33 @@ class SysfsPci:
 
     def vfs(self, address: str) -> list[VfFunction]:
         """The PF's VFs from its ``virtfnN`` links, in index order."""
-        path = self.device_dir(address)
-        out = []
-        for link in path.glob("virtfn*"):
-            suffix = link.name[len("virtfn") :]
-            if not suffix.isdigit():
-                continue
-            vf_path = link.resolve()
-            out.append(
-                VfFunction(
-                    index=int(suffix),
-                    address=vf_path.name,
-                    netdev=next(iter(self._netdevs(link)), None),
-                    iommu_group=_int_or_none(self._link_name(link / "iommu_group")),
-                    driver=self._link_name(link / "driver"),
-                )
-            )
-        return sorted(out, key=lambda vf: vf.index)
+        indexes = sorted(
+            int(name[6:])
+            for name in self._list(self.device_dir(address))
+            if name.startswith("virtfn") and name[6:].isdigit()
+        )
+        out = [self.vf(address, index) for index in indexes]
+        return [vf for vf in out if vf is not None]
+
+    def vf(self, address: str, index: int) -> VfFunction | None:
+        """VF ``index`` of the PF at ``address`` from its ``virtfnN`` link alone (no
+        other VF is read); None when the PF has no such VF."""
+        # Plain strings: a PF's 256 VFs take 1,024 of these lookups.
+        link = f"{self.devices_dir}/{address}/virtfn{index}"
+        target = self._readlink(link)
+        if target is None:
+            return None
+        netdevs = self._list(link + "/net")
+        return VfFunction(
+            index=index,
+            address=os.path.basename(target),
+            netdev=min(netdevs) if netdevs else None,
+            iommu_group=_int_or_none(self._link_name(link + "/iommu_group")),
+            driver=self._link_name(link + "/driver"),
+        )
 
     def iommu_group_devices(self, group: int) -> list[str]:
-        try:
-            return sorted(
-                p.name for p in (self.iommu_groups_dir / str(group) / "devices").iterdir()
-            )
-        except FileNotFoundError:
-            return []
+        return sorted(self._list(self.iommu_groups_dir / str(group) / "devices"))
 
     def upstream_bridges(self, address: str) -> list[str]:
         """PCI bridges between the function and its host bridge, nearest first.
@@ -202,16 +271,14 @@ class SysfsPci:
         ``devices/pci0000:00/0000:00:1c.0/0000:01:00.0`` (drivers/pci/probe.c names
         each device after its bus/devfn below its parent bridge's device).
         """
-        real = self.device_dir(address).resolve()
-        return [p.name for p in real.parents if _is_pci_address(p.name)]
+        target = self._readlink(self.device_dir(address)) or ""
+        parts = target.split("/")[:-1]
+        return [part for part in reversed(parts) if _is_pci_address(part)]
 
     def config(self, address: str) -> bytes:
         """The function's config space; only root reads past the first 64 bytes
         (pci-sysfs.c pci_read_config). Empty when unreadable."""
-        try:
-            return (self.device_dir(address) / "config").read_bytes()
-        except OSError:
-            return b""
+        return self._read_bytes(self.device_dir(address) / "config")
 
     def vf_bar_unassigned(self, address: str) -> bool:
         """True when a VF BAR exists but the firmware left it without memory space.
@@ -479,13 +546,13 @@ class SysfsPci:
         if vf.driver == "vfio-pci":
             return
         path = self.device_dir(vf_address)
-        if not (path / "iommu_group").exists():
+        if not self._exists(path / "iommu_group"):
             raise HardwareError(
                 "no-iommu",
                 f"VF {vf_address} has no IOMMU group, so vfio-pci cannot take it",
                 "enable the IOMMU: intel_iommu=on or amd_iommu=on on the kernel command line",
             )
-        if not (self.drivers_dir / "vfio-pci").exists():
+        if not self._exists(self.drivers_dir / "vfio-pci"):
             raise HardwareError(
                 "vfio-pci-missing",
                 "the vfio-pci driver is not loaded",
@@ -531,21 +598,47 @@ class SysfsPci:
     def _netdevs(self, device: Path) -> list[str]:
         # Net devices of a PCI function sit in its net/ directory, or one level below
         # for drivers that put a bus device in between (virtio-pci: virtioN/net/ethX).
-        names = _list(device / "net")
+        names = self._list(device / "net")
         if not names:
-            for child in _list(device):
+            for child in self._list(device):
                 if child.startswith("virtio"):
-                    names.extend(_list(device / child / "net"))
+                    names.extend(self._list(device / child / "net"))
         return sorted(names)
 
-    @staticmethod
-    def _read_text(path: Path) -> str | None:
+    # The reading seams: every read of sysfs goes through one of these five, so a
+    # test can count what a call touches (one VF must not read the others).
+
+    def _read_text(self, path: StrPath) -> str | None:
         try:
-            return path.read_text().strip()
+            with open(path, "rb") as file:
+                return file.read().decode().strip()
         except (OSError, UnicodeDecodeError):
             return None
 
-    def _read_int(self, path: Path) -> int | None:
+    def _read_bytes(self, path: StrPath) -> bytes:
+        """The file's bytes; empty when unreadable."""
+        try:
+            with open(path, "rb") as file:
+                return file.read()
+        except OSError:
+            return b""
+
+    def _readlink(self, path: StrPath) -> str | None:
+        try:
+            return os.readlink(path)
+        except OSError:
+            return None
+
+    def _list(self, path: StrPath) -> list[str]:
+        try:
+            return os.listdir(path)
+        except OSError:
+            return []
+
+    def _exists(self, path: StrPath) -> bool:
+        return os.path.exists(path)
+
+    def _read_int(self, path: StrPath) -> int | None:
         text = self._read_text(path)
         if not text:
             return None
@@ -554,19 +647,13 @@ class SysfsPci:
         except ValueError:
             return None
 
-    @staticmethod
-    def _link_name(path: Path) -> str | None:
-        try:
-            return os.path.basename(os.readlink(path))
-        except OSError:
-            return None
+    def _link_name(self, path: StrPath) -> str | None:
+        target = self._readlink(path)
+        return None if target is None else os.path.basename(target)
 
 
-def _list(path: Path) -> list[str]:
-    try:
-        return [entry.name for entry in path.iterdir()]
-    except OSError:
-        return []
+#: "ss.f" of each devfn (slot 5 bits, function 3 bits), for VF address arithmetic.
+_DEVFN_NAMES = tuple(f"{devfn >> 3:02x}.{devfn & 7}" for devfn in range(256))
 
 
 def _hex_id(text: str | None) -> str:

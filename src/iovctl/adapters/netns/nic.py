@@ -56,6 +56,7 @@ from iovctl.adapters.netns.kernel import (
     tolerate,
 )
 from iovctl.adapters.netns.spec import EmulatedAdapterSpec, EmulationSpec, SwitchMode
+from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import (
     SCRUBBED,
     Adapter,
@@ -67,7 +68,7 @@ from iovctl.domain.model import (
 )
 from iovctl.domain.pvlan import as_text as pvlan_text
 from iovctl.domain.pvlan import from_text as pvlan_from_text
-from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
+from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting, not_simulated
 
 DRIVER = "iovemu"
 VF_DRIVER = "iovemu-vf"
@@ -393,6 +394,26 @@ class EmulatedNic:
     def unsupported_vf_settings(self, adapter: str) -> frozenset[VfSetting]:
         self._spec(adapter)
         return UNSUPPORTED
+
+    def bind_vf_driver(self, adapter: str, index: int, driver: VfDriver) -> str | None:
+        """See VfDrivers.bind_vf_driver. An emulated VF is a veth: it is always a
+        netdev of the host (its "net driver" is veth) and cannot go to vfio-pci."""
+        vf = self.virtual_function(adapter, index)
+        if driver is VfDriver.VFIO:
+            raise HardwareError(
+                "vfio-not-emulated",
+                f"VF {index} of emulated adapter {adapter} ({vf.netdev}) is a veth, not a "
+                "PCI function: vfio-pci cannot take it",
+                "run VMs on emulated adapters with the namespace runtime (netns)",
+            )
+        return "veth"
+
+    def refresh(self) -> None:
+        """Nothing kept: every call asks the kernel."""
+
+    def power_cycle(self) -> None:
+        """Kernel devices are not power-cycled by iovctl: Conflict ``not-simulated``."""
+        raise not_simulated(f"emulated:{self.spec.name}")
 
     def set_vf_settings(self, adapter: str, index: int, settings: VfSettings) -> None:
         """Program VF ``index``: MAC filter, spoof check, max rate. Idempotent. Root."""

@@ -61,6 +61,7 @@ from iovctl.adapters.netns.kernel import (
     wait_until,
 )
 from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empty, nft_rule_comments
+from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import NicConfig, VirtualFunction
 from iovctl.domain.names import bridge_name
 from iovctl.errors import HardwareError
@@ -106,6 +107,8 @@ class NetnsVmRuntime:
     """Implements ``VmRuntime`` with network namespaces. Root."""
 
     backend_name = "netns"
+    #: A namespace uses the VF as a netdev: the VF's net driver (igbvf, iavf...).
+    vf_driver = VfDriver.NET
 
     def __init__(
         self,
@@ -370,7 +373,7 @@ class NetnsVmRuntime:
 
     # -- helpers ------------------------------------------------------------------
 
-    def address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
+    def guest_address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
         """The IPv4 identity the NIC's master carries."""
         return self._address_of(vm, nic, config)
 
@@ -431,7 +434,7 @@ class NetnsVmRuntime:
             **_changed_address(message, config.mac),
         )
         self._ensure_anchor(ns, vm, nic, index)
-        address = self.address(vm, nic, config)
+        address = self.guest_address(vm, nic, config)
         ipr = links(ns)
         current = [
             (str(a.get("IFA_ADDRESS")), int(a["prefixlen"]))

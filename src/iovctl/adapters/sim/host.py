@@ -16,6 +16,7 @@ from typing import Any
 
 from iovctl.adapters.sim.machine import atomic
 from iovctl.adapters.sim.spec import AdapterSpec, HostSpec
+from iovctl.domain.drivers import VF_DRIVER, VfDriver
 from iovctl.domain.model import (
     Adapter,
     HostFacts,
@@ -75,6 +76,13 @@ class SimulatedHost:
         self.backend_name = f"simulated:{spec.name}"
         self._by_name = {a.adapter.name: a for a in spec.adapters}
         self._group_base = {a.adapter.name: 16 + i * 4096 for i, a in enumerate(spec.adapters)}
+        #: VF PCI address -> driver bound by bind_vf_driver (None: no driver).
+        self.vf_drivers: dict[str, str | None] = {}
+
+    @property
+    def machine(self) -> sqlite3.Connection:
+        """The simulated machine's database (the simulated runtime shares it)."""
+        return self._conn
 
     def ensure_schema(self) -> None:
         """Create the hardware tables and power the host on (idempotent)."""
@@ -94,6 +102,31 @@ class SimulatedHost:
                 )
                 if cur.rowcount:
                     self._create_vfs(a.adapter.name, a.adapter.num_vfs)
+
+    def bind_vf_driver(self, adapter: str, index: int, driver: VfDriver) -> str | None:
+        """See VfDrivers.bind_vf_driver; recorded for this instance (the simulated
+        kernel's driver links), with the kernel's refusals: vfio-pci needs an IOMMU
+        group (vfio_iommu_group_get: EINVAL)."""
+        vf = self.virtual_function(adapter, index)
+        if driver is VfDriver.VFIO:
+            if vf.iommu_group is None:
+                raise HardwareError(
+                    "no-iommu",
+                    f"VF {vf.pci_address} has no IOMMU group, so vfio-pci cannot take it",
+                    "enable the IOMMU: intel_iommu=on or amd_iommu=on on the kernel command line",
+                    errno=errno.EINVAL,
+                )
+            bound: str | None = "vfio-pci"
+        else:
+            bound = VF_DRIVER.get(self.adapter(adapter).driver or "") or None
+        self.vf_drivers[vf.pci_address] = bound
+        return bound
+
+    def close(self) -> None:
+        """Nothing held open."""
+
+    def refresh(self) -> None:
+        """Nothing kept: every call reads the store."""
 
     def power_cycle(self) -> None:
         """Simulate a reboot: VF counts back to the spec's, every VF setting lost, and

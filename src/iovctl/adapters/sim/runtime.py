@@ -9,10 +9,12 @@ always carry a VF driver.
 
 from __future__ import annotations
 
+import ipaddress
 import sqlite3
 from collections.abc import Iterable
 
 from iovctl.adapters.sim.machine import atomic
+from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import NicConfig, VirtualFunction
 from iovctl.errors import HardwareError
 
@@ -32,6 +34,8 @@ class SimulatedVmRuntime:
     """Implements ``VmRuntime`` (ports) without any hypervisor."""
 
     backend_name = "simulated"
+    #: Simulated VMs are guests: their VFs go to vfio-pci, as QEMU's would.
+    vf_driver = VfDriver.VFIO
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -122,3 +126,10 @@ class SimulatedVmRuntime:
             (vm, nic),
         ).fetchone()
         return row is not None
+
+    def guest_address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
+        """Simulated guests have no addresses iovctl knows of."""
+        return None
+
+    def close(self) -> None:
+        """Nothing held open."""

@@ -1,0 +1,60 @@
+"""The VM runtimes the runtime contract runs against, each with the hardware it needs.
+
+A :class:`RuntimeUnderTest` gives the contract a runtime, a switch whose software
+path it can build, VFs it can attach (``vf(i)``), and VM names it may use (cleaned
+up after the test). ``sim``: the simulated runtime beside a simulated igb host, in
+memory. ``netns``: namespaces over an emulated NIC (root; run it under the shared
+lock, see tests/privileged). A libvirt runtime joins by adding a builder here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from iovctl.domain.model import NicConfig, VirtualFunction
+from iovctl.ports import HostHardware, VmRuntime
+
+
+@dataclass
+class RuntimeUnderTest:
+    name: str
+    runtime: VmRuntime
+    hardware: HostHardware
+    adapter: str
+    switch: str
+    tag: str
+    vms: list[str] = field(default_factory=list)
+
+    def vm(self, suffix: str) -> str:
+        name = f"{self.tag}{suffix}"
+        self.vms.append(name)
+        return name
+
+    def vf(self, index: int) -> VirtualFunction:
+        return self.hardware.virtual_function(self.adapter, index)
+
+    def config(self, n: int = 1) -> NicConfig:
+        return NicConfig(switch=self.switch, mac=f"52:54:00:c7:{n:02x}:01")
+
+
+@contextmanager
+def sim_runtime() -> Iterator[RuntimeUnderTest]:
+    from iovctl.adapters.sim import simulated_machine
+    from iovctl.adapters.sim.spec import load_spec
+
+    hardware, runtime = simulated_machine(load_spec("igb"))
+    adapter = hardware.adapters()[0].name
+    hardware.set_num_vfs(adapter, 2)
+    yield RuntimeUnderTest("sim", runtime, hardware, adapter, "swc", "c")
+    hardware.machine.close()
+
+
+def netns_runtime(make_lab: Callable[..., Any]) -> RuntimeUnderTest:
+    """The namespace runtime over a privileged-suite lab (torn down by its fixture)."""
+    lab = make_lab(num_vfs=2)
+    return RuntimeUnderTest(
+        "netns", lab.runtime, lab.hardware, lab.adapter, lab.switch, lab.tag, lab.vms
+    )

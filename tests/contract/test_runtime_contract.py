@@ -1,0 +1,118 @@
+"""The VM-runtime contract (ports.VmRuntime), one suite for every runtime.
+
+Runs on the simulated runtime and on the namespace runtime (root, over an emulated
+NIC: under the shared lock, see tests/privileged); a libvirt runtime joins by
+adding a builder in runtimes.py. What it holds: every method is idempotent, a
+NIC's VF data path is active exactly between attach and detach while its VM runs,
+``reconcile`` removes what a killed command left of VMs that are off, and
+``remove_switch`` can be repeated. A difference between runtimes is a bug in one of
+them, never a reason to special-case the test.
+
+Not marked ``contract``: the testbed selects that marker for the hardware suite.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from iovctl.domain.drivers import VfDriver
+
+from .runtimes import RuntimeUnderTest
+
+
+def test_declares_the_driver_its_vfs_need(under_test: RuntimeUnderTest) -> None:
+    assert isinstance(under_test.runtime.vf_driver, VfDriver)
+
+
+def test_start_and_stop_are_idempotent(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("a")
+    rt.stop_vm(vm)  # never started: nothing to do
+    rt.start_vm(vm)
+    rt.start_vm(vm)
+    rt.plug_software_nic(vm, "nic0", under_test.config())
+    assert rt.vf_data_path_active(vm, "nic0") is False
+    rt.stop_vm(vm)
+    rt.stop_vm(vm)
+    assert rt.vf_data_path_active(vm, "nic0") is False
+
+
+def test_the_vf_path_is_active_between_attach_and_detach(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("b")
+    vf = under_test.vf(0)
+    rt.start_vm(vm)
+    rt.plug_software_nic(vm, "nic0", under_test.config())
+
+    rt.attach_vf(vm, "nic0", vf)
+    rt.attach_vf(vm, "nic0", vf)
+    assert rt.vf_data_path_active(vm, "nic0") is True
+
+    rt.detach_vf(vm, "nic0", vf)
+    rt.detach_vf(vm, "nic0", vf)
+    assert rt.vf_data_path_active(vm, "nic0") is False
+
+    rt.attach_vf(vm, "nic0", vf)  # the same VF can come back
+    assert rt.vf_data_path_active(vm, "nic0") is True
+    rt.stop_vm(vm)
+    assert rt.vf_data_path_active(vm, "nic0") is False
+
+
+def test_nics_are_independent(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("c")
+    rt.start_vm(vm)
+    rt.plug_software_nic(vm, "nic0", under_test.config(1))
+    rt.plug_software_nic(vm, "nic1", under_test.config(2))
+    rt.attach_vf(vm, "nic1", under_test.vf(1))
+    assert [rt.vf_data_path_active(vm, n) for n in ("nic0", "nic1")] == [False, True]
+    rt.detach_vf(vm, "nic1", under_test.vf(1))
+    rt.stop_vm(vm)
+
+
+def test_unplug_is_idempotent(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("d")
+    rt.start_vm(vm)
+    rt.plug_software_nic(vm, "nic0", under_test.config())
+    rt.plug_software_nic(vm, "nic0", under_test.config())  # plug is ensure too
+    rt.unplug_nic(vm, "nic0")
+    rt.unplug_nic(vm, "nic0")
+    assert rt.vf_data_path_active(vm, "nic0") is False
+    rt.plug_software_nic(vm, "nic0", under_test.config())  # and can come back
+    rt.stop_vm(vm)
+    rt.unplug_nic(vm, "nic0")  # off VM: nothing running to unplug from
+
+
+def test_reconcile_removes_leftovers_of_off_vms(under_test: RuntimeUnderTest) -> None:
+    """A stop killed after the store committed "off": the VM still runs, with its VF."""
+    rt = under_test.runtime
+    left, running = under_test.vm("e"), under_test.vm("f")
+    for vm, index in ((left, 0), (running, 1)):
+        rt.start_vm(vm)
+        rt.plug_software_nic(vm, "nic0", under_test.config(index + 1))
+        rt.attach_vf(vm, "nic0", under_test.vf(index))
+
+    assert rt.reconcile([left]) == [left]
+    assert rt.reconcile([left]) == []  # idempotent
+    assert rt.vf_data_path_active(left, "nic0") is False
+    assert rt.vf_data_path_active(running, "nic0") is True  # not the store's "off"
+    # The VF the leftover held can be taken by another VM.
+    rt.detach_vf(running, "nic0", under_test.vf(1))
+    rt.attach_vf(running, "nic0", under_test.vf(0))
+    assert rt.vf_data_path_active(running, "nic0") is True
+    rt.stop_vm(running)
+
+
+def test_remove_switch_is_idempotent(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("g")
+    rt.remove_switch(under_test.switch)  # nothing built yet
+    rt.start_vm(vm)
+    rt.plug_software_nic(vm, "nic0", under_test.config())
+    rt.unplug_nic(vm, "nic0")
+    rt.stop_vm(vm)
+    rt.remove_switch(under_test.switch)
+    rt.remove_switch(under_test.switch)
+
+
+def test_guest_address_is_stable_or_absent(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("h")
+    first = rt.guest_address(vm, "nic0", under_test.config())
+    assert first is None or isinstance(first, ipaddress.IPv4Interface)
+    assert rt.guest_address(vm, "nic0", under_test.config()) == first

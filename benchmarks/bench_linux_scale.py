@@ -12,7 +12,7 @@ on the Linux side, a fresh ``LinuxHost`` over the same tree, as every iovctl pro
 builds one. Measured per backend, in process:
 - ``adapter list`` (services.adapters.list_adapters)
 - ``vf list <adapter>`` (256 VFs with their settings) and ``vf list`` (all 4,096)
-- ``vm start`` / ``vm stop`` (service call + its transaction), random VMs
+- ``vm start`` / ``vm stop`` (one journaled operation, as the CLI runs it), random VMs
 Each repeat measures every operation on both backends; the table shows the median
 over repeats of each p50 / p99, and the Linux / simulator ratio. Goal (issue 8):
 the Linux backend within 2x of the simulator.
@@ -38,12 +38,14 @@ from pyroute2 import IPRoute
 
 from iovctl.adapters.linux.host import LinuxHost
 from iovctl.adapters.linux.netlink import NetlinkVfs
+from iovctl.adapters.sim import simulated_machine
 from iovctl.adapters.sim.host import SimulatedHost
+from iovctl.adapters.sim.machine import open_machine
 from iovctl.adapters.sim.runtime import SimulatedVmRuntime
 from iovctl.adapters.sim.spec import parse_spec, spec_to_json
 from iovctl.adapters.sqlite.store import SqliteStore
 from iovctl.ports import HostHardware
-from iovctl.services import adapters, switches, vms
+from iovctl.services import adapters, journal, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.vms import NicChanges
 
@@ -139,31 +141,38 @@ class LinuxSide:
 
 def populate(ctx: Context, n_vms: int) -> None:
     """bench_core's host: every PF at 256 VFs with an IOV switch, two NICs per VM."""
-    store = ctx.store
     rng = random.Random(7)
-    with store.transaction():
-        for i in range(PFS):
-            adapters.set_num_vfs(ctx, pf_name(i), VFS)
-            switches.create(ctx, f"sw{i}", pf_name(i), iov=True)
+    for i in range(PFS):
+        journal.run(ctx, adapters.set_num_vfs, pf_name(i), VFS)
+        journal.run(ctx, switches.create, f"sw{i}", pf_name(i), True)
+
+    def vms_and_nics(ctx: Context) -> None:
         for v in range(n_vms):
             name = f"vm{v:05d}"
             vms.create_vm(ctx, name)
             for k in range(2):
                 nic = NicChanges(iov_weight=rng.randint(1, 100))
                 vms.add_nic(ctx, name, f"sw{(v + k * 7) % PFS}", None, nic)
+
+    journal.run(ctx, vms_and_nics)
     for v in range(n_vms):
-        with store.transaction():
-            vms.start_vm(ctx, f"vm{v:05d}")
+        journal.run(ctx, vms.start_vm, f"vm{v:05d}")
 
 
 class Backend:
     """One backend's store and a way to build a Context per command."""
 
-    def __init__(self, name: str, store: SqliteStore, hardware: Callable[[], HostHardware]):
+    def __init__(
+        self,
+        name: str,
+        store: SqliteStore,
+        hardware: Callable[[], HostHardware],
+        runtime: SimulatedVmRuntime,
+    ):
         self.name = name
         self.store = store
         self.hardware = hardware
-        self.runtime = SimulatedVmRuntime(store.conn)
+        self.runtime = runtime
 
     def context(self) -> Context:
         return Context(self.store, self.hardware(), self.runtime)
@@ -172,13 +181,11 @@ class Backend:
 def sim_backend(state: Path) -> Backend:
     store = SqliteStore.open(state)
     spec = parse_spec(sim_spec())
-    host = SimulatedHost(store.conn, spec)
+    host, runtime = simulated_machine(spec, state)
     with store.transaction():
         store.set_meta("backend", "sim")
         store.set_meta("sim_spec", spec_to_json(spec))
-        host.ensure_schema()
-        SimulatedVmRuntime(store.conn).ensure_schema()
-    return Backend("sim", store, lambda: SimulatedHost(store.conn, spec))
+    return Backend("sim", store, lambda: SimulatedHost(host.machine, spec), runtime)
 
 
 def linux_backend(state: Path, root: Path) -> Backend:
@@ -186,8 +193,9 @@ def linux_backend(state: Path, root: Path) -> Backend:
     side = LinuxSide(root)
     with store.transaction():
         store.set_meta("backend", "linux")
-        SimulatedVmRuntime(store.conn).ensure_schema()
-    return Backend("linux", store, side.host)
+    runtime = SimulatedVmRuntime(open_machine(state))
+    runtime.ensure_schema()
+    return Backend("linux", store, side.host, runtime)
 
 
 def timed(fn: Callable[[], object]) -> float:
@@ -212,12 +220,10 @@ def measure(backend: Backend, n_vms: int, samples: int, seed: int) -> dict[str, 
         name = f"vm{rng.randrange(n_vms):05d}"
 
         def stop(vm: str = name) -> None:
-            with backend.store.transaction():
-                vms.stop_vm(backend.context(), vm)
+            journal.run(backend.context(), vms.stop_vm, vm)
 
         def start(vm: str = name) -> None:
-            with backend.store.transaction():
-                vms.start_vm(backend.context(), vm)
+            journal.run(backend.context(), vms.start_vm, vm)
 
         stops.append(timed(stop))
         starts.append(timed(start))

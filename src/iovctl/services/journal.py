@@ -293,28 +293,38 @@ def _record(ctx: Context, ran: list[JournalStep]) -> None:
 
 def _rebalance_within(ctx: Context, op: int, due: list[str]) -> list[JournalStep]:
     """Plan the due pools' rebalancing into ``op``; returns the steps added."""
-    from iovctl.services.allocation import rebalance
-
     planned: list[JournalStep] = []
     ctx.hardware.refresh()  # the steps ran without the lock: others may have run too
     for switch in due:
-        ctx.planned.clear()
-        try:
-            with ctx.store.transaction():
-                ctx.store.clear_rebalance_due(switch)
-                if ctx.store.find_switch(switch) is None:
-                    continue
-                rebalance(ctx, switch)
-                steps = list(ctx.planned)
-                if steps:
-                    if [o for o in ctx.store.operations(_keys(steps)) if o.id != op]:
-                        raise _Blocked([])  # left due: that operation settles it
-                    planned += ctx.store.append_steps(op, steps)
-        except _Blocked:
-            continue
-        finally:
-            ctx.planned.clear()
+        planned += _rebalance(ctx, switch, op) or []
     return planned
+
+
+def _rebalance(ctx: Context, switch: str, op: int | None) -> list[JournalStep] | None:
+    """Rebalance one due pool in a transaction of its own; its steps join ``op`` (None:
+    a new operation). None, and the pool stays due, when they would meet another
+    unfinished operation: that one settles it when it finishes."""
+    from iovctl.services.allocation import rebalance
+
+    ctx.planned.clear()
+    try:
+        with ctx.store.transaction():
+            ctx.store.clear_rebalance_due(switch)
+            if ctx.store.find_switch(switch) is None:
+                return []
+            rebalance(ctx, switch)
+            steps = list(ctx.planned)
+            if not steps:
+                return []
+            if [o for o in ctx.store.operations(_keys(steps)) if o.id != op]:
+                raise _Blocked([])
+            if op is None:
+                return ctx.store.begin_operation("rebalance", ctx.store.lease(), steps)[1]
+            return ctx.store.append_steps(op, steps)
+    except _Blocked:
+        return None
+    finally:
+        ctx.planned.clear()
 
 
 def _meets(step: Step, keys: set[str]) -> bool:
@@ -418,33 +428,16 @@ def settle(ctx: Context) -> None:
     A pool whose steps would meet an unfinished operation is left due: that
     operation settles it when it finishes (whoever finishes last sees it).
     """
-    from iovctl.services.allocation import rebalance
-
     for _ in range(MAX_ROUNDS):
         due = ctx.store.rebalances_due()
         if not due:
             return
-        op = None
         ctx.hardware.refresh()
+        started = None
         for switch in due:
-            ctx.planned.clear()
-            try:
-                with ctx.store.transaction():
-                    ctx.store.clear_rebalance_due(switch)
-                    if ctx.store.find_switch(switch) is None:
-                        continue
-                    rebalance(ctx, switch)
-                    steps = list(ctx.planned)
-                    if steps:
-                        if ctx.store.operations(_keys(steps)):
-                            raise _Blocked([])
-                        op, _ = ctx.store.begin_operation("rebalance", ctx.store.lease(), steps)
-            except _Blocked:
-                continue
-            finally:
-                ctx.planned.clear()
-            if op is not None:
+            started = _rebalance(ctx, switch, None)
+            if started:
                 break
-        if op is None:
+        if not started:
             return
-        drive(ctx, op)
+        drive(ctx, started[0].op, started)

@@ -14,7 +14,7 @@ V = VfSetting
 
 #: driver -> settings its ndo_set_vf_* refuse.
 UNSUPPORTED_BY_DRIVER: dict[str, frozenset[VfSetting]] = {
-    # Measured on QEMU's 82576 with kernels 6.1 and 6.12 (linux-sriov.md):
+    # Measured on QEMU's 82576 with kernels 6.1 and 6.12 (docs/reference/linux-sriov.md):
     # link state EOPNOTSUPP, min rate EINVAL, 802.1ad EPROTONOSUPPORT, no RSS query.
     "igb": frozenset({V.LINK_STATE, V.MIN_RATE, V.VLAN_PROTOCOL, V.QUERY_RSS, V.PVLAN}),
     # ixgbe: no min rate, no link state before X550; RSS query on 82599.

@@ -6,7 +6,7 @@ read, message decoding. RTM_GETLINK answers with IFLA_NUM_VF and IFLA_VFINFO_LIS
 encoded by pyroute2's own ``ifinfmsg``. RTM_NEWLINK applies VF attributes like
 net/core/rtnetlink.c do_setvfinfo (fixed order, stop at the first error) with a
 driver's errno rules; the default rules are igb's (drivers/net/ethernet/intel/igb,
-measured in linux-sriov.md).
+measured in docs/reference/linux-sriov.md).
 """
 
 from __future__ import annotations

@@ -200,6 +200,6 @@ def test_vfio_binding(host: LinuxHost, igb: str) -> None:
     host.bind_vf_to_vfio(igb, 0)
     vf = host.virtual_functions(igb)[0]
     assert host.sysfs.function(vf.pci_address).driver == "vfio-pci"
-    # VFs go away while one is bound to vfio-pci (linux-sriov.md).
+    # VFs go away while one is bound to vfio-pci (docs/reference/linux-sriov.md).
     host.set_num_vfs(igb, 0)
     assert host.virtual_functions(igb) == []

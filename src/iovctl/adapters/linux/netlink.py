@@ -84,7 +84,7 @@ _ATTR_OF_SETTING = {
     V.LINK_STATE: "link_state",
 }
 
-#: What the kernel answers for each refused setting (igb, linux-sriov.md); EOPNOTSUPP is
+#: What the kernel answers for each refused setting (igb, docs/reference/linux-sriov.md); EOPNOTSUPP is
 #: rtnetlink.c's answer for a missing ndo_set_vf_*.
 EXPECTED_REFUSAL_ERRNO = {
     V.MIN_RATE: errno.EINVAL,

@@ -347,7 +347,7 @@ class SimulatedHost:
         )
 
 
-# What the driver answers for a refused setting (measured on igb, linux-sriov.md).
+# What the driver answers for a refused setting (measured on igb, docs/reference/linux-sriov.md).
 _REFUSAL_ERRNO = {
     VfSetting.LINK_STATE: errno.EOPNOTSUPP,
     VfSetting.MIN_RATE: errno.EINVAL,

@@ -107,88 +107,104 @@ def run(ctx: Context, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return journal.run(ctx, fn, *args, **kwargs)
 
 
-def _vm(ctx: Context, name: str, weight: int, *, start: bool) -> None:
-    run(ctx, vms.create_vm, name)
-    run(ctx, vms.add_nic, name, "sw", "nic0", NicChanges(iov_weight=weight))
+@dataclass(frozen=True)
+class Names:
+    """What a scenario calls its PF, switch and VMs (a host of its own needs unique
+    names: namespaces and bridges are the kernel's, not the state directory's)."""
+
+    pf: str = PF
+    switch: str = "sw"
+    prefix: str = ""
+
+    def vm(self, name: str) -> str:
+        return self.prefix + name
+
+
+def _vm(ctx: Context, n: Names, name: str, weight: int, *, start: bool) -> None:
+    run(ctx, vms.create_vm, n.vm(name))
+    run(ctx, vms.add_nic, n.vm(name), n.switch, "nic0", NicChanges(iov_weight=weight))
     if start:
-        run(ctx, vms.start_vm, name)
+        run(ctx, vms.start_vm, n.vm(name))
 
 
-def _pool(ctx: Context, vfs: int, *running: tuple[str, int]) -> None:
+def _pool(ctx: Context, n: Names, vfs: int, *running: tuple[str, int]) -> None:
     if vfs:
-        run(ctx, adapters.set_num_vfs, PF, vfs)
-    run(ctx, switches.create, "sw", PF, True)
+        run(ctx, adapters.set_num_vfs, n.pf, vfs)
+    run(ctx, switches.create, n.switch, n.pf, True)
     for name, weight in running:
-        _vm(ctx, name, weight, start=True)
+        _vm(ctx, n, name, weight, start=True)
+
+
+Step = Callable[[Context, Names], object]
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    setup: Callable[[Context], None]
-    command: Callable[[Context], None]
+    setup: Step
+    command: Step
 
 
-def _behind_the_back(ctx: Context) -> None:
+def _behind_the_back(ctx: Context, n: Names) -> None:
     """The VF count changed behind iovctl (a PF reset, someone's echo 0 > sriov_numvfs)."""
-    ctx.hardware.set_num_vfs(PF, 0)
+    ctx.hardware.set_num_vfs(n.pf, 0)
 
 
 SCENARIOS = [
     Scenario(
         "adapter-enable",
-        lambda c: _pool(c, 0, ("a", 50), ("b", 20)),
-        lambda c: run(c, adapters.enable, PF, 2),
+        lambda c, n: _pool(c, n, 0, ("a", 50), ("b", 20)),
+        lambda c, n: run(c, adapters.enable, n.pf, 2),
     ),
     Scenario(
         "adapter-set",
-        lambda c: _pool(c, 2, ("a", 50), ("b", 20)),
-        lambda c: run(c, adapters.set_num_vfs, PF, 3, force=True),
+        lambda c, n: _pool(c, n, 2, ("a", 50), ("b", 20)),
+        lambda c, n: run(c, adapters.set_num_vfs, n.pf, 3, force=True),
     ),
     Scenario(
         "adapter-disable",
-        lambda c: _pool(c, 2, ("a", 50), ("b", 20)),
-        lambda c: run(c, adapters.disable, PF, force=True),
+        lambda c, n: _pool(c, n, 2, ("a", 50), ("b", 20)),
+        lambda c, n: run(c, adapters.disable, n.pf, force=True),
     ),
     Scenario(
         "vm-start",
-        lambda c: (_pool(c, 2, ("a", 50)), _vm(c, "b", 20, start=False)),
-        lambda c: run(c, vms.start_vm, "b"),
+        lambda c, n: (_pool(c, n, 2, ("a", 50)), _vm(c, n, "b", 20, start=False)),
+        lambda c, n: run(c, vms.start_vm, n.vm("b")),
     ),
     Scenario(
         "preemption",
-        lambda c: (_pool(c, 2, ("a", 50), ("b", 20)), _vm(c, "c", 80, start=False)),
-        lambda c: run(c, vms.start_vm, "c"),
+        lambda c, n: (_pool(c, n, 2, ("a", 50), ("b", 20)), _vm(c, n, "c", 80, start=False)),
+        lambda c, n: run(c, vms.start_vm, n.vm("c")),
     ),
     Scenario(
         "vm-stop",
-        lambda c: _pool(c, 2, ("a", 50), ("b", 20), ("c", 10)),
-        lambda c: run(c, vms.stop_vm, "a"),
+        lambda c, n: _pool(c, n, 2, ("a", 50), ("b", 20), ("c", 10)),
+        lambda c, n: run(c, vms.stop_vm, n.vm("a")),
     ),
     Scenario(
         "nic-add",
-        lambda c: _pool(c, 2, ("a", 50)),
-        lambda c: run(c, vms.add_nic, "a", "sw", "nic1", NicChanges(iov_weight=60)),
+        lambda c, n: _pool(c, n, 2, ("a", 50)),
+        lambda c, n: run(c, vms.add_nic, n.vm("a"), n.switch, "nic1", NicChanges(iov_weight=60)),
     ),
     Scenario(
         "nic-set-weight",
-        lambda c: _pool(c, 2, ("a", 50), ("b", 20), ("c", 10)),
-        lambda c: run(c, vms.set_nic, "a", "nic0", NicChanges(iov_weight=0)),
+        lambda c, n: _pool(c, n, 2, ("a", 50), ("b", 20), ("c", 10)),
+        lambda c, n: run(c, vms.set_nic, n.vm("a"), "nic0", NicChanges(iov_weight=0)),
     ),
     Scenario(
         "nic-set-settings",
-        lambda c: _pool(c, 2, ("a", 50)),
-        lambda c: run(c, vms.set_nic, "a", "nic0", NicChanges(vlan=7, trust=True)),
+        lambda c, n: _pool(c, n, 2, ("a", 50)),
+        lambda c, n: run(c, vms.set_nic, n.vm("a"), "nic0", NicChanges(vlan=7, trust=True)),
     ),
     Scenario(
         "nic-remove",
-        lambda c: _pool(c, 2, ("a", 50), ("b", 20), ("c", 10)),
-        lambda c: run(c, vms.remove_nic, "a", "nic0"),
+        lambda c, n: _pool(c, n, 2, ("a", 50), ("b", 20), ("c", 10)),
+        lambda c, n: run(c, vms.remove_nic, n.vm("a"), "nic0"),
     ),
     Scenario(
         "apply",
-        lambda c: (_pool(c, 2, ("a", 50), ("b", 20)), _behind_the_back(c)),
-        lambda c: run(c, reconcile.apply, retry_stalled=True),
+        lambda c, n: (_pool(c, n, 2, ("a", 50), ("b", 20)), _behind_the_back(c, n)),
+        lambda c, n: run(c, reconcile.apply, retry_stalled=True),
     ),
 ]
 
@@ -202,12 +218,15 @@ class Outcome:
     problems: list[str] | None = None
 
 
-def _disturbed(opener: Opener, state: Path, scenario: Scenario, plan: FaultPlan) -> Outcome:
+def disturbed(
+    opener: Opener, state: Path, scenario: Scenario, plan: FaultPlan, names: Names = Names()
+) -> Outcome:
+    """Run the scenario with ``plan``'s fault, then apply as the next process would."""
     ctx = opener(state)
-    scenario.setup(ctx)
+    scenario.setup(ctx, names)
     outcome = Outcome()
     try:
-        scenario.command(inject(ctx, plan))
+        scenario.command(inject(ctx, plan), names)
     except IovctlError as exc:
         outcome.failed = exc.code
     except Killed:
@@ -222,11 +241,12 @@ def _disturbed(opener: Opener, state: Path, scenario: Scenario, plan: FaultPlan)
     return outcome
 
 
-def _count(opener: Opener, state: Path, scenario: Scenario) -> int:
+def count(opener: Opener, state: Path, scenario: Scenario, names: Names = Names()) -> int:
+    """How many side effects the undisturbed command has."""
     ctx = opener(state)
-    scenario.setup(ctx)
+    scenario.setup(ctx, names)
     plan = FaultPlan()
-    scenario.command(inject(ctx, plan))
+    scenario.command(inject(ctx, plan), names)
     assert store_matches_machine(ctx) == []
     ctx.store.close()
     return len(plan.calls)
@@ -242,14 +262,14 @@ def backend(request: pytest.FixtureRequest) -> str:
 def test_every_side_effect_refused_or_killed_ends_in_one_story(
     tmp_path: Path, backend: str, scenario: Scenario
 ) -> None:
-    counted = _count(BACKENDS[backend](tmp_path / "count"), tmp_path / "count-state", scenario)
+    counted = count(BACKENDS[backend](tmp_path / "count"), tmp_path / "count-state", scenario)
     assert counted > 0, "the scenario has no side effect to disturb"
     failures = []
     for at in range(1, counted + 1):
         for mode in MODES:
             where = tmp_path / f"{at}-{mode}"
             opener = BACKENDS[backend](where)
-            outcome = _disturbed(opener, where / "state", scenario, FaultPlan(at, mode))
+            outcome = disturbed(opener, where / "state", scenario, FaultPlan(at, mode))
             if outcome.problems_before_recovery:
                 failures.append((at, mode, "before apply", outcome.problems_before_recovery))
             if outcome.problems:
@@ -261,7 +281,7 @@ def test_the_harness_sees_a_store_that_lies(tmp_path: Path) -> None:
     """store_matches_machine is not blind: a store that claims a VF the machine never
     configured or attached is caught."""
     ctx = _sim_backend(tmp_path)(tmp_path / "state")
-    _pool(ctx, 2, ("a", 50))
+    _pool(ctx, Names(), 2, ("a", 50))
     assert store_matches_machine(ctx) == []
     with ctx.store.transaction():
         ctx.store.set_desired_num_vfs(PF, 3)
@@ -276,7 +296,7 @@ def test_a_refused_grant_does_not_undo_another_vms_stop(tmp_path: Path, backend:
     is scrubbed and free, the command succeeds; apply gives c its chance again."""
     opener = BACKENDS[backend](tmp_path)
     ctx = opener(tmp_path / "state")
-    _pool(ctx, 2, ("a", 50), ("b", 20), ("c", 10))
+    _pool(ctx, Names(), 2, ("a", 50), ("b", 20), ("c", 10))
 
     class RefuseTheGrant(FaultPlan):
         """The stop's second VF write is c's grant (the first scrubs a's VF)."""

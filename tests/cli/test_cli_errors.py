@@ -245,6 +245,30 @@ def test_ctrl_c_inside_the_transaction_changes_nothing_and_says_so(
     assert state_dump(populated.state_dir) == populated_before
 
 
+def test_ctrl_c_while_the_machine_is_changed_says_the_rest_is_finished_later(
+    populated, monkeypatch
+):
+    """Ctrl-C once the plan is recorded: the journal holds the rest, and the next
+    command finishes it; it must not say that nothing changed."""
+    from iovctl.services import journal
+
+    real = journal.perform
+
+    def interrupted(ctx, step):  # type: ignore[no-untyped-def]
+        real(ctx, step)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(journal, "perform", interrupted)
+    result = populated.run("vm", "start", "vm2")
+    monkeypatch.undo()
+    assert_clean_error(result, "interrupted", 130)
+    assert "nothing was changed" not in result.err and "iovctl apply" in result.err
+    populated.ok("apply")
+    shown = populated.ok("vm", "show", "vm2")
+    assert shown["state"] == "running"
+    assert all(n["status"] != "off" for n in shown["network_adapters"])
+
+
 def test_ctrl_c_after_the_commit_does_not_claim_nothing_changed(
     populated, populated_before, monkeypatch
 ):

@@ -32,12 +32,19 @@ class Interrupted(IovctlError):
 
     exit_code = EXIT_INTERRUPTED
 
-    def __init__(self, committed: bool) -> None:
+    def __init__(self, committed: bool, started: bool = False) -> None:
         if committed:
             super().__init__(
                 "interrupted",
                 "interrupted after the change was saved",
                 "see the result with the matching list/show command",
+            )
+        elif started:
+            super().__init__(
+                "interrupted",
+                "interrupted while the machine was being changed; what is left of it is "
+                "recorded",
+                "the next iovctl command, or iovctl apply, finishes it",
             )
         else:
             super().__init__(
@@ -113,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
     call = command.call
     options = {a.dest: getattr(args, a.dest) for a in command.args if a.to_service}
 
+    from iovctl.services.journal import OperationInterrupted
     from iovctl.wiring import open_context, resolve_options
 
     committed = False
@@ -124,6 +132,8 @@ def run(args: argparse.Namespace) -> int:
             ctx.store.close()
         committed = command.writes
         show(command, args, result)
+    except OperationInterrupted:
+        raise Interrupted(committed, started=True) from None
     except KeyboardInterrupt:
         raise Interrupted(committed) from None
     return 0

@@ -58,6 +58,11 @@ WAIT_FOR_OTHERS_S = 120.0
 MAX_ROUNDS = 1000
 
 
+class OperationInterrupted(KeyboardInterrupt):
+    """Ctrl-C once the plan was recorded: the journal holds the rest, which the next
+    command (or ``iovctl apply``) finishes; nothing is rolled back."""
+
+
 class _Blocked(Exception):
     def __init__(self, ops: list[OperationRecord]) -> None:
         super().__init__("blocked")
@@ -94,8 +99,13 @@ def run(
     recover(ctx, retry_stalled=retry_stalled)
     name = getattr(fn, "__name__", "command").replace("_", "-")
     result, op, steps = _plan(ctx, lambda: fn(ctx, *args, **kwargs), name)
-    outcome = drive(ctx, op, steps) if op is not None else Outcome()
-    settle(ctx)
+    try:
+        outcome = drive(ctx, op, steps) if op is not None else Outcome()
+        settle(ctx)
+    except OperationInterrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        raise OperationInterrupted from exc
     problem = outcome.first()
     if problem is not None:
         raise problem

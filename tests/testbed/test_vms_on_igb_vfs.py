@@ -97,7 +97,9 @@ def vms_on(
 ) -> Any:
     state = tmp_path / "state"
     pf = igb_pf(state)["name"]
-    iovctl(state, "adapter", "enable", pf, "--num-vfs", "2")
+    # set, not enable: an earlier test may have left the PF with VFs (enable refuses
+    # an enabled adapter and names set).
+    iovctl(state, "adapter", "set", pf, "--num-vfs", "2")
     iovctl(state, "switch", "create", "ext", "--uplink", pf, "--iov")
     for vm, weight in weights.items():
         vlan = (vlans or {}).get(vm)

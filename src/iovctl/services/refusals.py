@@ -17,7 +17,7 @@ Called under the store's write lock, with the step's operation still open.
 from __future__ import annotations
 
 from iovctl.domain.allocation import WaitReason
-from iovctl.domain.model import EventLevel, VmNetworkAdapter, VmState
+from iovctl.domain.model import EventLevel, NicConfig, VmNetworkAdapter, VmState
 from iovctl.domain.steps import (
     AttachVf,
     ConfigureVf,
@@ -157,11 +157,8 @@ def _add_refused(ctx: Context, js: JournalStep, step: PlugNic, exc: IovctlError)
 
 
 def _change_refused(
-    ctx: Context, js: JournalStep, step: PlugNic, previous: object, exc: IovctlError
+    ctx: Context, js: JournalStep, step: PlugNic, previous: NicConfig, exc: IovctlError
 ) -> None:
-    from iovctl.domain.model import NicConfig
-
-    assert isinstance(previous, NicConfig)
     nic = _nic(ctx, step.vm, step.nic_id)
     _cancel_nic_grants(ctx, js, step.nic_id)
     if nic is not None:

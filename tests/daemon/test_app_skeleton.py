@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
@@ -39,3 +40,22 @@ def test_error_families_have_their_status() -> None:
     assert status_of(InvalidInput("x", "m")) == 400
     assert status_of(NotFound("x", "m")) == 404
     assert status_of(Conflict("x", "m")) == 409
+
+
+@pytest.mark.anyio
+async def test_followers_see_a_write_of_the_daemon(gateway: Gateway) -> None:
+    from iovctl.services import api
+
+    await gateway.read(api.host_show)  # the state directory exists
+    seen: list[str] = []
+    async with anyio.create_task_group() as tg:
+
+        async def follow() -> None:
+            async for batch in gateway.follow_events(since=await gateway.read(api.newest_event)):
+                seen.extend(e.code for e in batch)
+                tg.cancel_scope.cancel()
+
+        tg.start_soon(follow)
+        await anyio.sleep(0.05)
+        await gateway.write(lambda c: api.switch_create(c, "sw0", "enp1s0", False))
+    assert "switch-created" in seen

@@ -9,16 +9,23 @@ snapshot, writes as journaled operations, exactly as the CLI runs them
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
+import anyio
 import anyio.to_thread
 
+from iovctl.services import api
 from iovctl.services.context import Context
 from iovctl.services.runner import run_read, run_write
+from iovctl.services.views import EventView
 from iovctl.wiring import Options, open_context
 
 T = TypeVar("T")
+
+#: Seconds between two looks at the event log for changes made outside this daemon
+#: (a CLI with --state-dir, a boot unit); the daemon's own writes wake followers at once.
+POLL_SECONDS = 0.2
 
 
 class Gateway:
@@ -26,6 +33,7 @@ class Gateway:
 
     def __init__(self, options: Options) -> None:
         self.options = options
+        self._changed = anyio.Event()
 
     def call(self, call: Callable[[Context], T], *, writes: bool) -> T:
         """Run ``call`` now, in this thread (CLI-equivalent; tests, threads)."""
@@ -42,6 +50,26 @@ class Gateway:
     async def write(self, call: Callable[[Context], T]) -> T:
         """A write of :mod:`services.api`, in a worker thread. The operation goes on to
         its end if the client goes away: the thread is not cancelled."""
-        return await anyio.to_thread.run_sync(
-            lambda: self.call(call, writes=True), abandon_on_cancel=False
-        )
+        try:
+            return await anyio.to_thread.run_sync(
+                lambda: self.call(call, writes=True), abandon_on_cancel=False
+            )
+        finally:
+            self._changed.set()
+            self._changed = anyio.Event()
+
+    async def follow_events(self, since: int = 0) -> AsyncIterator[list[EventView]]:
+        """Batches of events after ``since``, oldest first, as they are committed; runs
+        until the consumer stops iterating. Server-sent events and the console's live
+        feed are built on this."""
+
+        def poll(ctx: Context) -> tuple[list[EventView], int]:
+            return api.events(ctx, None, since), api.newest_event(ctx)
+
+        while True:
+            batch, newest = await self.read(poll)
+            if batch:
+                yield batch
+            since = max(since, newest)
+            with anyio.move_on_after(POLL_SECONDS):
+                await self._changed.wait()

@@ -28,6 +28,10 @@ class StateStore(Protocol):
         """One atomic, serialized write transaction; nested uses join the outer one."""
         ...
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """Inside a transaction: changes an exception undoes alone, the rest kept."""
+        ...
+
     def close(self) -> None: ...
 
     def snapshot(self) -> AbstractContextManager[None]:
@@ -75,6 +79,10 @@ class StateStore(Protocol):
 
     def weakest_holders(self, adapter: str, limit: int) -> list[VmNetworkAdapter]:
         """NICs holding VFs of ``adapter``, lowest weight then latest claim first."""
+        ...
+
+    def vf_pool_full(self, adapter: str, num_vfs: int) -> bool:
+        """Whether every VF below ``num_vfs`` is held or waits to be scrubbed."""
         ...
 
     def vf_usage(self, adapter: str) -> tuple[set[int], int]:
@@ -129,6 +137,8 @@ class StateStore(Protocol):
 
     def operation_steps(self, op: int, state: str | None = "pending") -> list[JournalStep]: ...
     def set_step_state(self, op: int, seq: int, state: str, error: str | None = None) -> None: ...
+
+    def set_steps_done(self, op: int, seqs: list[int]) -> None: ...
     def set_operation_state(
         self, op: int, state: str, error: str | None = None, owner: str | None = None
     ) -> None: ...

@@ -120,7 +120,10 @@ def rebalance(ctx: Context, switch_name: str) -> None:
         if not waiters:
             break
         victims = store.weakest_holders(uplink.name, window)
-        held, qps_used = store.vf_usage(uplink.name)
+        if store.vf_pool_full(uplink.name, uplink.num_vfs):  # the usual case on a busy host
+            held, qps_used = set(vf_indexes), store.usage_on_adapter(uplink.name)[1]
+        else:
+            held, qps_used = store.vf_usage(uplink.name)
         victim_vfs = {v.assignment.index for v in victims if v.assignment}
         victim_qps = sum(v.assignment.queue_pairs for v in victims if v.assignment)
         plan = plan_pool(

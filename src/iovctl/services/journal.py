@@ -274,10 +274,11 @@ def drive(ctx: Context, op: int, steps: list[JournalStep] | None = None) -> Outc
                 ctx.store.finish_operation(op)
                 ran.clear()
                 return outcome
-            for js in ran:
-                ctx.store.set_step_state(js.op, js.seq, "done")
+            ctx.store.set_steps_done(op, [js.seq for js in ran])
             ran.clear()
-        added = _rebalance_within(ctx, op, due) if due else []
+            # In the same transaction: the pools' next owners are chosen with the
+            # completions that freed their VFs, under one lock.
+            added = _rebalance_within(ctx, op, due) if due else []
         if not added:
             break
         pending += added
@@ -296,13 +297,15 @@ def drive(ctx: Context, op: int, steps: list[JournalStep] | None = None) -> Outc
 def _record(ctx: Context, ran: list[JournalStep]) -> None:
     """Record the completion of steps that ran (under the lock), and its effects."""
     for js in ran:
-        ctx.store.set_step_state(js.op, js.seq, "done")
         _completed(ctx, js.step)
+    for op in {js.op for js in ran}:
+        ctx.store.set_steps_done(op, [js.seq for js in ran if js.op == op])
     ran.clear()
 
 
 def _rebalance_within(ctx: Context, op: int, due: list[str]) -> list[JournalStep]:
-    """Plan the due pools' rebalancing into ``op``; returns the steps added."""
+    """Plan the due pools' rebalancing into ``op`` (the caller holds the transaction);
+    returns the steps added."""
     planned: list[JournalStep] = []
     ctx.hardware.refresh()  # the steps ran without the lock: others may have run too
     for switch in due:
@@ -311,14 +314,15 @@ def _rebalance_within(ctx: Context, op: int, due: list[str]) -> list[JournalStep
 
 
 def _rebalance(ctx: Context, switch: str, op: int | None) -> list[JournalStep] | None:
-    """Rebalance one due pool in a transaction of its own; its steps join ``op`` (None:
-    a new operation). None, and the pool stays due, when they would meet another
-    unfinished operation: that one settles it when it finishes."""
+    """Rebalance one due pool; its steps join ``op`` (None: a new operation). In the
+    caller's transaction if there is one (a savepoint of it), else in its own. None,
+    and the pool stays due, when they would meet another unfinished operation: that
+    one settles it when it finishes."""
     from iovctl.services.allocation import rebalance
 
     ctx.planned.clear()
     try:
-        with ctx.store.transaction():
+        with ctx.store.transaction(), ctx.store.savepoint():
             ctx.store.clear_rebalance_due(switch)
             if ctx.store.find_switch(switch) is None:
                 return []

@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS sim_vm_nic (
     vf_pci_address TEXT,
     PRIMARY KEY (vm, nic)
 ) WITHOUT ROWID;
+-- attach_vf asks who else holds a VF: one lookup, not a scan of every NIC
+CREATE INDEX IF NOT EXISTS sim_vm_nic_vf ON sim_vm_nic (vf_pci_address);
 """
 
 

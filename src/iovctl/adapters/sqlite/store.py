@@ -238,6 +238,19 @@ class SqliteStore:
             raise _state_error(exc, None) from exc
 
     @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: changes an exception undoes alone, the rest kept."""
+        assert self._depth, "a savepoint needs a transaction"
+        self.conn.execute("SAVEPOINT part")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO part")
+            self.conn.execute("RELEASE part")
+            raise
+        self.conn.execute("RELEASE part")
+
+    @contextmanager
     def snapshot(self) -> Iterator[None]:
         """A consistent read (deferred transaction): never blocks writers in WAL mode."""
         if self._depth:
@@ -451,6 +464,15 @@ class SqliteStore:
         )
         return [_nic_from_row(r) for r in rows]
 
+    def vf_pool_full(self, adapter: str, num_vfs: int) -> bool:
+        """Counted in the indexes: a full pool of 256 VFs is not loaded to learn it."""
+        (n,) = self.conn.execute(
+            "SELECT COUNT(*) FROM (SELECT vf_index FROM nic WHERE vf_adapter = ? AND vf_index < ?"
+            " UNION SELECT idx FROM vf_release WHERE adapter = ? AND idx < ?)",
+            (adapter, num_vfs, adapter, num_vfs),
+        ).fetchone()
+        return int(n) >= num_vfs
+
     def vf_usage(self, adapter: str) -> tuple[set[int], int]:
         """(indexes of the VFs held, queue pairs in use) on an uplink, from one index."""
         rows = self.conn.execute(
@@ -586,6 +608,14 @@ class SqliteStore:
             "UPDATE op_step SET state = ?, error = ? WHERE op = ? AND seq = ?",
             (state, error, op, seq),
         )
+
+    def set_steps_done(self, op: int, seqs: list[int]) -> None:
+        if seqs:
+            self.conn.execute(
+                "UPDATE op_step SET state = 'done', error = NULL WHERE op = ?"
+                f" AND seq IN ({','.join('?' * len(seqs))})",
+                (op, *seqs),
+            )
 
     def set_operation_state(
         self, op: int, state: str, error: str | None = None, owner: str | None = None

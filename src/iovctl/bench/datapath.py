@@ -472,7 +472,7 @@ class DatapathBench:
         if self._ctx is not None:
             self._ctx.runtime.close()
             self._ctx.hardware.close()
-            self._ctx.store.close()
+            self._ctx.close()
         netns_prefixes: tuple[str, ...] = (names.vm_netns(self.vm_prefix),)
         own_links: tuple[str, ...] = (
             bridge_name(self.switch),

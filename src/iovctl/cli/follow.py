@@ -71,4 +71,4 @@ def follow_events(args: argparse.Namespace, execute: Callable[..., Any]) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        ctx.store.close()
+        ctx.close()

@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = execute(ctx, lambda c: call(c, **options), writes=command.writes)
         finally:
-            ctx.store.close()
+            ctx.close()
         committed = command.writes
         show(command, args, result)
     except OperationInterrupted:

@@ -41,7 +41,7 @@ class Gateway:
         try:
             return run_write(ctx, call) if writes else run_read(ctx, call)
         finally:
-            ctx.store.close()
+            ctx.close()
 
     async def read(self, call: Callable[[Context], T]) -> T:
         """A read of :mod:`services.api`, in a worker thread."""

@@ -35,6 +35,14 @@ class Context:
             self._facts = self.hardware.host_facts()
         return self._facts
 
+    def close(self) -> None:
+        """Let go of what the command held: the store, and sockets of the ports."""
+        try:
+            self.hardware.close()
+            self.runtime.close()
+        finally:
+            self.store.close()
+
     def do(self, *steps: Step) -> None:
         """Queue side effects; they run after the plan's store changes commit."""
         self.planned.extend(steps)

@@ -12,8 +12,12 @@ A LinuxHost serves one command: it reads only what a call needs (one adapter by 
 name's sysfs link, one VF by its ``virtfnN`` link) and keeps what it read for the
 rest of the command: the bus scan for network PFs, each PF and adapter read, and one
 VF-settings dump per PF, which its own writes keep current. Its own VF count changes
-drop what they invalidate; :meth:`LinuxHost.refresh` drops everything (for a caller
-that keeps one LinuxHost across commands, or sees the host change underneath).
+drop what they invalidate. :meth:`LinuxHost.refresh` (the journal calls it before it
+plans, as other commands may have changed the machine meanwhile) drops VF counts,
+settings, drivers and names, but keeps for up to ``STABLE_FOR_S`` what only a reboot,
+a hot-plug or a module load changes: which functions are network PFs (VF count
+changes do not change it) and the host facts (CPU, IOMMU, ACS, firmware). A VM stop
+that hands its VFs on thus scans the PCI bus once, not once per pool.
 
 Must not import services, the CLI or other adapters.
 """
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from typing import TYPE_CHECKING
 
 from iovctl.adapters.linux.pciids import PciIds
@@ -50,6 +55,8 @@ IGB_82576_DEVICES = frozenset({"10c9", "10e6", "10e7", "10e8", "150a", "150d", "
 #: Settings no IFLA_VF_* attribute carries: no Linux driver can be asked for them.
 WITHOUT_NETLINK = frozenset({VfSetting.PVLAN})
 VF_QUEUE_PAIRS = {"igb": 1, "ixgbe": 2, "i40e": 4, "ice": 4, "mlx5_core": 8}
+#: Seconds :meth:`LinuxHost.refresh` keeps the PF list and the host facts.
+STABLE_FOR_S = 10.0
 
 
 class LinuxHost:
@@ -84,14 +91,18 @@ class LinuxHost:
         self._adapters: dict[str, Adapter] = {}
         self._dumps: dict[str, VfInfoList] = {}
         self._facts: HostFacts | None = None
+        #: When the PF list was scanned (time.monotonic), for refresh().
+        self._scanned_at = 0.0
 
     def refresh(self) -> None:
-        """Forget everything read so far: the next call reads the host again."""
-        self._pf_addresses = None
+        """Forget what other commands may have changed: the next call reads it again.
+        The PF list and host facts stay for up to STABLE_FOR_S (module docstring)."""
+        if time.monotonic() - self._scanned_at > STABLE_FOR_S:
+            self._pf_addresses = None
+            self._facts = None
         self._functions.clear()
         self._adapters.clear()
         self._dumps.clear()
-        self._facts = None
 
     def _forget_pf(self, address: str) -> None:
         """After a VF count change: the PF, its adapter, its VF settings and (its VFs
@@ -229,13 +240,16 @@ class LinuxHost:
         raise not_simulated(self.backend_name)
 
     def close(self) -> None:
-        """Nothing held open: each netlink request has its own socket."""
+        """Close the command's netlink socket, if one was opened."""
+        if self._netlink is not None:
+            self._netlink.close()
 
     # ------------------------------------------------------------------ helpers
 
     def _network_pfs(self) -> list[PciFunction]:
         if self._pf_addresses is None:
             self._pf_addresses = self.sysfs.network_pf_addresses()
+            self._scanned_at = time.monotonic()
         return [self._function(address) for address in self._pf_addresses]
 
     def _function(self, address: str) -> PciFunction:

@@ -653,13 +653,24 @@ class NetlinkVfs:
 
     def __init__(self, iproute_factory: IPRouteFactory = default_iproute) -> None:
         self._factory = iproute_factory
+        self._ipr: Any = None
 
     @contextmanager
     def _socket(self) -> Iterator[Any]:
-        ipr = self._factory()
+        """The one socket of this command, opened on first use (building a pyroute2
+        IPRoute costs more than a 256-VF dump); a request that fails mid-way closes
+        it, so the next one starts clean."""
+        if self._ipr is None:
+            self._ipr = self._factory()
         try:
-            yield ipr
-        finally:
+            yield self._ipr
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._ipr is not None:
+            ipr, self._ipr = self._ipr, None
             ipr.close()
 
     def read(self, ifindex: int, adapter: str = "") -> list[VfReport]:

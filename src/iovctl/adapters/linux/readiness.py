@@ -163,7 +163,7 @@ class HostProbe:
             iommu_enabled=iommu_enabled,
             dma_remapping=iommu_enabled,
             interrupt_remapping=self.interrupt_remapping(cmdline),
-            firmware_sriov_enabled=self.firmware_sriov_enabled(),
+            firmware_sriov_enabled=self.firmware_sriov_enabled(pfs),
             pcie_native_control=self.pcie_native_control(cmdline),
             acs=self.acs(pfs),
             kernel_pci_iov=self.kernel_pci_iov(pfs),
@@ -239,14 +239,14 @@ class HostProbe:
 
     # -- firmware / platform
 
-    def firmware_sriov_enabled(self) -> bool | None:
+    def firmware_sriov_enabled(self, pfs: list[PciFunction] | None = None) -> bool | None:
         """True when some SR-IOV PF got its VF resources from the firmware (VF BARs
         assigned, bus numbers routed): the firmware evidently enables SR-IOV. Otherwise
         None: a BIOS with SR-IOV disabled hides the capability or leaves VF resources
         unassigned, which Linux cannot tell apart from a NIC without SR-IOV; per
         adapter the unassigned VF BARs and short bus ranges are reported instead
         (SriovCapability.vf_bar_space / bus_resources)."""
-        for pf in self.sysfs.network_pfs():
+        for pf in self.sysfs.network_pfs() if pfs is None else pfs:
             if pf.total_vfs is None or not pf.total_vfs:
                 continue
             if not self.sysfs.vf_bar_unassigned(pf.address) and not self.sysfs.vf_bus_range_short(

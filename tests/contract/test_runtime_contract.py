@@ -80,8 +80,9 @@ def test_unplug_is_idempotent(under_test: RuntimeUnderTest) -> None:
     rt.unplug_nic(vm, "nic0")  # off VM: nothing running to unplug from
 
 
-def test_reconcile_removes_leftovers_of_off_vms(under_test: RuntimeUnderTest) -> None:
-    """A stop killed after the store committed "off": the VM still runs, with its VF."""
+def test_a_leftover_is_seen_running_and_stopped_alone(under_test: RuntimeUnderTest) -> None:
+    """A stop killed after the store committed "off": the VM still runs, with its VF.
+    ``apply`` finds it with is_running and stops it (services/reconcile.py)."""
     rt = under_test.runtime
     left, running = under_test.vm("e"), under_test.vm("f")
     for vm, index in ((left, 0), (running, 1)):
@@ -89,8 +90,10 @@ def test_reconcile_removes_leftovers_of_off_vms(under_test: RuntimeUnderTest) ->
         rt.plug_software_nic(vm, "nic0", under_test.config(index + 1))
         rt.attach_vf(vm, "nic0", under_test.vf(index))
 
-    assert rt.reconcile([left]) == [left]
-    assert rt.reconcile([left]) == []  # idempotent
+    assert rt.is_running(left)
+    rt.stop_vm(left)
+    rt.stop_vm(left)  # idempotent
+    assert not rt.is_running(left)
     assert rt.vf_data_path_active(left, "nic0") is False
     assert rt.vf_data_path_active(running, "nic0") is True  # not the store's "off"
     # The VF the leftover held can be taken by another VM.

@@ -238,23 +238,28 @@ def test_killed_vf_count_change_is_finished_by_the_next_command(host: Host, tmp_
     assert probe(names.vm_netns(k), "ping", "10.77.0.1", "3")["received"] == 3
 
 
-def test_reconcile_removes_what_the_store_has_off(host: Host, tmp_path: Path) -> None:
-    """``NetnsVmRuntime.reconcile``: what ``apply`` runs for VMs the store has off."""
-    from iovctl.domain.model import VmState
-    from iovctl.wiring import open_context, resolve_options
-
+def test_apply_finishes_a_stop_killed_midway(host: Host, tmp_path: Path) -> None:
+    """A stop killed while the runtime let go of its VF: ``apply`` finishes it from
+    the journal (the namespace goes, the VF returns to the host)."""
     host.iovctl("adapter", "enable", host.adapter, "--num-vfs", "1")
     k = _vm_with_nic(host, "k", 100)
     host.iovctl("vm", "start", k)
     host.kill_midway(tmp_path, "vm-stop", k, "runtime.detach_vf.1")
-    ctx = open_context(resolve_options(str(host.state), None, None))
-    try:
-        with ctx.store.transaction():
-            off = [vm.name for vm in ctx.store.list_vms() if vm.state is VmState.OFF]
-            assert ctx.runtime.reconcile(off) == [k]
-            assert ctx.runtime.reconcile(off) == []  # idempotent
-        ctx.runtime.close()
-    finally:
-        ctx.store.close()
+    host.iovctl("apply")
+    assert host.iovctl("apply")["changed"] == 0  # idempotent
     assert not netns_exists(names.vm_netns(k))
     assert host.where(names.vf_netdev(host.adapter, 0)) == ""
+
+
+def test_apply_stops_a_vm_started_behind_its_back(host: Host) -> None:
+    """A VM the store has off whose namespace exists (made by hand, or left by an
+    older iovctl): ``apply`` stops it as a journaled step and says so."""
+    k = _vm_with_nic(host, "b", 0)
+    subprocess.run(["ip", "netns", "add", names.vm_netns(k)], check=True)
+    assert host.iovctl("apply", "--dry-run")["changes"] == [
+        {"action": "remove-leftover-vm", "vm": k}
+    ]
+    assert netns_exists(names.vm_netns(k))  # a dry run changes nothing
+    assert host.iovctl("apply")["changes"] == [{"action": "remove-leftover-vm", "vm": k}]
+    assert not netns_exists(names.vm_netns(k))
+    assert host.iovctl("apply")["changed"] == 0

@@ -9,7 +9,6 @@ every implementation to it. Must not import any adapter.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
 from typing import Protocol
 
 from iovctl.domain.drivers import VfDriver
@@ -141,13 +140,6 @@ class VmRuntime(Protocol):
         ...
 
     def unplug_nic(self, vm: str, nic: str) -> None: ...
-
-    def reconcile(self, off_vms: Iterable[str]) -> list[str]:
-        """Remove what killed commands left of VMs the store has off; returns those VMs.
-
-        Call with the store's write lock held (a command in progress holds it).
-        """
-        ...
 
     def remove_switch(self, switch: str) -> None:
         """Delete the switch's software path (its bridge). Idempotent."""

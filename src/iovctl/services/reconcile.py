@@ -11,7 +11,15 @@ from collections.abc import Iterable
 from iovctl.domain.model import SCRUBBED, EventLevel, VmNetworkAdapter, VmState
 from iovctl.domain.nic_rules import vf_settings_for
 from iovctl.domain.reconcile import SetVfCount, SetVfSettings, plan_counts, plan_settings
-from iovctl.domain.steps import AttachVf, ConfigureVf, PlugNic, ScrubVf, SetNumVfs, StartVm
+from iovctl.domain.steps import (
+    AttachVf,
+    ConfigureVf,
+    PlugNic,
+    ScrubVf,
+    SetNumVfs,
+    StartVm,
+    StopVm,
+)
 from iovctl.services.context import Context
 from iovctl.services.views import (
     ApplyReport,
@@ -53,21 +61,30 @@ def apply(ctx: Context, dry_run: bool = False) -> ApplyReport:
                 changes.append(_settings_change(ctx, vf_step, holders.get(vf_step.index)))
         broken |= _broken_vms(ctx, holders.values(), actual[name], recreated.get(name))
     changes.extend(_restore(ctx, broken))
-    if not dry_run:
-        if ctx.store.clear_grant_errors():
-            for switch in ctx.store.list_switches():
-                ctx.store.mark_rebalance_due(switch.name)
-        off = [vm.name for vm in ctx.store.list_vms() if vm.state is VmState.OFF]
-        for vm in ctx.runtime.reconcile(off):
-            changes.append(LeftoverVmChange("remove-leftover-vm", vm))
-            ctx.event(
-                EventLevel.INFO,
-                "apply-vm-cleaned",
-                "vm",
-                vm,
-                f"apply: removed what an interrupted command left of stopped VM {vm}",
-            )
+    changes.extend(_stop_leftovers(ctx))
+    if not dry_run and ctx.store.clear_grant_errors():
+        for switch in ctx.store.list_switches():
+            ctx.store.mark_rebalance_due(switch.name)
     return ApplyReport(dry_run, len(changes), changes)
+
+
+def _stop_leftovers(ctx: Context) -> list[LeftoverVmChange]:
+    """VMs the store has off that still run (a stop killed before its journal, or a
+    VM started behind iovctl's back): stopped, as a journaled step like any other."""
+    out = []
+    for vm in ctx.store.list_vms():
+        if vm.state is not VmState.OFF or not ctx.runtime.is_running(vm.name):
+            continue
+        ctx.do(StopVm(vm.name))
+        out.append(LeftoverVmChange("remove-leftover-vm", vm.name))
+        ctx.event(
+            EventLevel.INFO,
+            "apply-vm-cleaned",
+            "vm",
+            vm.name,
+            f"apply: stopped what an interrupted command left running of stopped VM {vm.name}",
+        )
+    return out
 
 
 def _broken_vms(

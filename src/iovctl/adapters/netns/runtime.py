@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from pyroute2 import NetlinkError
@@ -142,20 +142,6 @@ class NetnsVmRuntime:
     def is_running(self, vm: str) -> bool:
         """The VM's namespace exists."""
         return netns_exists(names.vm_netns(vm))
-
-    def reconcile(self, off_vms: Iterable[str]) -> list[str]:
-        """Remove what killed commands left of VMs the store has off. Root.
-
-        Run it while holding the store's write lock (a command in progress holds
-        it until it commits), with every VM the store knows as off. Returns the
-        VMs whose namespace was removed (their VFs returned to the host first).
-        """
-        removed = []
-        for vm in off_vms:
-            if netns_exists(names.vm_netns(vm)):
-                self.stop_vm(vm)
-                removed.append(vm)
-        return removed
 
     def _ensure_vm(self, vm: str) -> None:
         # The NIC's IPv4 address is its identity: no SLAAC chatter.

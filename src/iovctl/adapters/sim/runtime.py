@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ipaddress
 import sqlite3
-from collections.abc import Iterable
 
 from iovctl.adapters.sim.machine import atomic
 from iovctl.domain.drivers import VfDriver
@@ -68,21 +67,6 @@ class SimulatedVmRuntime:
 
     def unplug_nic(self, vm: str, nic: str) -> None:
         self._conn.execute("DELETE FROM sim_vm_nic WHERE vm = ? AND nic = ?", (vm, nic))
-
-    def reconcile(self, off_vms: Iterable[str]) -> list[str]:
-        """Forget VFs still recorded on VMs that are off (a killed stop)."""
-        removed = []
-        for vm in off_vms:
-            with atomic(self._conn):
-                cur = self._conn.execute(
-                    "UPDATE sim_vm_nic SET vf_pci_address = NULL"
-                    " WHERE vm = ? AND vf_pci_address IS NOT NULL",
-                    (vm,),
-                )
-                gone = self._conn.execute("DELETE FROM sim_vm WHERE name = ?", (vm,))
-                if cur.rowcount or gone.rowcount:
-                    removed.append(vm)
-        return removed
 
     def remove_switch(self, switch: str) -> None:
         """Nothing to tear down: the simulated software path is the switch row itself."""

@@ -389,6 +389,10 @@ def perform(ctx: Context, step: Step) -> None:
         case ConfigureVf(adapter=adapter, index=index, settings=settings):
             hw.set_vf_settings(adapter, index, settings)
         case AttachVf(adapter=adapter, index=index, vm=vm, nic=nic):
+            # The driver the runtime needs (vfio-pci for a VM, the net driver for a
+            # namespace): a VF another runtime or a past run left on the other one
+            # would not attach. A no-op when it is bound right already.
+            hw.bind_vf_driver(adapter, index, rt.vf_driver)
             rt.attach_vf(vm, nic, hw.virtual_function(adapter, index))
         case DetachVf(adapter=adapter, index=index, vm=vm, nic=nic, pci_address=pci):
             rt.detach_vf(vm, nic, _vf_or_remains(ctx, adapter, index, pci))

@@ -360,6 +360,8 @@ def build(root: Path, spec: HostSpec) -> Tree:
             _write(unit_dir / "intel-iommu" / "ecap", ecap + "\n")
     for module in spec.loaded_modules:
         (tree.sys / "module" / module).mkdir(parents=True)
+    if "vfio_pci" in spec.loaded_modules:  # a loaded PCI driver has its drivers/ entry
+        (tree.bus / "drivers" / "vfio-pci").mkdir(parents=True, exist_ok=True)
     modules_dir = root / "lib" / "modules" / spec.kernel_release
     modules_dir.mkdir(parents=True)
     if spec.modules_dep is not None:

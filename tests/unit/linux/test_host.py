@@ -216,7 +216,7 @@ def test_igb_without_82576_has_no_vf_rate_limit(tmp_path: Path) -> None:
 
 def test_vf_drivers(tmp_path: Path) -> None:
     host, tree, _ = make_host(tmp_path, igb_host(num_vfs=1))
-    (tree.bus / "drivers" / "vfio-pci").mkdir()
+    (tree.bus / "drivers" / "vfio-pci").mkdir(exist_ok=True)
     host.bind_vf_to_vfio("enp1s0", 0)
     assert host.sysfs.function("0000:01:10.0").driver == "vfio-pci"
     assert host.bind_vf_to_default_driver("enp1s0", 0) == "igbvf"
@@ -229,7 +229,7 @@ def test_bind_vf_driver_is_the_port_operation(tmp_path: Path) -> None:
     from iovctl.domain.drivers import VfDriver
 
     host, tree, _ = make_host(tmp_path, igb_host(num_vfs=2))
-    (tree.bus / "drivers" / "vfio-pci").mkdir()
+    (tree.bus / "drivers" / "vfio-pci").mkdir(exist_ok=True)
     assert host.bind_vf_driver("enp1s0", 1, VfDriver.VFIO) == "vfio-pci"
     assert host.sysfs.function("0000:01:10.2").driver == "vfio-pci"
     assert host.sysfs.function("0000:01:10.0").driver == "igbvf"  # the neighbour stays

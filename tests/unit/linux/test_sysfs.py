@@ -364,7 +364,7 @@ def test_set_drivers_autoprobe_error(tmp_path: Path) -> None:
 
 def test_bind_vfio_and_back(tmp_path: Path) -> None:
     tree = build(tmp_path, igb_host(num_vfs=1))
-    (tree.bus / "drivers" / "vfio-pci").mkdir()
+    (tree.bus / "drivers" / "vfio-pci").mkdir(exist_ok=True)
     sysfs = KernelSysfs(tree)
 
     sysfs.bind_vfio("0000:01:10.0")
@@ -376,13 +376,16 @@ def test_bind_vfio_and_back(tmp_path: Path) -> None:
 
     assert sysfs.bind_default_driver("0000:01:10.0") == "igbvf"
     assert sysfs.writes[3] == ("driver_override", "\n")
+    writes = len(sysfs.writes)
+    assert sysfs.bind_default_driver("0000:01:10.0") == "igbvf"  # idempotent
+    assert len(sysfs.writes) == writes
 
 
 def test_bind_vfio_without_iommu_group(tmp_path: Path) -> None:
     spec = igb_host(num_vfs=1)
     spec.iommu_groups = False
     tree = build(tmp_path, spec)
-    (tree.bus / "drivers" / "vfio-pci").mkdir()
+    (tree.bus / "drivers" / "vfio-pci").mkdir(exist_ok=True)
     with pytest.raises(HardwareError, match="no IOMMU group") as caught:
         KernelSysfs(tree).bind_vfio("0000:01:10.0")
     assert caught.value.code == "no-iommu"
@@ -390,7 +393,9 @@ def test_bind_vfio_without_iommu_group(tmp_path: Path) -> None:
 
 
 def test_bind_vfio_without_the_driver(tmp_path: Path) -> None:
-    tree = build(tmp_path, igb_host(num_vfs=1))
+    spec = igb_host(num_vfs=1)
+    spec.loaded_modules = ("igb",)  # vfio_pci not loaded: no drivers/vfio-pci
+    tree = build(tmp_path, spec)
     with pytest.raises(HardwareError) as caught:
         KernelSysfs(tree).bind_vfio("0000:01:10.0")
     assert caught.value.code == "vfio-pci-missing"
@@ -398,7 +403,7 @@ def test_bind_vfio_without_the_driver(tmp_path: Path) -> None:
 
 def test_bind_vfio_probe_refused(tmp_path: Path) -> None:
     tree = build(tmp_path, igb_host(num_vfs=1))
-    (tree.bus / "drivers" / "vfio-pci").mkdir()
+    (tree.bus / "drivers" / "vfio-pci").mkdir(exist_ok=True)
 
     class Refusing(KernelSysfs):
         def _probe(self, address: str) -> None:
@@ -411,7 +416,7 @@ def test_bind_vfio_probe_refused(tmp_path: Path) -> None:
 
 def test_rebind_write_error(tmp_path: Path) -> None:
     tree = build(tmp_path, igb_host(num_vfs=1))
-    (tree.bus / "drivers" / "vfio-pci").mkdir()
+    (tree.bus / "drivers" / "vfio-pci").mkdir(exist_ok=True)
     sysfs = ErrnoSysfs(tmp_path, {"driver_override": errno.EACCES})
     with pytest.raises(HardwareError) as caught:
         sysfs.bind_vfio("0000:01:10.0")

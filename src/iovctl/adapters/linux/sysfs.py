@@ -570,8 +570,14 @@ class SysfsPci:
         """Hand a VF back to the driver the kernel picks (its net driver); return it.
 
         Clears ``driver_override``, unbinds, probes. Returns None when no driver took
-        the VF (VF driver module not loaded). Needs root.
+        the VF (VF driver module not loaded). Idempotent: a VF on a driver other than
+        vfio-pci with no override is left alone (a rebind would renumber its netdev
+        and take a second). Needs root.
         """
+        current = self._link_name(self.device_dir(vf_address) / "driver")
+        override = (self._read_text(f"{self.device_dir(vf_address)}/driver_override") or "").strip()
+        if current not in (None, "vfio-pci") and override in ("", "(null)"):
+            return current
         self._rebind(vf_address, "")
         return self._link_name(self.device_dir(vf_address) / "driver")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 
@@ -332,6 +333,43 @@ def with_switch_and_vm(store):
     return store
 
 
+def _back_to_schema_3(conn: sqlite3.Connection) -> None:
+    """Undo schema 4: operation keys in a table of their own."""
+    keys = conn.execute("SELECT id, keys FROM operation").fetchall()
+    conn.execute("ALTER TABLE operation DROP COLUMN keys")
+    conn.execute(
+        "CREATE TABLE op_key (key TEXT NOT NULL, op INTEGER NOT NULL"
+        " REFERENCES operation(id) ON DELETE CASCADE, PRIMARY KEY (key, op)) WITHOUT ROWID"
+    )
+    conn.executemany(
+        "INSERT INTO op_key (key, op) VALUES (?, ?)",
+        [(k, op) for op, ks in keys for k in json.loads(ks)],
+    )
+
+
+def test_schema_4_keeps_the_keys_of_unfinished_operations(state_dir):
+    """An operation a schema-3 iovctl left unfinished still blocks what it touches."""
+    from iovctl.domain.steps import StopVm
+
+    s = SqliteStore.open(state_dir)
+    with s.transaction():
+        op, _ = s.begin_operation("vm-stop", "lease-x", [StopVm("alpha")])
+    s.close()
+    conn = sqlite3.connect(state_dir / DB_NAME)
+    _back_to_schema_3(conn)
+    conn.execute("PRAGMA user_version = 3")
+    conn.commit()
+    conn.close()
+    s = SqliteStore.open(state_dir)
+    try:
+        assert [o.id for o in s.operations({"vm:alpha"})] == [op]
+        assert s.operations({"vm:beta"}) == []
+        tables = {r[0] for r in s.conn.execute("SELECT name FROM sqlite_master")}
+        assert "op_key" not in tables
+    finally:
+        s.close()
+
+
 def test_schema_3_gives_private_vlan_nics_their_new_vf_needs(state_dir):
     """Before schema 3 a private VLAN asked the VF for its primary VLAN (and for
     nothing more when promiscuous); now it asks for the private VLAN setting."""
@@ -347,6 +385,7 @@ def test_schema_3_gives_private_vlan_nics_their_new_vf_needs(state_dir):
     old = settings_mask({VfSetting.MAC, VfSetting.VLAN})
     conn = sqlite3.connect(state_dir / DB_NAME)
     conn.execute("UPDATE nic SET vf_needs = ?", (old,))
+    _back_to_schema_3(conn)
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
@@ -432,3 +471,16 @@ def test_events_limit_and_since(store):
     seqs = [e.seq for e in store.list_events()]
     assert [e.code for e in store.list_events(since=seqs[2])] == ["e3", "e4"]
     assert [e.code for e in store.list_events(limit=1, since=seqs[0])] == ["e4"]
+
+
+def test_free_vf_indexes_leave_out_holders_and_released_vfs(with_switch_and_vm):
+    store = with_switch_and_vm
+    with store.transaction():
+        nic_id = store.add_nic("alpha", "nic0", _config())
+        store.set_assignment(nic_id, VfAssignment("enp1s0", 1, 1))
+        store.hold_released_vf("enp1s0", 3)
+        store.hold_released_vf("other", 0)  # another adapter's
+    assert store.free_vf_indexes("enp1s0", 5) == [0, 2, 4]
+    assert store.free_vf_indexes("enp1s0", 2) == [0]
+    assert store.free_vf_indexes("enp1s0", 0) == []
+    assert store.free_vf_indexes("other", 2) == [1]

@@ -81,12 +81,9 @@ class StateStore(Protocol):
         """NICs holding VFs of ``adapter``, lowest weight then latest claim first."""
         ...
 
-    def vf_pool_full(self, adapter: str, num_vfs: int) -> bool:
-        """Whether every VF below ``num_vfs`` is held or waits to be scrubbed."""
-        ...
-
-    def vf_usage(self, adapter: str) -> tuple[set[int], int]:
-        """(indexes of the VFs held, queue pairs in use) on an uplink."""
+    def free_vf_indexes(self, adapter: str, num_vfs: int) -> list[int]:
+        """VFs below ``num_vfs`` that no NIC holds and none waits to be scrubbed,
+        lowest first."""
         ...
 
     def nics_holding_vfs(self, adapter: str) -> list[VmNetworkAdapter]: ...
@@ -110,7 +107,7 @@ class StateStore(Protocol):
     # -- VFs on their way back: taken from a NIC, free once scrubbed ----------
 
     def hold_released_vf(self, adapter: str, index: int, reason: str | None = None) -> None:
-        """Counted as held by ``vf_usage`` until :meth:`free_released_vf`."""
+        """Not free (``free_vf_indexes``) until :meth:`free_released_vf`."""
         ...
 
     def free_released_vf(self, adapter: str, index: int) -> None: ...

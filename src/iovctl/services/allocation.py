@@ -120,10 +120,8 @@ def rebalance(ctx: Context, switch_name: str) -> None:
         if not waiters:
             break
         victims = store.weakest_holders(uplink.name, window)
-        if store.vf_pool_full(uplink.name, uplink.num_vfs):  # the usual case on a busy host
-            held, qps_used = set(vf_indexes), store.usage_on_adapter(uplink.name)[1]
-        else:
-            held, qps_used = store.vf_usage(uplink.name)
+        held = set(vf_indexes).difference(store.free_vf_indexes(uplink.name, uplink.num_vfs))
+        qps_used = store.usage_on_adapter(uplink.name)[1]
         victim_vfs = {v.assignment.index for v in victims if v.assignment}
         victim_qps = sum(v.assignment.queue_pairs for v in victims if v.assignment)
         plan = plan_pool(

@@ -290,7 +290,7 @@ def _resize_queue_pairs(
     """A holder asked for other queue pairs: grant min(requested, per-VF limit, left)."""
     a = nic.assignment
     assert a is not None and uplink.sriov is not None
-    _, in_use = ctx.store.vf_usage(uplink.name)
+    _, in_use = ctx.store.usage_on_adapter(uplink.name)
     left = uplink.sriov.queue_pairs - in_use + a.queue_pairs
     qps = max(1, min(config.iov_queue_pairs_requested, uplink.sriov.max_queue_pairs_per_vf, left))
     if qps != a.queue_pairs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from iovctl.domain.model import VfSetting
 from iovctl.domain.nic_rules import settings_mask
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: ``PRAGMA application_id`` of a state store ("iovc"): a database without it (and
 #: without schema 1's tables, which stores written before the stamp have) is not
@@ -147,5 +147,13 @@ ALTER TABLE nic ADD COLUMN grant_error TEXT;
 UPDATE nic SET vf_needs = (vf_needs & ~{settings_mask({VfSetting.VLAN})})
     | {settings_mask({VfSetting.PVLAN})}
     WHERE pvlan_mode IS NOT NULL
+""",
+    # The objects an operation touches, as one JSON array on it: one row written per
+    # operation instead of one per object, and read with it.
+    4: """
+ALTER TABLE operation ADD COLUMN keys TEXT NOT NULL DEFAULT '[]';
+UPDATE operation SET keys = COALESCE(
+    (SELECT json_group_array(key) FROM op_key WHERE op_key.op = operation.id), '[]');
+DROP TABLE op_key
 """,
 }

@@ -10,6 +10,7 @@ consistency; a process crash loses nothing committed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
@@ -464,22 +465,17 @@ class SqliteStore:
         )
         return [_nic_from_row(r) for r in rows]
 
-    def vf_pool_full(self, adapter: str, num_vfs: int) -> bool:
-        """Counted in the indexes: a full pool of 256 VFs is not loaded to learn it."""
-        (n,) = self.conn.execute(
-            "SELECT COUNT(*) FROM (SELECT vf_index FROM nic WHERE vf_adapter = ? AND vf_index < ?"
-            " UNION SELECT idx FROM vf_release WHERE adapter = ? AND idx < ?)",
-            (adapter, num_vfs, adapter, num_vfs),
-        ).fetchone()
-        return int(n) >= num_vfs
-
-    def vf_usage(self, adapter: str) -> tuple[set[int], int]:
-        """(indexes of the VFs held, queue pairs in use) on an uplink, from one index."""
+    def free_vf_indexes(self, adapter: str, num_vfs: int) -> list[int]:
+        """In SQL, from the holders' index: a pool of 256 VFs is not loaded to find
+        the few that are free."""
         rows = self.conn.execute(
-            "SELECT vf_index, iov_queue_pairs_assigned FROM nic WHERE vf_adapter = ?", (adapter,)
+            "WITH RECURSIVE vf(i) AS (SELECT 0 WHERE ? > 0"
+            " UNION ALL SELECT i + 1 FROM vf WHERE i + 1 < ?)"
+            " SELECT i FROM vf EXCEPT SELECT vf_index FROM nic WHERE vf_adapter = ?"
+            " EXCEPT SELECT idx FROM vf_release WHERE adapter = ? ORDER BY 1",
+            (num_vfs, num_vfs, adapter, adapter),
         ).fetchall()
-        released = self.conn.execute("SELECT idx FROM vf_release WHERE adapter = ?", (adapter,))
-        return {r[0] for r in rows} | {r[0] for r in released}, sum(r[1] for r in rows)
+        return [r[0] for r in rows]
 
     def vf_holder_exists(self, adapter: str, index: int) -> bool:
         row = self.conn.execute(
@@ -572,25 +568,33 @@ class SqliteStore:
     def begin_operation(
         self, command: str, owner: str, steps: list[Step]
     ) -> tuple[int, list[JournalStep]]:
+        keys = sorted({k for step in steps for k in step.touches()})
         cur = self.conn.execute(
-            "INSERT INTO operation (command, owner, created_at) VALUES (?, ?, ?)",
-            (command, owner, time.time()),
+            "INSERT INTO operation (command, owner, created_at, keys) VALUES (?, ?, ?, ?)",
+            (command, owner, time.time(), json.dumps(keys)),
         )
         assert cur.lastrowid is not None
-        return cur.lastrowid, self.append_steps(cur.lastrowid, steps)
+        return cur.lastrowid, self._insert_steps(cur.lastrowid, 0, steps)
 
     def append_steps(self, op: int, steps: list[Step]) -> list[JournalStep]:
-        (last,) = self.conn.execute(
-            "SELECT COALESCE(MAX(seq), 0) FROM op_step WHERE op = ?", (op,)
+        keys, last = self.conn.execute(
+            "SELECT keys, (SELECT COALESCE(MAX(seq), 0) FROM op_step WHERE op = ?)"
+            " FROM operation WHERE id = ?",
+            (op, op),
         ).fetchone()
+        known = set(json.loads(keys))
+        wanted = known | {k for step in steps for k in step.touches()}
+        if wanted != known:
+            self.conn.execute(
+                "UPDATE operation SET keys = ? WHERE id = ?", (json.dumps(sorted(wanted)), op)
+            )
+        return self._insert_steps(op, last, steps)
+
+    def _insert_steps(self, op: int, last: int, steps: list[Step]) -> list[JournalStep]:
         recorded = [JournalStep(op, last + i, step) for i, step in enumerate(steps, 1)]
         self.conn.executemany(
             "INSERT INTO op_step (op, seq, body) VALUES (?, ?, ?)",
             [(op, js.seq, step_to_json(js.step)) for js in recorded],
-        )
-        keys = {k for step in steps for k in step.touches()}
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO op_key (key, op) VALUES (?, ?)", [(k, op) for k in keys]
         )
         return recorded
 
@@ -631,20 +635,12 @@ class SqliteStore:
     def operations(self, keys: Iterable[str] | None = None) -> list[OperationRecord]:
         """Unfinished operations; with ``keys``, those touching any of them."""
         rows = self.conn.execute(
-            "SELECT id, command, owner, state, error FROM operation ORDER BY id"
+            "SELECT id, command, owner, state, error, keys FROM operation ORDER BY id"
         ).fetchall()
-        ops = [OperationRecord(r[0], r[1], r[2], r[3], r[4]) for r in rows]
-        if keys is None or not ops:
-            return ops
-        wanted = set(keys)
-        out = []
-        for op in ops:
-            theirs = [
-                r[0] for r in self.conn.execute("SELECT key FROM op_key WHERE op = ?", (op.id,))
-            ]
-            if any(keys_meet(a, b) for a in wanted for b in theirs):
-                out.append(op)
-        return out
+        if keys is not None and rows:
+            wanted = set(keys)
+            rows = [r for r in rows if any(keys_meet(a, b) for a in wanted for b in json.loads(r[5]))]
+        return [OperationRecord(r[0], r[1], r[2], r[3], r[4]) for r in rows]
 
     def delete_nic(self, nic_id: int) -> None:
         self.conn.execute("DELETE FROM nic WHERE id = ?", (nic_id,))

@@ -16,7 +16,7 @@ from iovctl.domain.model import (
     VmNetworkAdapter,
 )
 from iovctl.domain.nic_rules import settings_mask, vf_settings_for
-from iovctl.domain.steps import AttachVf, ConfigureVf, DetachVf, ScrubVf
+from iovctl.domain.steps import AttachVf, ConfigureVf, DetachVf, ScrubVf, SetNumVfs
 from iovctl.services.context import Context
 
 
@@ -120,7 +120,10 @@ def rebalance(ctx: Context, switch_name: str) -> None:
         if not waiters:
             break
         victims = store.weakest_holders(uplink.name, window)
-        held = set(vf_indexes).difference(store.free_vf_indexes(uplink.name, uplink.num_vfs))
+        free = set(store.free_vf_indexes(uplink.name, uplink.num_vfs)) | _scrubbed_first(
+            ctx, uplink.name
+        )
+        held = set(vf_indexes).difference(free)
         qps_used = store.usage_on_adapter(uplink.name)[1]
         victim_vfs = {v.assignment.index for v in victims if v.assignment}
         victim_qps = sum(v.assignment.queue_pairs for v in victims if v.assignment)
@@ -152,6 +155,27 @@ def rebalance(ctx: Context, switch_name: str) -> None:
     for nic in fresh:
         if nic.id not in granted and nic.id not in seen_waiting and not nic.vf_needs & mask:
             _mark_waiting(ctx, nic, last_reason, uplink)
+
+
+def _scrubbed_first(ctx: Context, adapter: str) -> set[int]:
+    """VFs this plan releases and scrubs that nobody holds: free for the same plan.
+
+    Their grant's steps come after the scrub in the operation, so the next tenant
+    gets the VF scrubbed (and waits, or is abandoned, if the scrub is refused:
+    services.refusals), and a VM stop hands its VFs on in the transaction that
+    records it. Not while the plan changes the adapter's VF count: those VFs may
+    be about to go.
+    """
+    planned = ctx.planned
+    if any(isinstance(s, SetNumVfs) and s.adapter == adapter for s in planned):
+        return set()
+    return {
+        s.index
+        for s in planned
+        if isinstance(s, ScrubVf)
+        and s.adapter == adapter
+        and not ctx.store.vf_holder_exists(adapter, s.index)
+    }
 
 
 def _apply(ctx: Context, plan: Plan, by_id: dict[int, VmNetworkAdapter], uplink: Adapter) -> None:

@@ -90,14 +90,18 @@ def stop_vm(ctx: Context, name: str) -> None:
     if vm.state is VmState.OFF:
         raise Conflict("vm-not-running", f"VM {name} is not running", f"iovctl vm start {name}")
     scrubs = []
+    freed = set()
     for nic in ctx.store.list_nics(name):
         scrub = release_vf(ctx, nic, f"VM {name} stopped", scrub=False)
         if scrub is not None:
             scrubs.append(scrub)
+            freed.add(nic.config.switch)
         ctx.store.set_claim(nic.id, None, None)
     ctx.do(StopVm(name), *scrubs)
     ctx.store.set_vm_state(name, VmState.OFF)
     ctx.event(EventLevel.INFO, "vm-stopped", "vm", name, f"VM {name} stopped")
+    for switch in sorted(freed):  # the next tenants, after the scrubs
+        rebalance(ctx, switch)
 
 
 def delete_vm(ctx: Context, name: str) -> None:

@@ -33,4 +33,7 @@ def create_app(gateway: Gateway, role: Role = "admin") -> FastAPI:
         return JSONResponse(error_body(exc), status_code=status_of(exc))
 
     app.include_router(api_v1.router(gateway, role))
+    from iovctl.http import console
+
+    app.include_router(console.router(gateway, role))
     return app

@@ -14,8 +14,12 @@ runs in four phases (:func:`run`):
    waits with the reason, the VM stays off); a refused release stays pending and
    the operation stalls, to be retried by ``iovctl apply`` or the next command on
    the same objects.
-4. **Finish**: the operation is deleted; switches whose VF pool changed
-   (``rebalance_due``) are handed to the allocator in an operation of their own.
+4. **Finish**: the operation is deleted. Switches whose VF pool changed
+   (``rebalance_due``: a VF scrubbed that no plan handed on, a VF count written) are
+   handed to the allocator in the transaction that records the change, their
+   grants joining the operation; what meets another operation is left due for
+   whoever finishes last. (A VM stop or a preemption hands its VFs on in its own
+   plan, the grants after the scrubs: services.allocation.)
 
 A process killed anywhere leaves a journal that the next command finishes: its
 operations' owner lease is free (adapters/sqlite/lease.py), so their pending

@@ -279,6 +279,20 @@ class VfSettingsChange:
 
 
 @dataclass(slots=True)
+class VfReleaseChange:
+    """``apply``: a VF taken back from a NIC whose settings its driver cannot carry
+    (the NIC got it under an older rule); the NIC goes on on the software path."""
+
+    action: Literal["release-vf"]
+    adapter: str
+    index: int
+    #: The NIC (``vm/nic``) that held the VF.
+    tenant: str
+    #: Why the VF cannot carry the NIC's settings.
+    reason: str
+
+
+@dataclass(slots=True)
 class VfAttachChange:
     """``apply``: a running VM's VF attached again (after a reboot or a PF reset)."""
 
@@ -303,7 +317,9 @@ class ApplyReport:
 
     dry_run: bool
     changed: int
-    changes: list[VfCountChange | VfSettingsChange | VfAttachChange | LeftoverVmChange]
+    changes: list[
+        VfCountChange | VfSettingsChange | VfReleaseChange | VfAttachChange | LeftoverVmChange
+    ]
 
 
 @dataclass(slots=True)

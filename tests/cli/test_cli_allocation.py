@@ -300,10 +300,13 @@ def test_private_vlan_on_igb_stays_on_the_software_path(pool, mode, secondary):
     assert "private VLAN" in nic["status_description"]
     assert nic["pvlan"]["enforced_by"] == "software"
     assert not any(v["in_use"] for v in pool.vfs())
+    # The simulated bridge filters VLANs, as a distribution kernel's: the uplink tags
+    # the frames with the VLAN the port sends in (the primary when promiscuous).
+    assert nic["pvlan"]["uplink_tagged"] is True
     shown = pool.run("nic", "show", "alpha", "nic0").out
     assert f"private VLAN: {mode}" in shown
     assert "enforced by the switch's bridge (software path)" in shown
-    assert "untagged" in shown
+    assert f"tagged with VLAN {101 if secondary else 100}" in " ".join(shown.split())
 
 
 def test_setting_a_private_vlan_on_a_holder_revokes_and_clearing_it_gives_a_vf_back(pool):

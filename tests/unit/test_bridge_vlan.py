@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from iovctl.adapters.netns.bridge_vlan import access, plan, port_vlans
+from iovctl.adapters.netns.bridge_vlan import access, plan, port_vlans, unpins
 from iovctl.domain.model import PrivateVlan, PvlanMode
 from iovctl.domain.pvlan import port_vlans as pvlan_port_vlans
 
@@ -130,3 +130,19 @@ def test_a_nic_moving_from_community_to_isolated_changes_its_pvid() -> None:
         "vlan del dev up vid 102",
         "vlan add dev up vid 101",
     ]
+
+
+def test_a_port_leaving_a_vlan_takes_its_mac_pin_out_of_it_first() -> None:
+    """Static FDB entries outlive the port's VLAN: a promiscuous port that stops
+    hearing 102, and a NIC moved from community 102 to access VLAN 7, unpin there."""
+    current = {
+        "p": {100: ACCESS, 101: UNTAGGED, 102: UNTAGGED},
+        "a": {100: UNTAGGED, 102: ACCESS},
+    }
+    ports = {**pvlan_port_vlans({"p": P, "i": I}), "a": access(7)}
+    assert unpins(current, ports, {"p": "m1", "a": "m2"}) == [
+        "fdb del m2 dev a master vlan 100",
+        "fdb del m2 dev a master vlan 102",
+        "fdb del m1 dev p master vlan 102",
+    ]
+    assert unpins(current, ports, {}) == []  # no MAC known: nothing pinned by us

@@ -31,10 +31,12 @@ uplink          (VLAN 1, as before)      every VLAN above, tagged
 So frames leave the uplink tagged P (from a promiscuous port), S (isolated) or C
 (community); frames that arrive tagged P reach every port of P, tagged C the ports of
 community C and the promiscuous ones, tagged S the promiscuous ones and the isolated
-ports of S. That last is the one thing per-port VLAN membership cannot say (a port is
-a member of a VLAN both ways, and an isolated port must send in S): an nftables rule
-of the bridge drops what the uplink brings tagged S to its isolated ports. The
-nftables rules keep holding the rule between this host's ports too (VLAN membership
+ports of S. That last is the one thing a Linux bridge cannot say: a port is a member
+of a VLAN both ways, an isolated port must send in S, and the bridge's nftables rules
+never see the tag of a frame it hands a port untagged (it is taken off before the
+``forward`` hook). So an isolated port upstream reaches this host's isolated ports of
+its secondary VLAN; a private VLAN switch upstream keeps its own isolated ports from
+them. The nftables rules hold the rule between this host's ports (VLAN membership
 alone would let two isolated ports of one S meet). A promiscuous
 port hears the secondaries the bridge's ports use: one that only a switch upstream
 uses stays off the trunk. A Linux bridge learns MACs per VLAN, and a reply travels in
@@ -80,7 +82,7 @@ def denied_pairs(memberships: Iterable[Membership]) -> list[tuple[Membership, Me
     """Every ordered pair (source class, destination class) among ``memberships``
     whose frames the rule stops, in a stable order; nothing when no membership is a
     private VLAN (then there is nothing to enforce)."""
-    classes = sorted({enforcement_class(m) for m in memberships}, key=order)
+    classes = sorted({enforcement_class(m) for m in memberships}, key=_order)
     if all(c is None for c in classes):
         return []
     return [(a, b) for a in classes for b in classes if not may_reach(a, b)]
@@ -190,8 +192,7 @@ def describe(membership: PrivateVlan) -> str:
     )
 
 
-def order(m: Membership) -> tuple[int, str, int, int]:
-    """A stable sort key for memberships (None first)."""
+def _order(m: Membership) -> tuple[int, str, int, int]:
     if m is None:
         return (0, "", 0, 0)
     return (1, m.mode.value, m.primary_vlan, m.secondary_vlan or 0)

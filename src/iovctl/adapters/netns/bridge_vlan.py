@@ -34,6 +34,7 @@ Must not import the CLI, the store or other adapters.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 from collections.abc import Iterable, Mapping
@@ -151,14 +152,38 @@ def plan(
     return lines
 
 
+def unpins(
+    current: dict[str, dict[int, frozenset[str]]],
+    ports: Mapping[str, PortVlans],
+    macs: Mapping[str, str],
+) -> list[str]:
+    """``bridge -batch`` lines that take each port's MAC (``macs``) out of the FDB in
+    each VLAN the port leaves: a static entry outlives its VLAN on the port (the
+    kernel's br_fdb_delete_by_port keeps static entries). Pure."""
+    return [
+        f"fdb del {macs[port]} dev {port} master vlan {vid}"
+        for port, want in sorted(ports.items())
+        if port in macs
+        for vid in sorted(set(current.get(port, {})) - want.vlans)
+    ]
+
+
 def sync(
     uplink: str,
     ports: Mapping[str, PortVlans],
     neighbours: Iterable[str],
     pins: Mapping[str, str] | None = None,
+    macs: Mapping[str, str] | None = None,
 ) -> None:
-    """Make the bridge's VLANs hold ``ports`` (see :func:`plan`). Root."""
+    """Make the bridge's VLANs hold ``ports`` (see :func:`plan`), with their MACs
+    (``macs``) unpinned from the VLANs they leave first (:func:`unpins`). Root."""
     current = port_vlans(run_tool(["bridge", "-j", "vlan", "show"]))
+    gone = unpins(current, ports, macs or {})
+    if gone:
+        # -force: a pin that is not there (a NIC on its VF has none) is no reason to
+        # keep the others.
+        with contextlib.suppress(HardwareError):
+            run_tool(["bridge", "-force", "-batch", "-"], stdin="\n".join(gone) + "\n")
     lines = plan(current, ports, uplink, neighbours, pins)
     if lines:
         run_tool(["bridge", "-batch", "-"], stdin="\n".join(lines) + "\n")

@@ -13,10 +13,12 @@ Each bridge port of a NIC is a **member**: its port, its NIC's MAC, its private 
 - from a port of A to a port of B (``iifname {A ports} oifname {B ports}``);
 - from a port of A out the trunk to a MAC of B (``oifname {trunk} ether daddr {B}``),
   a NIC of B that is behind the trunk (on a VF, behind the NIC's own switch);
-- from the trunk, sent by a MAC of A, to a port of B (``ether saddr {A}``);
+- from the trunk, sent by a MAC of A, to a port of B (``ether saddr {A}``).
 
-and frames from the trunk tagged with an isolated class's secondary VLAN (sent by an
-isolated port upstream, where the uplink tags: ``bridge_vlan``) to that class's ports.
+A frame's VLAN is no help here: on a bridge that filters VLANs, the bridge takes the
+tag off a frame for a port where the VLAN leaves untagged before the ``forward`` hook
+sees it (``__br_forward``: ``br_handle_vlan``, then ``NF_BR_FORWARD``), so a rule
+cannot tell what the uplink brought tagged with an isolated secondary VLAN.
 
 The **trunk** is every port of the bridge that is not a member: the uplink (the PF)
 on a switch's bridge, the PF and the wire in an embedded switch. Frames from and to
@@ -43,15 +45,7 @@ from dataclasses import dataclass, replace
 from iovctl.adapters.netns import names
 from iovctl.adapters.netns.kernel import Links, netns_exists, run_tool
 from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empty, nft_rule_comments
-from iovctl.domain.model import PvlanMode
-from iovctl.domain.pvlan import (
-    Membership,
-    as_text,
-    denied_pairs,
-    enforcement_class,
-    from_text,
-    order,
-)
+from iovctl.domain.pvlan import Membership, as_text, denied_pairs, enforcement_class, from_text
 
 TABLE = names.PVLAN_NFT_TABLE
 FAMILY = "bridge"
@@ -117,13 +111,6 @@ def plan(members: Iterable[Member], trunk: Iterable[str]) -> list[str]:
             rules.append(f"{a_in} oifname {t} ether daddr {_names(macs[b], False)} drop")
         if t and b_out and macs.get(a):
             rules.append(f"iifname {t} ether saddr {_names(macs[a], False)} {b_out} drop")
-    for cls, cls_ports in sorted(ports.items(), key=lambda item: order(item[0])):
-        if t and cls is not None and cls.mode is PvlanMode.ISOLATED and cls.secondary_vlan:
-            # Sent by an isolated port upstream (tagged with its secondary VLAN, of
-            # which an isolated port here is a member too: it sends in it).
-            rules.append(
-                f"iifname {t} vlan id {cls.secondary_vlan} oifname {_names(cls_ports, True)} drop"
-            )
     return rules
 
 

@@ -100,6 +100,9 @@ def mac_address_plan(subnet: ipaddress.IPv4Network = DEFAULT_SUBNET) -> AddressP
     return plan
 
 
+NO_MAC = "00:00:00:00:00:00"
+
+
 def _changed_address(message: Any, mac: str) -> dict[str, str]:
     """``{"address": mac}`` when the link does not carry ``mac`` yet, else nothing."""
     return {} if message.get("IFLA_ADDRESS") == mac else {"address": mac}
@@ -790,8 +793,9 @@ class NetnsVmRuntime:
         if port is not None and port not in ports:
             ports[port] = bridge_vlan.access(vlan)
         neighbours = [m.port for m in members if m.port is not None and m.port not in ports]
-        pins = {m.port: m.mac for m in members if m.port in private}
-        bridge_vlan.sync(uplink, ports, neighbours, pins)
+        macs = {m.port: m.mac for m in members if m.port is not None and m.mac != NO_MAC}
+        pins = {port: mac for port, mac in macs.items() if port in private}
+        bridge_vlan.sync(uplink, ports, neighbours, pins, macs)
 
     def _host_end_name(self, syn: Any) -> str | None:
         """Name of the host end of synthetic veth ``syn`` (its peer, in the host)."""

@@ -196,3 +196,18 @@ def allocation_problems(vfs: list[dict[str, Any]], nics: list[dict[str, Any]]) -
         if nic["vf_data_path_active"] != (vf is not None):
             problems.append(f"{label}: vf_data_path_active is {nic['vf_data_path_active']}")
     return problems
+
+
+def back_to_schema_3(conn: sqlite3.Connection) -> None:
+    """Undo schema 4 on a state store (operation keys in a table of their own), so a
+    test can make it look like one an older iovctl wrote."""
+    keys = conn.execute("SELECT id, keys FROM operation").fetchall()
+    conn.execute("ALTER TABLE operation DROP COLUMN keys")
+    conn.execute(
+        "CREATE TABLE op_key (key TEXT NOT NULL, op INTEGER NOT NULL"
+        " REFERENCES operation(id) ON DELETE CASCADE, PRIMARY KEY (key, op)) WITHOUT ROWID"
+    )
+    conn.executemany(
+        "INSERT INTO op_key (key, op) VALUES (?, ?)",
+        [(k, op) for op, ks in keys for k in json.loads(ks)],
+    )

@@ -3,9 +3,14 @@ return, preemption, scrubbing, settings on the VF, queue pairs."""
 
 from __future__ import annotations
 
+import sqlite3
+
 import pytest
 
-from helpers import SCRUBBED_VF, allocation_problems
+from helpers import SCRUBBED_VF, allocation_problems, back_to_schema_3
+from iovctl.adapters.sqlite.store import DB_NAME
+from iovctl.domain.model import VfSetting
+from iovctl.domain.nic_rules import settings_mask
 
 
 @pytest.fixture
@@ -295,10 +300,13 @@ def test_private_vlan_on_igb_stays_on_the_software_path(pool, mode, secondary):
     assert "private VLAN" in nic["status_description"]
     assert nic["pvlan"]["enforced_by"] == "software"
     assert not any(v["in_use"] for v in pool.vfs())
+    # The simulated bridge filters VLANs, as a distribution kernel's: the uplink tags
+    # the frames with the VLAN the port sends in (the primary when promiscuous).
+    assert nic["pvlan"]["uplink_tagged"] is True
     shown = pool.run("nic", "show", "alpha", "nic0").out
     assert f"private VLAN: {mode}" in shown
     assert "enforced by the switch's bridge (software path)" in shown
-    assert "untagged" in shown
+    assert f"tagged with VLAN {101 if secondary else 100}" in " ".join(shown.split())
 
 
 def test_setting_a_private_vlan_on_a_holder_revokes_and_clearing_it_gives_a_vf_back(pool):
@@ -314,6 +322,89 @@ def test_setting_a_private_vlan_on_a_holder_revokes_and_clearing_it_gives_a_vf_b
     assert {k: pool.vf(0)[k] for k in SCRUBBED_VF} == SCRUBBED_VF
     pool.ok("nic", "set", "alpha", "nic0", "--no-pvlan")
     assert pool.nic("alpha")["iov_usage"] is True
+
+
+@pytest.fixture
+def promiscuous_holder(pool):
+    """alpha/nic0 holds VF 0 as a promiscuous private VLAN NIC, stored by an iovctl of
+    schema 2: then a promiscuous NIC asked its VF for nothing more than its MAC, so
+    igb gave it one. beta/nic0, a plain NIC, holds VF 1. Opening the store brings
+    alpha's VF needs to today's rule."""
+    pool.vm_with_nic("alpha", "--iov-weight", "50", start=True)
+    pool.vm_with_nic("beta", "--iov-weight", "50", start=True)
+    assert pool.holders() == {0: "alpha/nic0", 1: "beta/nic0"}
+    db = sqlite3.connect(pool.state_dir / DB_NAME)
+    db.execute(
+        "UPDATE nic SET pvlan_mode = 'promiscuous', pvlan_primary = 100, vf_needs = ?"
+        " WHERE vm = 'alpha'",
+        (settings_mask({VfSetting.MAC}),),
+    )
+    back_to_schema_3(db)
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    return pool
+
+
+def _moved_to_the_software_path(pool, since):
+    nic = pool.nic("alpha")
+    assert (nic["iov_usage"], nic["status"]) == (False, "degraded")
+    assert "the igb driver does not support private VLAN isolation" in nic["status_description"]
+    assert nic["pvlan"]["enforced_by"] == "software"
+    events = [e for e in pool.events(since) if e["object_name"] == "alpha/nic0"]
+    assert [e["code"] for e in events if e["code"] != "nic-changed"] == ["vf-revoked"]
+    assert "private VLAN isolation" in events[-1]["message"]
+    assert {k: pool.vf(0)[k] for k in SCRUBBED_VF} == SCRUBBED_VF
+    consistent(pool)
+
+
+def test_apply_moves_a_holder_of_an_older_rule_to_the_software_path(promiscuous_holder):
+    """Its settings are not written again (igb would refuse them: a failed grant);
+    its VF is taken back with the reason, and apply says so."""
+    pool = promiscuous_holder
+    since = pool.last_seq()
+    report = pool.ok("apply")
+    assert report["changes"] == [
+        {
+            "action": "release-vf",
+            "adapter": "enp1s0",
+            "index": 0,
+            "tenant": "alpha/nic0",
+            "reason": report["changes"][0]["reason"],
+        }
+    ]
+    assert "igb driver does not support private VLAN isolation" in report["changes"][0]["reason"]
+    _moved_to_the_software_path(pool, since)
+    assert pool.ok("apply")["changed"] == 0
+
+
+def test_nic_set_moves_a_holder_of_an_older_rule_to_the_software_path(promiscuous_holder):
+    pool = promiscuous_holder
+    since = pool.last_seq()
+    pool.ok("nic", "set", "alpha", "nic0", "--max-rate", "100")
+    _moved_to_the_software_path(pool, since)
+    assert pool.nic("alpha")["max_rate"] == 100
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("vm", "create", "gamma"), ("nic", "set", "beta", "nic0", "--iov-weight", "0")],
+    ids=["no-rebalance", "vf-given-back"],
+)
+def test_a_vf_given_back_moves_a_holder_of_an_older_rule_to_the_software_path(
+    promiscuous_holder, command
+):
+    """Another NIC gives its VF back: the switch's pool is rebalanced, and the
+    holder igb cannot serve gives its VF back too, and gets none of the free ones. A
+    command that does not touch the pool leaves it be."""
+    pool = promiscuous_holder
+    since = pool.last_seq()
+    pool.ok(*command)
+    if command[0] == "vm":
+        assert pool.holders() == {0: "alpha/nic0", 1: "beta/nic0"}
+        return
+    _moved_to_the_software_path(pool, since)
+    assert pool.holders() == {}
 
 
 # -- queue pairs ---------------------------------------------------------------------

@@ -170,10 +170,10 @@ def test_nic_add_private_vlan(host, mode, extra, expected):
         "primary_vlan": expected[0],
         "secondary_vlan": expected[1],
     }
-    # The VM is off: nothing enforces it yet; its frames will leave the uplink untagged.
+    # The VM is off: nothing enforces it yet, nothing leaves the uplink.
     assert nic["pvlan"]["enforced_by"] is None
     assert nic["pvlan"]["uplink_tagged"] is False
-    assert "untagged" in nic["pvlan"]["description"]
+    assert "nothing leaves the uplink: the VM is off" in nic["pvlan"]["description"]
     assert nic["vlan"] is None
 
 

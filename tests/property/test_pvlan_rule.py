@@ -8,12 +8,16 @@ from hypothesis import strategies as st
 from iovctl.domain.model import PrivateVlan, PvlanMode
 from iovctl.domain.pvlan import (
     Membership,
+    UplinkTagging,
     as_text,
     denied_pairs,
     enforcement_class,
     from_text,
     may_reach,
+    port_vlans,
+    sends_in,
     status,
+    trunk_vlans,
 )
 
 VLANS = st.integers(1, 6)  # few VLANs: collisions are what the rule is about
@@ -108,13 +112,58 @@ def test_text_round_trip(m: Membership) -> None:
     assert from_text("anything else") is None
 
 
-@given(memberships(), st.booleans(), st.booleans())
-def test_status_names_the_path_that_enforces(m: Membership, running: bool, on_vf: bool) -> None:
-    shown = status(m, running=running, on_vf=on_vf)
+@given(memberships(), st.booleans(), st.booleans(), st.sampled_from(UplinkTagging))
+def test_status_names_the_path_that_enforces_and_what_the_uplink_carries(
+    m: Membership, running: bool, on_vf: bool, tagging: UplinkTagging
+) -> None:
+    shown = status(m, running=running, on_vf=on_vf, tagging=tagging)
     if m is None:
         assert shown is None
         return
     assert shown is not None
     assert shown["enforced_by"] == (("vf" if on_vf else "software") if running else None)
     assert (shown["mode"], shown["primary_vlan"]) == (m.mode.value, m.primary_vlan)
-    assert shown["uplink_tagged"] is False and "untagged" in str(shown["description"])
+    # Tagged only what the software path of a running NIC sends, and only if it can.
+    tagged = running and not on_vf and tagging is UplinkTagging.TAGGED
+    assert shown["uplink_tagged"] is tagged
+    text = str(shown["description"])
+    if tagged:
+        assert f"tagged with VLAN {sends_in(m)}" in text
+    elif running and (on_vf or tagging is not UplinkTagging.OFF):
+        assert "untagged" in text and "this host's NICs only" in text
+    else:
+        assert "nothing leaves the uplink" in text
+
+
+PRIVATE = memberships().filter(lambda m: m is not None)
+
+
+@given(st.lists(PRIVATE, min_size=1, max_size=8))
+def test_vlans_never_stop_what_the_rule_allows(ports: list[PrivateVlan]) -> None:
+    """A frame a port sends travels in its PVID and reaches the ports that are members
+    of it: every pair the rule allows (the bridge's nftables rules stop the rest)."""
+    vlans = port_vlans({str(i): m for i, m in enumerate(ports)})
+    for i, a in enumerate(ports):
+        assert vlans[str(i)].pvid == sends_in(a) in vlans[str(i)].vlans
+        for j, b in enumerate(ports):
+            if may_reach(a, b):
+                assert vlans[str(i)].pvid in vlans[str(j)].vlans
+
+
+@given(st.lists(PRIVATE, min_size=1, max_size=8))
+def test_the_uplink_carries_every_vlan_and_hands_each_to_the_ports_it_may_reach(
+    ports: list[PrivateVlan],
+) -> None:
+    """Tagged P reaches every port of primary P, tagged C (a community) its community
+    and the promiscuous ports: as if a port of that class upstream had sent it."""
+    vlans = port_vlans({str(i): m for i, m in enumerate(ports)})
+    trunk = trunk_vlans(ports)
+    assert set().union(*(v.vlans for v in vlans.values())) <= trunk
+    primaries = {m.primary_vlan for m in ports}
+    secondaries = {m.secondary_vlan for m in ports if m.secondary_vlan is not None}
+    for j, b in enumerate(ports):
+        for sender in ports:
+            if sender.mode is PvlanMode.ISOLATED or sends_in(sender) in primaries & secondaries:
+                continue  # one VLAN id in two roles: only the nftables rules tell them apart
+            if may_reach(sender, b):
+                assert sends_in(sender) in vlans[str(j)].vlans

@@ -5,7 +5,8 @@ VM on the software path (the switch's bridge, then the PF) ping each other, whic
 needs the software NIC's MAC in the PF's own unicast filter (the NIC's switch sends a
 VF's frame to an unknown MAC out on the wire, not up to the PF); and a TCP
 connection from a VM on a VF to the VM on the software path lives through the VF
-being taken away and given back.
+being taken away and given back. Private VLANs (issue 11) hold on the software path
+and leave the PF tagged (the guest's bridge filters VLANs and has 8021q).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from iovctl.adapters.netns.names import (
     vm_netns,
 )
 from iovctl.bench import probe as bench_probe
+from iovctl.domain.model import PrivateVlan, PvlanMode
+from iovctl.domain.pvlan import may_reach, sends_in
 
 pytestmark = [
     pytest.mark.testbed,
@@ -201,29 +204,222 @@ def test_vlan_holds_on_the_vf_path_and_on_the_software_path(vlan_vms: Path) -> N
         assert not reaches("a", "c") and not reaches("a", "d")
 
 
-def test_private_vlans_hold_on_the_software_path(pvlan_vms: Path) -> None:
+#: A port of each class upstream, by the VLAN it sends in: what the uplink brings.
+UPSTREAM = {
+    100: PrivateVlan(PvlanMode.PROMISCUOUS, 100),
+    101: PrivateVlan(PvlanMode.ISOLATED, 100, 101),
+    102: PrivateVlan(PvlanMode.COMMUNITY, 100, 102),
+    103: PrivateVlan(PvlanMode.COMMUNITY, 100, 103),
+}
+#: PVLAN_ARGS as memberships.
+ROLE = {
+    "p": UPSTREAM[100],
+    "i": UPSTREAM[101],
+    "a": UPSTREAM[102],
+    "b": UPSTREAM[103],
+}
+TRUNK, FAR = "pvtr", "pvtf"
+
+
+def run(*argv: str) -> str:
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+
+def upstream(bridge: str) -> None:
+    """A second trunk on the switch's bridge, as a private VLAN switch upstream sees
+    it: veth ``pvtr`` (tagged member of VLANs 100-103), whose far end ``pvtf`` has an
+    802.1Q subinterface per VLAN, each in a namespace ``pvup<V>`` with address
+    10.77.0.<V>/16 (below the addresses VMs get): a host in each VLAN."""
+    run("modprobe", "8021q")
+    run("ip", "link", "add", TRUNK, "type", "veth", "peer", "name", FAR)
+    run("ip", "link", "set", TRUNK, "master", bridge, "up")
+    run("ip", "link", "set", FAR, "up")
+    for vid in UPSTREAM:
+        ns, dev = f"pvup{vid}", f"{FAR}.{vid}"
+        run("bridge", "vlan", "add", "dev", TRUNK, "vid", str(vid))
+        run("ip", "netns", "add", ns)
+        run("ip", "link", "add", "link", FAR, "name", dev, "type", "vlan", "id", str(vid))
+        run("ip", "link", "set", dev, "netns", ns)
+        run("ip", "-n", ns, "addr", "add", f"10.77.0.{vid}/16", "dev", dev)
+        run("ip", "-n", ns, "link", "set", dev, "up")
+
+
+def remove_upstream() -> None:
+    subprocess.run(["ip", "link", "del", TRUNK], capture_output=True, check=False)
+    for vid in UPSTREAM:
+        subprocess.run(["ip", "netns", "del", f"pvup{vid}"], capture_output=True, check=False)
+
+
+def neighbours(ns: str, dev: str) -> set[str]:
+    """The addresses ``ns`` keeps a neighbour entry with a MAC for on ``dev``: each
+    host whose ARP request for one of its addresses reached it (or that answered it)."""
+    out = run("ip", "-n", ns, "-j", "neigh", "show", "dev", dev)
+    return {str(n["dst"]) for n in json.loads(out or "[]") if n.get("lladdr")}
+
+
+class EgressTags:
+    """What leaves the PF, per source MAC: the VLAN tags of the frames the kernel
+    hands the igb driver (a packet socket sees outgoing frames; the tag is in the
+    auxiliary data when the NIC inserts it, inline otherwise)."""
+
+    SOL_PACKET, PACKET_AUXDATA, PACKET_OUTGOING, TP_STATUS_VLAN_VALID = 263, 8, 4, 0x10
+
+    def __init__(self, ifname: str) -> None:
+        import socket
+        import threading
+
+        self.seen: dict[str, set[int | None]] = {}
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+        self._sock.bind((ifname, 0))
+        self._sock.setsockopt(self.SOL_PACKET, self.PACKET_AUXDATA, 1)
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import socket
+        import struct
+
+        while not self._stop.is_set():
+            try:
+                data, anc, _, addr = self._sock.recvmsg(65535, socket.CMSG_SPACE(20))
+            except TimeoutError:
+                continue
+            if addr[2] != self.PACKET_OUTGOING or len(data) < 14:
+                continue
+            vid: int | None = None
+            for level, kind, raw in anc:
+                if (level, kind) == (self.SOL_PACKET, self.PACKET_AUXDATA) and len(raw) >= 20:
+                    status, _, _, _, _, tci, _ = struct.unpack("IIIHHHH", raw[:20])
+                    if status & self.TP_STATUS_VLAN_VALID:
+                        vid = tci & 0xFFF
+            if vid is None and data[12:14] == b"\x81\x00":
+                vid = int.from_bytes(data[14:16], "big") & 0xFFF
+            self.seen.setdefault(data[6:12].hex(":"), set()).add(vid)
+
+    def stop(self) -> dict[str, set[int | None]]:
+        self._stop.set()
+        self._thread.join()
+        self._sock.close()
+        return self.seen
+
+
+def pings(pairs: dict[tuple[str, str], tuple[str, str]]) -> set[tuple[str, str]]:
+    """One ping each (2 echoes 0.2 s apart, 1 s wait) from namespace to address, all
+    at once; the pairs whose ping was answered."""
+    args = ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "1"]
+    procs = {
+        pair: subprocess.Popen(
+            ["ip", "netns", "exec", ns, *args, dst],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pair, (ns, dst) in pairs.items()
+    }
+    return {pair for pair, proc in procs.items() if proc.wait(timeout=60) == 0}
+
+
+def test_pvlans_hold_on_the_software_path_and_leave_the_uplink_tagged(pvlan_vms: Path) -> None:
     """igb cannot isolate VFs: each NIC stays on the software path, with that reason,
-    where the switch's bridge enforces the rule. Every ordered pair at once (one ping
-    process each, 2 echoes 0.2 s apart, 1 s wait): exactly the allowed pairs talk."""
+    where the switch's bridge enforces the rule and, filtering VLANs, tags: each NIC's
+    port sends in its private VLAN and the PF trunks them.
+
+    Real packets: every ordered pair of NICs (exactly the allowed pairs talk); what
+    leaves the PF carries the VLAN of its sender (100 promiscuous, 101 isolated, 102
+    and 103 community); through a second trunk with a host in each VLAN: a NIC
+    reaches only the host of the VLAN it sends in, and hears each host as the rule
+    says a port of that class upstream may reach it. Then nothing is left behind."""
     state = pvlan_vms
-    for vm in PVLAN_ARGS:
+    pf = igb_pf(state)["name"]
+    bridge = js(state, "switch", "show", "ext")["bridge"]
+    for vm, membership in ROLE.items():
         nic = js(state, "nic", "show", vm, "nic0")
         assert (nic["iov_usage"], nic["pvlan"]["enforced_by"]) == (False, "software")
         if IOMMU:
             assert "does not support private VLAN isolation" in nic["status_description"]
-    address = {vm: ipv4(vm) for vm in PVLAN_ARGS}
-    ping_args = ["ping", "-n", "-c", "2", "-i", "0.2", "-W", "1"]
-    pings = {
-        (src, dst): subprocess.Popen(
-            ["ip", "netns", "exec", vm_netns(src), *ping_args, address[dst]],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for src, dst in itertools.permutations(PVLAN_ARGS, 2)
+        assert nic["pvlan"]["uplink_tagged"] is True
+        assert f"tagged with VLAN {sends_in(membership)}" in nic["pvlan"]["description"]
+    pvid, tagged = access_and_trunk()
+    for vm, membership in ROLE.items():
+        assert pvid[synthetic_host_ifname(vm, "nic0")] == {sends_in(membership)}
+    assert set(UPSTREAM) <= tagged[pf] and 1 not in tagged[pf]
+
+    address = {vm: ipv4(vm) for vm in ROLE}
+    mac = {vm: js(state, "nic", "show", vm, "nic0")["mac"] for vm in ROLE}
+    pairs = {(s, d): (vm_netns(s), address[d]) for s, d in itertools.permutations(ROLE, 2)}
+    talked = pings(pairs)
+    assert talked == {(a, b) for a, b in pairs if may_reach(ROLE[a], ROLE[b])}
+    assert talked == {pair for pair in pairs if "p" in pair}  # promiscuous p reaches all
+
+    upstream(bridge)
+    try:
+        # Any plug rebuilds the bridge's filters from its ports: pvtr joins the trunk.
+        iovctl(state, "nic", "set", "p", "nic0", "--iov-weight", "40")
+        # Each upstream host asks for each NIC (ARP, in its VLAN): who hears whom, as
+        # the rule says a port of that class may reach it; but an isolated host (101)
+        # reaches the isolated NIC of its VLAN too: the bridge cannot stop that (a port
+        # is a member of its VLAN both ways; domain/pvlan.py, docs/failover.md).
+        pings({(str(v), vm): (f"pvup{v}", address[vm]) for v in UPSTREAM for vm in ROLE})
+        heard = {
+            (v, vm)
+            for vm in ROLE
+            for v in UPSTREAM
+            if f"10.77.0.{v}" in neighbours(vm_netns(vm), nic_ifname("nic0"))
+        }
+        assert heard == {
+            (v, vm) for v in UPSTREAM for vm in ROLE if may_reach(UPSTREAM[v], ROLE[vm])
+        } | {(101, "i")}
+        # Each NIC asks for every upstream host: the request arrives, and only at the
+        # host of the VLAN the NIC sends in; on the PF its frames carry that tag.
+        # Forget the first round's answers on both sides: every ask is a broadcast
+        # again (p heard every upstream host: it would ask each by unicast, which
+        # leaves by the second trunk only).
+        for ns in [f"pvup{v}" for v in UPSTREAM] + [vm_netns(vm) for vm in ROLE]:
+            run("ip", "-n", ns, "neigh", "flush", "all")
+        egress = EgressTags(pf)
+        try:
+            pings({(vm, str(v)): (vm_netns(vm), f"10.77.0.{v}") for vm in ROLE for v in UPSTREAM})
+        finally:
+            seen = egress.stop()
+        asked = {
+            (v, vm)
+            for v in UPSTREAM
+            for vm in ROLE
+            if address[vm] in neighbours(f"pvup{v}", f"{FAR}.{v}")
+        }
+        assert asked == {(sends_in(m), vm) for vm, m in ROLE.items()}
+        assert {vm: seen.get(mac[vm]) for vm in ROLE} == {
+            vm: {sends_in(m)} for vm, m in ROLE.items()
+        }
+    finally:
+        remove_upstream()
+
+    # b (community 103) leaves: p stops hearing 103, and the PF stops carrying it.
+    iovctl(state, "nic", "remove", "b", "nic0")
+    pvid, tagged = access_and_trunk()
+    assert 103 not in tagged.get(pf, set())
+    assert 103 not in port_vlans_of(synthetic_host_ifname("p", "nic0"))
+    fdb = json.loads(run("bridge", "-j", "fdb", "show", "br", bridge, "vlan", "103") or "[]")
+    assert not [e for e in fdb if e.get("mac") == mac["p"]]  # p's pin left with 103
+    for vm in ROLE:
+        iovctl(state, "vm", "stop", vm)
+        iovctl(state, "vm", "delete", vm)
+    iovctl(state, "switch", "delete", "ext")
+    pvid, tagged = access_and_trunk()
+    assert pf not in pvid and pf not in tagged  # the PF left the bridge with its VLANs
+    tables = run("nft", "list", "tables", "bridge")
+    assert "iovctl_pvlan" not in tables
+
+
+def port_vlans_of(port: str) -> set[int]:
+    out = json.loads(run("bridge", "-j", "vlan", "show", "dev", port) or "[]")
+    return {
+        vid
+        for entry in out
+        for v in entry.get("vlans", [])
+        for vid in range(v["vlan"], v.get("vlanEnd", v["vlan"]) + 1)
     }
-    talked = {pair for pair, proc in pings.items() if proc.wait(timeout=60) == 0}
-    allowed = {pair for pair in pings if "p" in pair}  # promiscuous p reaches all; no other pair
-    assert talked == allowed
 
 
 @pytest.mark.skipif(

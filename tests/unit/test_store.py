@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 
 import pytest
 
+from helpers import back_to_schema_3
 from iovctl.adapters.sqlite import store as store_module
 from iovctl.adapters.sqlite.schema import SCHEMA_VERSION
 from iovctl.adapters.sqlite.store import DB_NAME, SqliteStore, default_state_dir
@@ -333,20 +333,6 @@ def with_switch_and_vm(store):
     return store
 
 
-def _back_to_schema_3(conn: sqlite3.Connection) -> None:
-    """Undo schema 4: operation keys in a table of their own."""
-    keys = conn.execute("SELECT id, keys FROM operation").fetchall()
-    conn.execute("ALTER TABLE operation DROP COLUMN keys")
-    conn.execute(
-        "CREATE TABLE op_key (key TEXT NOT NULL, op INTEGER NOT NULL"
-        " REFERENCES operation(id) ON DELETE CASCADE, PRIMARY KEY (key, op)) WITHOUT ROWID"
-    )
-    conn.executemany(
-        "INSERT INTO op_key (key, op) VALUES (?, ?)",
-        [(k, op) for op, ks in keys for k in json.loads(ks)],
-    )
-
-
 def test_schema_4_keeps_the_keys_of_unfinished_operations(state_dir):
     """An operation a schema-3 iovctl left unfinished still blocks what it touches."""
     from iovctl.domain.steps import StopVm
@@ -356,7 +342,7 @@ def test_schema_4_keeps_the_keys_of_unfinished_operations(state_dir):
         op, _ = s.begin_operation("vm-stop", "lease-x", [StopVm("alpha")])
     s.close()
     conn = sqlite3.connect(state_dir / DB_NAME)
-    _back_to_schema_3(conn)
+    back_to_schema_3(conn)
     conn.execute("PRAGMA user_version = 3")
     conn.commit()
     conn.close()
@@ -385,7 +371,7 @@ def test_schema_3_gives_private_vlan_nics_their_new_vf_needs(state_dir):
     old = settings_mask({VfSetting.MAC, VfSetting.VLAN})
     conn = sqlite3.connect(state_dir / DB_NAME)
     conn.execute("UPDATE nic SET vf_needs = ?", (old,))
-    _back_to_schema_3(conn)
+    back_to_schema_3(conn)
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()

@@ -20,6 +20,7 @@ from iovctl.domain.model import (
     VfSettings,
     VirtualFunction,
 )
+from iovctl.domain.pvlan import UplinkTagging
 
 
 class PciBus(Protocol):
@@ -155,6 +156,12 @@ class VmRuntime(Protocol):
 
     def vf_data_path_active(self, vm: str, nic: str) -> bool:
         """Traffic really flows on the VF (guest has the VF driver and uses it)."""
+        ...
+
+    def uplink_tagging(self, vm: str, nic: str) -> UplinkTagging:
+        """What the frames of the NIC's software path carry out of its switch's uplink
+        (asked for a running NIC in a private VLAN): tagged with its private VLAN, or
+        untagged and why (``domain.pvlan.UplinkTagging``)."""
         ...
 
     def guest_address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:

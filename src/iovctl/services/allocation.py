@@ -15,7 +15,7 @@ from iovctl.domain.model import (
     VfAssignment,
     VmNetworkAdapter,
 )
-from iovctl.domain.nic_rules import settings_mask, vf_settings_for
+from iovctl.domain.nic_rules import mask_reason, settings_mask, vf_settings_for
 from iovctl.domain.steps import AttachVf, ConfigureVf, DetachVf, ScrubVf, SetNumVfs
 from iovctl.services.context import Context
 
@@ -53,6 +53,28 @@ def release_vf(
         "traffic continues on the software path",
     )
     return None if scrub else scrubbing
+
+
+def revoke_unsupported(ctx: Context, uplink: Adapter) -> list[tuple[VmNetworkAdapter, str]]:
+    """Take back the VFs of ``uplink`` whose holders' settings its driver cannot carry,
+    with the reason: each NIC goes on to the software path, where they hold.
+
+    Such a holder got its VF under an older rule (a promiscuous private VLAN once
+    asked its VF for nothing more: store schema 3 gave it the private VLAN need).
+    Writing its settings again would only be refused by the driver; every command
+    that would do so (``apply``, ``nic set``, a rebalance after a VF comes back)
+    calls this first. Returns (NIC, why) of each NIC whose VF was taken back.
+    """
+    if uplink.sriov is None or uplink.driver is None:
+        return []
+    unsupported = ctx.hardware.unsupported_vf_settings(uplink.name)
+    revoked = []
+    for nic in ctx.store.nics_holding_vfs(uplink.name):
+        reason = mask_reason(nic.vf_needs, uplink.driver, unsupported)
+        if reason is not None:
+            release_vf(ctx, nic, reason.message, "vf-revoked")
+            revoked.append((nic, reason.message))
+    return revoked
 
 
 def grant_vf(ctx: Context, nic: VmNetworkAdapter, uplink: Adapter, index: int, qps: int) -> None:
@@ -104,6 +126,7 @@ def rebalance(ctx: Context, switch_name: str) -> None:
         for nic in store.nics_holding_vfs(uplink.name):
             release_vf(ctx, nic, reasons[0].message, "vf-revoked")
         return
+    revoke_unsupported(ctx, uplink)
     cap = uplink.sriov
     assert cap is not None
     mask = settings_mask(ctx.hardware.unsupported_vf_settings(uplink.name))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from iovctl.domain.model import Adapter, Reason, VirtualSwitch, VmNetworkAdapter, VmState
 from iovctl.domain.nic_rules import mask_reason, nic_status
+from iovctl.domain.pvlan import UplinkTagging
 from iovctl.domain.readiness import host_reasons
 from iovctl.services.context import Context
 from iovctl.services.views import (
@@ -98,7 +99,10 @@ class NicViewer:
             vf_active=active,
             grant_error=nic.grant_error,
         )
-        return nic_view(nic, status.value, description, active, running)
+        tagging = UplinkTagging.OFF
+        if c.pvlan is not None and running and a is None:
+            tagging = self.ctx.runtime.uplink_tagging(nic.vm, nic.name)
+        return nic_view(nic, status.value, description, active, running, tagging)
 
     def views(self, nics: list[VmNetworkAdapter]) -> list[NicView]:
         if not self._vm_state:

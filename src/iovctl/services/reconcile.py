@@ -20,12 +20,14 @@ from iovctl.domain.steps import (
     StartVm,
     StopVm,
 )
+from iovctl.services.allocation import revoke_unsupported
 from iovctl.services.context import Context
 from iovctl.services.views import (
     ApplyReport,
     LeftoverVmChange,
     VfAttachChange,
     VfCountChange,
+    VfReleaseChange,
     VfSettingsChange,
     vf_settings_view,
 )
@@ -35,19 +37,28 @@ def apply(ctx: Context, dry_run: bool = False) -> ApplyReport:
     """Repair what drifted; report each change. Writes nothing when nothing drifted.
 
     Queues the repairs as journaled steps (run by ``services.journal``): VF counts,
-    VF settings, and the VFs of running VMs that are no longer attached. Gives NICs
+    VF settings, and the VFs of running VMs that are no longer attached. A holder
+    whose settings the driver cannot carry (it got its VF under an older rule) is
+    not written again but moved to the software path, with the reason. Gives NICs
     the machine refused a VF another chance. Run it under ``journal.run(...,
     retry_stalled=True)``, which first finishes what earlier commands left.
     """
     hw = ctx.hardware
-    actual = {a.name: a.num_vfs for a in hw.adapters() if a.sriov is not None}
-    changes: list[VfCountChange | VfSettingsChange | VfAttachChange | LeftoverVmChange] = []
+    adapters = {a.name: a for a in hw.adapters() if a.sriov is not None}
+    actual = {name: a.num_vfs for name, a in adapters.items()}
+    changes: list[
+        VfCountChange | VfSettingsChange | VfReleaseChange | VfAttachChange | LeftoverVmChange
+    ] = []
     recreated: dict[str, int] = {}
     broken: set[str] = set()
     for step in plan_counts(ctx.store.desired_num_vfs(), actual):
         changes.append(_count_change(ctx, step))
         recreated[step.adapter] = step.desired
     for name in sorted(actual):
+        for nic, why in revoke_unsupported(ctx, adapters[name]):
+            a = nic.assignment
+            assert a is not None
+            changes.append(VfReleaseChange("release-vf", name, a.index, nic.label, why))
         holders = {n.assignment.index: n for n in ctx.store.nics_holding_vfs(name) if n.assignment}
         tenants = {i: (n.label, vf_settings_for(n.config)) for i, n in holders.items()}
         on_their_way = {index for _, index, _ in ctx.store.released_vfs(name)}

@@ -33,6 +33,7 @@ from iovctl.domain.model import (
     VmNetworkAdapter,
 )
 from iovctl.domain.names import bridge_name
+from iovctl.domain.pvlan import UplinkTagging
 from iovctl.domain.pvlan import status as pvlan_status
 from iovctl.domain.readiness import adapter_reason, adapter_support, unverified_facts
 
@@ -175,7 +176,9 @@ class PvlanView:
     #: ``vf`` (the NIC's embedded switch), ``software`` (the switch's bridge), or None
     #: while the VM is off.
     enforced_by: str | None
-    #: Whether frames leave the uplink tagged with the primary/secondary VLAN.
+    #: Whether frames leave the uplink tagged with the private VLAN they travel in (the
+    #: primary from a promiscuous port, the secondary from an isolated or community
+    #: one); ``description`` says why not.
     uplink_tagged: bool
     description: str
 
@@ -279,6 +282,20 @@ class VfSettingsChange:
 
 
 @dataclass(slots=True)
+class VfReleaseChange:
+    """``apply``: a VF taken back from a NIC whose settings its driver cannot carry
+    (the NIC got it under an older rule); the NIC goes on on the software path."""
+
+    action: Literal["release-vf"]
+    adapter: str
+    index: int
+    #: The NIC (``vm/nic``) that held the VF.
+    tenant: str
+    #: Why the VF cannot carry the NIC's settings.
+    reason: str
+
+
+@dataclass(slots=True)
 class VfAttachChange:
     """``apply``: a running VM's VF attached again (after a reboot or a PF reset)."""
 
@@ -303,7 +320,9 @@ class ApplyReport:
 
     dry_run: bool
     changed: int
-    changes: list[VfCountChange | VfSettingsChange | VfAttachChange | LeftoverVmChange]
+    changes: list[
+        VfCountChange | VfSettingsChange | VfReleaseChange | VfAttachChange | LeftoverVmChange
+    ]
 
 
 @dataclass(slots=True)
@@ -538,10 +557,11 @@ def nic_view(
     description: str,
     vf_data_path_active: bool,
     running: bool = False,
+    tagging: UplinkTagging = UplinkTagging.OFF,
 ) -> NicView:
     c = nic.config
     a = nic.assignment
-    pvlan = pvlan_status(c.pvlan, running=running, on_vf=a is not None)
+    pvlan = pvlan_status(c.pvlan, running=running, on_vf=a is not None, tagging=tagging)
     return NicView(
         vm=nic.vm,
         name=nic.name,

@@ -273,8 +273,10 @@ def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> None:
         uplink = ctx.hardware.adapter(a.adapter)
         assert uplink.driver is not None
         unsupported = ctx.hardware.unsupported_vf_settings(uplink.name)
-        if unsupported_reason(config, uplink.driver, unsupported) is not None:
-            release_vf(ctx, nic, "its new settings are not supported on VFs", "vf-revoked")
+        reason = unsupported_reason(config, uplink.driver, unsupported)
+        if reason is not None:
+            # New settings, or old ones a VF was given under an older rule.
+            release_vf(ctx, nic, reason.message, "vf-revoked")
         else:
             # Settings must hold on the VF path too: rewrite the VF in place.
             ctx.do(

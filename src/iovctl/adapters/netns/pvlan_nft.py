@@ -15,6 +15,11 @@ Each bridge port of a NIC is a **member**: its port, its NIC's MAC, its private 
   a NIC of B that is behind the trunk (on a VF, behind the NIC's own switch);
 - from the trunk, sent by a MAC of A, to a port of B (``ether saddr {A}``).
 
+A frame's VLAN is no help here: on a bridge that filters VLANs, the bridge takes the
+tag off a frame for a port where the VLAN leaves untagged before the ``forward`` hook
+sees it (``__br_forward``: ``br_handle_vlan``, then ``NF_BR_FORWARD``), so a rule
+cannot tell what the uplink brought tagged with an isolated secondary VLAN.
+
 The **trunk** is every port of the bridge that is not a member: the uplink (the PF)
 on a switch's bridge, the PF and the wire in an embedded switch. Frames from and to
 MACs that are no member's (the world, the host) pass: the trunk carries every VLAN,

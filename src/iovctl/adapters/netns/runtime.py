@@ -64,6 +64,8 @@ from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empt
 from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import NicConfig, VirtualFunction
 from iovctl.domain.names import bridge_name
+from iovctl.domain.pvlan import UplinkTagging
+from iovctl.domain.pvlan import port_vlans as pvlan_port_vlans
 from iovctl.errors import HardwareError
 
 #: Picks the VM's IPv4 identity for a NIC: (vm, nic, config) -> address or None.
@@ -96,6 +98,9 @@ def mac_address_plan(subnet: ipaddress.IPv4Network = DEFAULT_SUBNET) -> AddressP
         return ipaddress.IPv4Interface(f"{host}/{subnet.prefixlen}")
 
     return plan
+
+
+NO_MAC = "00:00:00:00:00:00"
 
 
 def _changed_address(message: Any, mac: str) -> dict[str, str]:
@@ -184,9 +189,13 @@ class NetnsVmRuntime:
         bridge = self._ensure_switch_bridge(config.switch)
         bridge_message = links.get(bridge_name(config.switch))
         vlan = config.vlan or 0
+        uplink_name = self._uplink_of(config.switch)
+        filters = bridge_vlan.filtering(bridge_message)
         if vlan:  # before anything of the NIC is made: a kernel may refuse it
             bridge_vlan.ensure_filtering(links, bridge_message, config.switch, f"{vm}/{nic}", vlan)
-        uplink_name = self._uplink_of(config.switch)
+            filters = True
+        elif config.pvlan is not None and not filters and self._can_tag(uplink_name):
+            filters = bridge_vlan.try_filtering(links, bridge_message, config.switch)
         uplink = self._links.index(uplink_name)
         assert uplink is not None  # _ensure_switch_bridge checked it
         syn, host_end = names.synthetic_vm_ifname(nic), names.synthetic_host_ifname(vm, nic)
@@ -214,8 +223,8 @@ class NetnsVmRuntime:
         )
         # Before the VM's end comes up: no frame of a new NIC passes unfiltered.
         pvlan_nft.sync(links, bridge, bridge_name(config.switch))
-        if vlan or bridge_vlan.filtering(bridge_message):
-            bridge_vlan.sync(links, bridge, host_end, vlan, uplink_name)
+        if filters:
+            self._sync_bridge_vlans(bridge, uplink_name, host_end, vlan)
         self._ensure_spoof_check(host_end, config)
         vf_ports = self._vf_ports(ns, master)
         for port in vf_ports:  # a MAC change must hold on the VF too
@@ -569,33 +578,61 @@ class NetnsVmRuntime:
             self._uplink_filter(uplink, mac, present=present)
         if host_end is None:
             return
-        in_vlan = self._pin_vlan(host_end, vlan)
-        try:
-            if present:
-                self._links().fdb(
-                    "replace",
-                    ifindex=host_end,
-                    lladdr=mac,
-                    state=NUD_NOARP,
-                    flags=NTF_MASTER | NTF_STICKY,
-                    **in_vlan,
-                )
-            else:
-                self._links().fdb("del", ifindex=host_end, lladdr=mac, flags=NTF_MASTER, **in_vlan)
-        except NetlinkError as exc:
-            if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
-                raise kernel_error(f"pinning {mac} on the switch bridge", exc) from exc
+        for in_vlan in self._pin_vlans(host_end, vlan):
+            try:
+                if present:
+                    self._links().fdb(
+                        "replace",
+                        ifindex=host_end,
+                        lladdr=mac,
+                        state=NUD_NOARP,
+                        flags=NTF_MASTER | NTF_STICKY,
+                        **in_vlan,
+                    )
+                else:
+                    self._links().fdb(
+                        "del", ifindex=host_end, lladdr=mac, flags=NTF_MASTER, **in_vlan
+                    )
+            except NetlinkError as exc:
+                if exc.code not in (errno.ENOENT, errno.EINVAL, errno.ENODEV):
+                    raise kernel_error(f"pinning {mac} on the switch bridge", exc) from exc
 
-    def _pin_vlan(self, host_end: int, vlan: int) -> dict[str, int]:
-        """``{"vlan": id}`` for an FDB entry on ``host_end`` when its bridge filters
-        VLANs (the NIC's VLAN, or the default one), else nothing."""
+    def _pin_vlans(self, host_end: int, vlan: int) -> list[dict[str, int]]:
+        """Where an FDB entry on ``host_end`` goes: ``[{}]`` when its bridge does not
+        filter VLANs; else one ``{"vlan": id}`` per VLAN of the port: the NIC's VLAN
+        (or the default one), or every VLAN of a port in a private VLAN (its replies
+        come back in another VLAN than its requests leave in)."""
         ipr = self._links()
         try:
-            master = ipr.get_links(host_end)[0].get("IFLA_MASTER")
+            message = ipr.get_links(host_end)[0]
+            master = message.get("IFLA_MASTER")
             on = master is not None and bridge_vlan.filtering(ipr.get_links(master)[0])
         except NetlinkError:
-            return {}
-        return {"vlan": vlan or bridge_vlan.DEFAULT_PVID} if on else {}
+            return [{}]
+        if not on:
+            return [{}]
+        name = str(message.get("IFLA_IFNAME"))
+        member = pvlan_nft.member(name, message.get("IFLA_IFALIAS"))
+        vids = bridge_vlan.vlans_of(name) if member and member.pvlan else []
+        return [{"vlan": vid} for vid in vids or [vlan or bridge_vlan.DEFAULT_PVID]]
+
+    def uplink_tagging(self, vm: str, nic: str) -> UplinkTagging:
+        """What the NIC's frames carry out of its switch's uplink, from its host end's
+        bridge (see ``bridge_vlan``). One or two netlink reads. Root."""
+        host_end = self._links.get(names.synthetic_host_ifname(vm, nic))
+        master = None if host_end is None else host_end.get("IFLA_MASTER")
+        if not master:
+            return UplinkTagging.OFF
+        try:
+            bridge = self._links().get_links(master)[0]
+        except NetlinkError:
+            return UplinkTagging.OFF
+        _, trunk = pvlan_nft.members_of(self._links, int(master))
+        if not all(self._can_tag(port) for port in trunk):
+            return UplinkTagging.NIC_CANNOT
+        if not bridge_vlan.filtering(bridge):
+            return UplinkTagging.KERNEL_CANNOT
+        return UplinkTagging.TAGGED
 
     def _uplink_filter(self, uplink: int, mac: str, *, present: bool) -> None:
         """Put the MAC of a NIC on the software path in (or out of) the uplink's own
@@ -700,10 +737,51 @@ class NetnsVmRuntime:
         return out
 
     def _sync_private_vlans(self, bridges: dict[int, str]) -> None:
-        """Rebuild the private VLAN filters of these bridges after ports left them."""
+        """Rebuild the private VLAN filters of these bridges after ports left them, and
+        their VLANs: what no port uses any more leaves the uplink and the promiscuous
+        ports."""
         for index, name in bridges.items():
-            if self._links.index(name) == index:
-                pvlan_nft.sync(self._links, index, name)
+            message = self._links.get(name)
+            if message is None or message["index"] != index:
+                continue
+            pvlan_nft.sync(self._links, index, name)
+            if bridge_vlan.filtering(message):
+                self._sync_bridge_vlans(index)
+
+    def _can_tag(self, uplink: str) -> bool:
+        """Whether a private VLAN's frames may leave ``uplink`` tagged: not when it is
+        an emulated NIC's PF, whose embedded switch passes its VFs' frames up
+        untagged (a NIC on the software path tagged would not meet them)."""
+        return not netns_exists(names.nic_netns(uplink))
+
+    def _sync_bridge_vlans(
+        self, bridge: int, uplink: str | None = None, port: str | None = None, vlan: int = 0
+    ) -> None:
+        """Make the VLANs of a bridge that filters VLANs hold its NICs: ``port`` (just
+        plugged) an access port of ``vlan`` unless it is in a private VLAN, every port
+        in a private VLAN what ``domain.pvlan.port_vlans`` says (when the uplink can
+        tag them; else they are access ports of the default VLAN, as a NIC in none),
+        the uplink a trunk of them all. ``uplink``: the bridge's port that is no NIC's
+        (found when not given). One dump of the bridge's ports, one ``bridge`` run to
+        read, at most one to write. Root."""
+        members, trunk = pvlan_nft.members_of(self._links, bridge)
+        if uplink is None:
+            if len(trunk) != 1:
+                return  # not a switch's bridge as this runtime builds them
+            uplink = trunk[0]
+        tagged = self._can_tag(uplink)
+        private = {
+            m.port: m.pvlan
+            for m in members
+            if m.port is not None and m.pvlan is not None and tagged
+        }
+        ports = dict(pvlan_port_vlans(private))
+        if port is not None and port not in ports:
+            ports[port] = bridge_vlan.access(vlan)
+        neighbours = [m.port for m in members if m.port is not None and m.port not in ports]
+        macs = {m.port: m.mac for m in members if m.port is not None and m.mac != NO_MAC}
+        pins = {port: mac for port, mac in macs.items() if port in private}
+        bridge_vlan.sync(uplink, ports, neighbours, pins, macs)
 
     def _host_end_name(self, syn: Any) -> str | None:
         """Name of the host end of synthetic veth ``syn`` (its peer, in the host)."""

@@ -15,6 +15,7 @@ import sqlite3
 from iovctl.adapters.sim.machine import atomic
 from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import NicConfig, VirtualFunction
+from iovctl.domain.pvlan import UplinkTagging
 from iovctl.errors import HardwareError
 
 _SCHEMA = """
@@ -112,6 +113,14 @@ class SimulatedVmRuntime:
             (vm, nic),
         ).fetchone()
         return row is not None
+
+    def uplink_tagging(self, vm: str, nic: str) -> UplinkTagging:
+        """The simulated switch's bridge filters VLANs, as a distribution kernel's does
+        (it carries NICs' VLANs on the software path too): tagged while plugged."""
+        row = self._conn.execute(
+            "SELECT 1 FROM sim_vm_nic WHERE vm = ? AND nic = ?", (vm, nic)
+        ).fetchone()
+        return UplinkTagging.OFF if row is None else UplinkTagging.TAGGED
 
     def guest_address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
         """Simulated guests have no addresses iovctl knows of."""

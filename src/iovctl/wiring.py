@@ -23,6 +23,7 @@ from iovctl.domain.text import shown
 from iovctl.domain.validation import conflicting
 from iovctl.errors import InvalidInput, StateError
 from iovctl.ports import HostHardware, VmRuntime
+from iovctl.ports.traffic_lab import TrafficLab
 from iovctl.services.context import Context
 
 if TYPE_CHECKING:
@@ -159,6 +160,14 @@ def netns_runtime(store: SqliteStore) -> VmRuntime:
         return NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
 
     return cast(VmRuntime, Lazy(build, vf_driver=VfDriver.NET))
+
+
+def traffic_lab() -> TrafficLab:
+    """The machine around the VMs for ``iovctl bench`` (namespaces: the bench runs
+    on the emulated NIC or a real PF, both with the namespace runtime). Root."""
+    from iovctl.adapters.netns.traffic_lab import NetnsTrafficLab
+
+    return NetnsTrafficLab()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ NIC: under the shared lock, see tests/privileged); a libvirt runtime joins by
 adding a builder in runtimes.py. What it holds: every method is idempotent, a
 NIC's VF data path is active exactly between attach and detach while its VM runs,
 ``reconcile`` removes what a killed command left of VMs that are off, and
-``remove_switch`` can be repeated. A difference between runtimes is a bug in one of
+``remove_switch`` can be repeated, a NIC's counters show which half carried what
+its guest sent, and a stopped VM is released. A difference between runtimes is a bug in one of
 them, never a reason to special-case the test.
 
 Not marked ``contract``: the testbed selects that marker for the hardware suite.
@@ -14,8 +15,14 @@ Not marked ``contract``: the testbed selects that marker for the hardware suite.
 from __future__ import annotations
 
 import ipaddress
+import socket
+import subprocess
+import sys
+
+import pytest
 
 from iovctl.domain.drivers import VfDriver
+from iovctl.domain.model import NicTxBytes
 
 from .runtimes import RuntimeUnderTest
 
@@ -119,3 +126,88 @@ def test_guest_address_is_stable_or_absent(under_test: RuntimeUnderTest) -> None
     first = rt.guest_address(vm, "nic0", under_test.config())
     assert first is None or isinstance(first, ipaddress.IPv4Interface)
     assert rt.guest_address(vm, "nic0", under_test.config()) == first
+
+
+def _in_guest(prefix: list[str], code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*prefix, sys.executable, "-I", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_guest_command_runs_programs_in_the_running_vm(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("i")
+    assert rt.guest_command(vm) is None  # not running: nowhere to run
+    rt.start_vm(vm)
+    rt.plug_software_nic(vm, "nic0", under_test.config())
+    prefix = rt.guest_command(vm)
+    address = rt.guest_address(vm, "nic0", under_test.config())
+    if prefix is not None and address is not None:
+        # The NIC's address is the guest's own: it can bind it there, not in the host.
+        bind = (
+            "import socket\n"
+            f"socket.socket(socket.AF_INET, socket.SOCK_DGRAM).bind(('{address.ip}', 0))\n"
+        )
+        done = _in_guest(prefix, bind)
+        assert done.returncode == 0, done.stderr
+        with pytest.raises(OSError), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((str(address.ip), 0))
+    rt.stop_vm(vm)
+    assert rt.guest_command(vm) is None
+
+
+def _send_broadcast(prefix: list[str], address: ipaddress.IPv4Interface, count: int) -> None:
+    """``count`` 1000-byte UDP datagrams to the NIC's subnet broadcast, from the guest."""
+    code = (
+        "import socket\n"
+        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)\n"
+        f"s.bind(('{address.ip}', 0))\n"
+        f"for _ in range({count}):\n"
+        f"    s.sendto(bytes(1000), ('{address.network.broadcast_address}', 9))\n"
+    )
+    done = _in_guest(prefix, code)
+    assert done.returncode == 0, done.stderr
+
+
+def test_nic_tx_bytes_count_the_half_that_carried(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("j")
+    assert rt.nic_tx_bytes(vm, "nic0") == NicTxBytes()  # not running
+    rt.start_vm(vm)
+    assert rt.nic_tx_bytes(vm, "nic0") == NicTxBytes()  # not plugged
+    rt.plug_software_nic(vm, "nic0", under_test.config())
+    first = rt.nic_tx_bytes(vm, "nic0")
+    assert first.synthetic >= 0 and first.vf == 0  # no VF yet
+    prefix = rt.guest_command(vm)
+    address = rt.guest_address(vm, "nic0", under_test.config())
+    if prefix is not None and address is not None:  # a runtime that moves packets
+        sent = 20 * 1000
+        _send_broadcast(prefix, address, 20)
+        software = rt.nic_tx_bytes(vm, "nic0")
+        assert software.synthetic - first.synthetic >= sent
+        assert software.vf == 0
+
+        rt.attach_vf(vm, "nic0", under_test.vf(0))
+        before = rt.nic_tx_bytes(vm, "nic0")
+        _send_broadcast(prefix, address, 20)
+        on_vf = rt.nic_tx_bytes(vm, "nic0")
+        assert on_vf.vf - before.vf >= sent
+        assert on_vf.synthetic - before.synthetic < sent  # parked: not the path
+        rt.detach_vf(vm, "nic0", under_test.vf(0))
+    later = rt.nic_tx_bytes(vm, "nic0")
+    assert later.synthetic >= first.synthetic  # counters never go back
+    rt.stop_vm(vm)
+    assert rt.nic_tx_bytes(vm, "nic0") == NicTxBytes()
+
+
+def test_a_stopped_vm_is_released(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("k")
+    assert rt.wait_released(vm, ["nic0"], 1.0) is True  # never ran
+    rt.start_vm(vm)
+    rt.plug_software_nic(vm, "nic0", under_test.config())
+    assert rt.wait_released(vm, ["nic0"], 0.05) is False  # it runs
+    rt.stop_vm(vm)
+    assert rt.wait_released(vm, ["nic0"], 10.0) is True

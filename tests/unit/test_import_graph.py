@@ -84,3 +84,46 @@ def test_dependencies_point_inward():
     } == set()
     # The front-end API reaches hardware only through the services.
     assert not {d for d in graph["iovctl.services.api"] if d.startswith("iovctl.adapters")}
+
+
+def _reaching_into(graph: dict[str, set[str]], package: str, layer: str) -> dict[str, set[str]]:
+    """Modules of ``package`` that import a module of ``layer`` directly, with those."""
+
+    def within(name: str, pkg: str) -> bool:
+        return name == pkg or name.startswith(pkg + ".")
+
+    found = {
+        name: {d for d in deps if within(d, layer)}
+        for name, deps in graph.items()
+        if within(name, package)
+    }
+    return {name: deps for name, deps in found.items() if deps}
+
+
+def test_bench_uses_ports_and_services_only():
+    """``iovctl bench`` is a front end: the machine comes through ports, built by
+    wiring (``wiring.traffic_lab``, the Context), never from an adapter (issue 8,
+    item 4), also not in an import inside a function."""
+    graph = _graph()
+    assert _reaching_into(graph, "iovctl.bench", "iovctl.adapters") == {}
+    assert _reaching_into(graph, "iovctl.bench", "iovctl.cli") == {}
+    allowed = ("iovctl.bench", "iovctl.services", "iovctl.ports", "iovctl.domain")
+    for name, deps in graph.items():
+        if name.startswith("iovctl.bench"):
+            outside = {
+                d
+                for d in deps
+                if not d.startswith(allowed) and d not in ("iovctl.errors", "iovctl.wiring")
+            }
+            assert not outside, (name, outside)
+
+
+def test_the_layer_check_finds_an_adapter_import():
+    graph = {
+        "iovctl.bench.datapath": {"iovctl.adapters.netns.kernel", "iovctl.services.vms"},
+        "iovctl.bench.report": {"iovctl.bench.datapath"},
+        "iovctl.benchmarks": {"iovctl.adapters.sim"},  # another package, same prefix
+    }
+    assert _reaching_into(graph, "iovctl.bench", "iovctl.adapters") == {
+        "iovctl.bench.datapath": {"iovctl.adapters.netns.kernel"}
+    }

@@ -15,11 +15,13 @@ does, and measures with real traffic between network namespaces:
 - setup time of 1, 16 and 64 VMs (create + NIC add + start, each one command).
 
 Everything it created is removed at the end, also on failure, Ctrl-C or SIGTERM
-(``iovctl.adapters.netns.cleanup``, scoped to the run's tag). A run killed with
+(``TrafficLab.remove_run``, scoped to what the run named). A run killed with
 SIGKILL leaves namespaces that ``iovctl cleanup`` removes. Needs root. Traffic never
 leaves the namespaces the run created.
 
-Reports numbers, never judges them. Must not import the CLI.
+Reports numbers, never judges them. Programs run in the VMs through the runtime
+(``VmRuntime.guest_command``) and in the world through the traffic lab
+(``ports.traffic_lab``), which wiring builds. Must not import the CLI or any adapter.
 """
 
 from __future__ import annotations
@@ -45,15 +47,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from iovctl.adapters.netns import names
-from iovctl.adapters.netns.cleanup import cleanup, leftovers
-from iovctl.adapters.netns.kernel import Links, wait_until
 from iovctl.bench import real_host
-from iovctl.domain.names import bridge_name
 from iovctl.errors import HardwareError, InvalidInput
+from iovctl.ports.traffic_lab import LabRun, PfLink, TrafficLab
 from iovctl.services import adapters, journal, switches, vms
 from iovctl.services.context import Context
-from iovctl.wiring import Options, open_context
+from iovctl.wiring import Options, open_context, traffic_lab
 
 #: Version of the JSON document ``--json`` writes.
 SCHEMA = "iovctl-bench-datapath/1"
@@ -191,13 +190,25 @@ def failover_segment(
     return {"max_gap_ms": round(max(gaps, default=0.0) * 1000, 1), "lost": lost}
 
 
-class _Proc:
-    """A probe or iperf3 process in a namespace, reading its stdout without a shell."""
+def _poll(check: Callable[[], bool], timeout: float) -> bool:
+    """Poll ``check`` every 10 ms until true or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
-    def __init__(self, ns: str, argv: list[str]) -> None:
+
+class _Proc:
+    """A probe or iperf3 process in a VM or the world, reading its stdout without a
+    shell. ``where``: the argv prefix that runs it there (``guest_command``,
+    ``world_command``), which must exec the program (its pid is the probe's)."""
+
+    def __init__(self, where: list[str], argv: list[str]) -> None:
         self.argv = argv
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *argv],
+            [*where, *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             bufsize=0,
@@ -235,7 +246,7 @@ class _Proc:
                             return True
             return False
 
-        if not wait_until(lambda: listening() or self.proc.poll() is not None, timeout):
+        if not _poll(lambda: listening() or self.proc.poll() is not None, timeout):
             self.fail("did not listen")
         if self.proc.poll() is not None:
             self.fail("exited before listening")
@@ -324,20 +335,22 @@ class DatapathBench:
         self.tag = tag or uuid.uuid4().hex[:4]
         #: A real PF to take for the run (``--adapter``); None: an emulated one.
         self.real_pf = adapter
-        self._pf_state: real_host.PfState | None = None
+        self._pf_state: PfLink | None = None
         self.adapter = adapter or f"iovb{self.tag}"
         self.switch = f"bench-{self.tag}"
-        #: Namespace and address of the peer outside the VMs' NICs: the emulation's
-        #: world, or on a real PF a peer VM on the software path (``_open``).
+        #: The peer outside the VMs' NICs, its address and where its programs run: the
+        #: emulation's world (a name the emulation spec gives it), or on a real PF a
+        #: peer VM on the software path (``_open``).
         self.world = f"iov-bw{self.tag}"
         self._world_ip = "10.77.0.1"
+        self._world_where: list[str] | None = None
         self.vm_prefix = f"b{self.tag}-"
         self._procs: list[_Proc] = []
         self._vms: list[str] = []
         self._port = 5200
         self._tmp: Path | None = None
         self._ctx: Context | None = None
-        self._links: Links | None = None
+        self._lab: TrafficLab | None = None
 
     # -- the run -------------------------------------------------------------------
 
@@ -384,10 +397,10 @@ class DatapathBench:
         return self._ctx
 
     @property
-    def links(self) -> Links:
-        if self._links is None:
-            self._links = Links()
-        return self._links
+    def lab(self) -> TrafficLab:
+        if self._lab is None:
+            self._lab = traffic_lab()
+        return self._lab
 
     def _plan_view(self) -> dict[str, Any]:
         p = self.plan
@@ -420,6 +433,7 @@ class DatapathBench:
         self._ctx = open_context(Options(state_dir=self._tmp / "state", emulate=str(spec)))
         self._call(switches.create, self.switch, self.adapter, True)
         self._call(adapters.set_num_vfs, self.adapter, self.plan.total_vfs)
+        self._world_where = self.lab.world_command(self.world)
 
     def _open_real(self, pf: str) -> None:
         self.progress(f"taking SR-IOV adapter {pf} for the run (tag {self.tag})")
@@ -432,7 +446,7 @@ class DatapathBench:
                 "run without --adapter for the emulated SR-IOV NIC",
             )
         with self.ctx.store.snapshot():
-            self._pf_state = real_host.take(self.ctx, pf, self.links)
+            self._pf_state = real_host.take(self.ctx, pf, self.lab)
             total = self.ctx.hardware.adapter(pf).sriov
         vfs = min(self.plan.total_vfs, total.total_vfs if total else 0)
         if self.plan.vms > vfs:
@@ -445,7 +459,8 @@ class DatapathBench:
         self._call(adapters.set_num_vfs, pf, vfs)
         peer = self._vm("peer", 0)
         self._start_vm(peer, weight=0)
-        self.world, self._world_ip = names.vm_netns(peer), self._ip(peer)
+        self.world, self._world_ip = peer, self._ip(peer)
+        self._world_where = self._in_vm(peer)
 
     def _release_real(self) -> None:
         """Hand the PF back: VMs, switch and VFs removed through the services."""
@@ -458,7 +473,7 @@ class DatapathBench:
             self._call(switches.delete, self.switch)
         with contextlib.suppress(Exception):
             self._call(adapters.set_num_vfs, self._pf_state.name, 0, force=True)
-        real_host.give_back(self._pf_state, self.links)
+        real_host.give_back(self._pf_state, self.lab)
 
     def _teardown(self) -> dict[str, Any]:
         """Kill the probes, close the host, remove every object with the run's tag."""
@@ -467,29 +482,35 @@ class DatapathBench:
         self._procs.clear()
         if self._pf_state is not None:
             self._release_real()
-        if self._links is not None:
-            self._links.close()
         if self._ctx is not None:
             self._ctx.runtime.close()
             self._ctx.hardware.close()
             self._ctx.close()
-        netns_prefixes: tuple[str, ...] = (names.vm_netns(self.vm_prefix),)
-        own_links: tuple[str, ...] = (
-            bridge_name(self.switch),
-            *(names.synthetic_host_ifname(vm, NIC) for vm in self._vms),
+        emulated = self.real_pf is None  # the emulated adapter and its world are the run's own
+        run = LabRun(
+            vm_prefix=self.vm_prefix,
+            vms=tuple(self._vms),
+            nic=NIC,
+            switch=self.switch,
+            emulated_adapter=self.adapter if emulated else None,
+            world=self.world if emulated else None,
         )
-        if self.real_pf is None:  # the emulated adapter and its world are the run's own
-            netns_prefixes += (names.nic_netns(self.adapter), self.world)
-            own_links = (self.adapter, *own_links)
-        report = cleanup(netns_prefix=netns_prefixes, link_prefix=own_links, extra_links=())
-        spaces, host_links, chains = leftovers(netns_prefixes, own_links)
+        try:
+            removed = self.lab.remove_run(run)
+            left = self.lab.run_leftovers(run)
+        finally:
+            self.lab.close()
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
         return {
-            "namespaces_removed": len(report.namespaces),
-            "links_removed": len(report.links),
-            "nft_chains_removed": len(report.nft_chains),
-            "leftovers": {"namespaces": spaces, "links": host_links, "nft_chains": chains},
+            "namespaces_removed": len(removed.namespaces),
+            "links_removed": len(removed.links),
+            "nft_chains_removed": len(removed.nft_chains),
+            "leftovers": {
+                "namespaces": list(left.namespaces),
+                "links": list(left.links),
+                "nft_chains": list(left.nft_chains),
+            },
         }
 
     # -- services, as the CLI calls them --------------------------------------------
@@ -518,9 +539,10 @@ class DatapathBench:
         for name in reversed(pool):
             self._call(vms.stop_vm, name)
             self._call(vms.delete_vm, name)
-        # Namespaces go away asynchronously; the next phase should not pay for it.
-        gone = {names.synthetic_host_ifname(vm, NIC) for vm in pool}
-        wait_until(lambda: not gone & set(self.links.names()), timeout=30)
+        # A stop may finish after it returned; the next phase should not pay for it.
+        deadline = time.monotonic() + 30
+        for vm in pool:
+            self.ctx.runtime.wait_released(vm, (NIC,), max(0.0, deadline - time.monotonic()))
 
     def _set_weights(self, pool: list[str], weight: int) -> None:
         for name in pool:
@@ -547,20 +569,38 @@ class DatapathBench:
     def world_ip(self) -> str:
         return self._world_ip
 
+    @property
+    def world_where(self) -> list[str]:
+        """The argv prefix that runs a program in the world."""
+        assert self._world_where is not None, "the bench host is not open"
+        return self._world_where
+
+    def _in_vm(self, vm: str) -> list[str]:
+        """The argv prefix that runs a program in VM ``vm``."""
+        where = self.ctx.runtime.guest_command(vm)
+        if where is None:
+            raise HardwareError(
+                "bench-no-guest",
+                f"the VM runtime cannot run programs in VM {vm}",
+                "run the bench on the namespace runtime (the default on emulated and real hosts)",
+            )
+        return where
+
     def _next_port(self) -> int:
         self._port += 1
         return self._port
 
-    def _spawn(self, ns: str, argv: list[str]) -> _Proc:
-        proc = _Proc(ns, argv)
+    def _spawn(self, where: list[str], argv: list[str]) -> _Proc:
+        proc = _Proc(where, argv)
         self._procs.append(proc)
         return proc
 
-    def _probe(self, ns: str, *args: str, realtime: bool = False) -> _Proc:
-        """A probe.py command in ``ns``; ``realtime`` for the light, timing-sensitive ones
-        (latency, failover): they answer at once however busy the cores are."""
+    def _probe(self, where: list[str], *args: str, realtime: bool = False) -> _Proc:
+        """A probe.py command run by ``where``; ``realtime`` for the light,
+        timing-sensitive ones (latency, failover): they answer at once however busy
+        the cores are."""
         flag = ["--realtime"] if realtime else []
-        return self._spawn(ns, [sys.executable, "-I", str(PROBE), *flag, *args])
+        return self._spawn(where, [sys.executable, "-I", str(PROBE), *flag, *args])
 
     def _done(self, proc: _Proc) -> None:
         proc.kill()
@@ -568,41 +608,31 @@ class DatapathBench:
 
     def _tx_bytes(self, vm: str) -> dict[str, int]:
         """Bytes the VM's NIC sent so far on each half of its pair."""
-        ns = names.vm_netns(vm)
-        master = self.links.index(names.nic_ifname(NIC), ns)
-        out = {DataPath.SYNTHETIC.value: 0, DataPath.VF.value: 0}
-        for message in self.links(ns).get_links():
-            name = str(message.get("IFLA_IFNAME"))
-            stats = message.get("IFLA_STATS64")
-            if stats is None or message.get("IFLA_MASTER") != master:
-                continue
-            if name == names.synthetic_vm_ifname(NIC):
-                out[DataPath.SYNTHETIC.value] = int(stats["tx_bytes"])
-            elif not names.is_pair_helper(name):  # the VF, named by its driver
-                out[DataPath.VF.value] = int(stats["tx_bytes"])
-        return out
+        sent = self.ctx.runtime.nic_tx_bytes(vm, NIC)
+        return {DataPath.SYNTHETIC.value: sent.synthetic, DataPath.VF.value: sent.vf}
 
     # -- measurements -----------------------------------------------------------------
 
-    def _throughput(self, pairs: list[tuple[str, str, str]]) -> list[float]:
-        """Mbit/s of one TCP stream per (client ns, server ns, server ip), all at once."""
+    def _throughput(self, pairs: list[tuple[list[str], list[str], str]]) -> list[float]:
+        """Mbit/s of one TCP stream per (client, server, server ip), all at once; client
+        and server as argv prefixes that run programs where they are."""
         seconds = self.plan.seconds
         servers, clients = [], []
-        for _client, server_ns, _ip in pairs:
+        for _client, server, _ip in pairs:
             port = self._next_port()
             if self.tool is Tool.IPERF3:
-                srv = self._spawn(server_ns, ["iperf3", "-s", "-1", "-p", str(port)])
+                srv = self._spawn(server, ["iperf3", "-s", "-1", "-p", str(port)])
                 srv.wait_listening(port)
             else:
-                srv = self._probe(server_ns, "sink", str(port), str(seconds + 10))
+                srv = self._probe(server, "sink", str(port), str(seconds + 10))
                 srv.wait_ready()
             servers.append((srv, port))
-        for (client_ns, _server, ip), (_srv, port) in zip(pairs, servers, strict=True):
+        for (client_at, _server, ip), (_srv, port) in zip(pairs, servers, strict=True):
             if self.tool is Tool.IPERF3:
                 argv = ["iperf3", "-c", ip, "-p", str(port), "-t", str(seconds), "-J"]
-                clients.append(self._spawn(client_ns, argv))
+                clients.append(self._spawn(client_at, argv))
             else:
-                clients.append(self._probe(client_ns, "source", ip, str(port), str(seconds)))
+                clients.append(self._probe(client_at, "source", ip, str(port), str(seconds)))
         out = []
         for client, (srv, _port) in zip(clients, servers, strict=True):
             if self.tool is Tool.IPERF3:
@@ -618,15 +648,15 @@ class DatapathBench:
             self._done(srv)
         return out
 
-    def _latency(self, client_ns: str, server_ns: str, ip: str) -> dict[str, Any]:
+    def _latency(self, client_at: list[str], server: list[str], ip: str) -> dict[str, Any]:
         """UDP request-response: p50/p99 in microseconds over ``round_trips``."""
         port = self._next_port()
         n, warm = self.plan.round_trips, self.plan.warmup
         bound = (n + warm) * RR_TIMEOUT_S
-        srv = self._probe(server_ns, "rr-server", str(port), str(bound + 5), realtime=True)
+        srv = self._probe(server, "rr-server", str(port), str(bound + 5), realtime=True)
         srv.wait_ready()
         client = self._probe(
-            client_ns,
+            client_at,
             "rr-client",
             ip,
             str(port),
@@ -647,10 +677,10 @@ class DatapathBench:
             "mean_us": round(statistics.fmean(samples), 1) if samples else 0.0,
         }
 
-    def _pair(self, vm: str, server_ns: str, ip: str) -> dict[str, Any]:
+    def _pair(self, vm: str, server: list[str], ip: str) -> dict[str, Any]:
         before = self._tx_bytes(vm)
-        mbps = self._throughput([(names.vm_netns(vm), server_ns, ip)])[0]
-        latency = self._latency(names.vm_netns(vm), server_ns, ip)
+        mbps = self._throughput([(self._in_vm(vm), server, ip)])[0]
+        latency = self._latency(self._in_vm(vm), server, ip)
         after = self._tx_bytes(vm)
         sent = {half: after.get(half, 0) - before.get(half, 0) for half in after}
         return {
@@ -665,9 +695,9 @@ class DatapathBench:
         a, b = pool[0], pool[1]
         self._expect([a, b], path)
         self.progress(f"{path} path: VM to world")
-        to_world = self._pair(a, self.world, self.world_ip)
+        to_world = self._pair(a, self.world_where, self.world_ip)
         self.progress(f"{path} path: VM to VM")
-        to_vm = self._pair(a, names.vm_netns(b), self._ip(b))
+        to_vm = self._pair(a, self._in_vm(b), self._ip(b))
         return {"vm_to_world": to_world, "vm_to_vm": to_vm}
 
     def _scaling(self, pool: list[str], path: DataPath) -> list[dict[str, Any]]:
@@ -677,7 +707,7 @@ class DatapathBench:
             self.progress(f"{path} path: {count} VMs sending to the world at once")
             senders = pool[:count]
             per_vm = self._throughput(
-                [(names.vm_netns(v), self.world, self.world_ip) for v in senders]
+                [(self._in_vm(v), self.world_where, self.world_ip) for v in senders]
             )
             out.append(
                 {"vms": count, "aggregate_mbps": round(sum(per_vm), 1), "per_vm_mbps": per_vm}
@@ -692,10 +722,10 @@ class DatapathBench:
         # The client stops when told (SIGUSR1); this only bounds it.
         bound = 1.0 + cycles * 2 * (hold + 5.0)
         port = self._next_port()
-        srv = self._probe(self.world, "echo-server", str(port), str(bound + 5), realtime=True)
+        srv = self._probe(self.world_where, "echo-server", str(port), str(bound + 5), realtime=True)
         srv.wait_ready()
         client = self._probe(
-            names.vm_netns(vm),
+            self._in_vm(vm),
             "gap-client",
             self.world_ip,
             str(port),

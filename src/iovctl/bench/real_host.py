@@ -7,36 +7,26 @@ runs no probe: a VM on a VF reaches it through the NIC's loopback to the PF (the
 peer's MAC is in the PF's own filter), a VM on the software path through the bridge.
 
 The PF must be idle, because bridging it would cut whatever uses it: no VFs, no
-addresses, no master. It is given back as found: VFs 0, no master, up or down.
+addresses, no master. It is given back as found: VFs 0, no master, up or down. The
+adapter's facts come from the services, its link's from the traffic lab (a port).
 """
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass
-
-from iovctl.adapters.netns.kernel import Links
 from iovctl.errors import Conflict, InvalidInput
+from iovctl.ports.traffic_lab import PfLink, TrafficLab
 from iovctl.services import adapters
 from iovctl.services.context import Context
 
-IFF_UP = 0x1
 HINT = "give the bench an idle SR-IOV PF (no VFs, no addresses, not in a bridge or bond)"
 
 
-@dataclass(frozen=True)
-class PfState:
-    """What the bench must put back."""
-
-    name: str
-    was_up: bool
-
-
-def take(ctx: Context, pf: str, links: Links) -> PfState:
-    """Check that ``pf`` is an idle SR-IOV PF the bench may take; remember its state."""
-    message = links.get(pf)
+def take(ctx: Context, pf: str, lab: TrafficLab) -> PfLink:
+    """Check that ``pf`` is an idle SR-IOV PF the bench may take; returns its link as
+    found, which :func:`give_back` restores."""
+    link = lab.pf_link(pf)
     known = {a.name: a for a in adapters.list_adapters(ctx)}
-    if message is None or pf not in known:
+    if link is None or pf not in known:
         raise InvalidInput(
             "adapter-not-found",
             f"network adapter {pf} does not exist on this host",
@@ -51,26 +41,18 @@ def take(ctx: Context, pf: str, links: Links) -> PfState:
             f"adapter {pf} has {adapter.num_vfs} VFs or a switch already",
             HINT,
         )
-    if message.get("IFLA_MASTER"):
+    if link.has_master:
         raise Conflict("adapter-in-use", f"adapter {pf} is a port of another device", HINT)
-    addresses = [
-        str(a.get("IFA_ADDRESS"))
-        for a in links().get_addr(index=message["index"])
-        if a["family"] == socket.AF_INET or a["scope"] == 0  # IPv4, or global IPv6
-    ]
-    if addresses:
+    if link.addresses:
         raise Conflict(
             "adapter-in-use",
-            f"adapter {pf} carries addresses ({', '.join(addresses)}); a bridge would cut them",
+            f"adapter {pf} carries addresses ({', '.join(link.addresses)}); "
+            "a bridge would cut them",
             HINT,
         )
-    return PfState(pf, bool(message["flags"] & IFF_UP))
+    return link
 
 
-def give_back(state: PfState, links: Links) -> None:
+def give_back(found: PfLink, lab: TrafficLab) -> None:
     """The PF as it was: out of any bridge, and down again if it was down."""
-    index = links.index(state.name)
-    if index is not None:
-        links.set(f"releasing {state.name}", index=index, master=0)
-        if not state.was_up:
-            links.set(f"taking {state.name} down", index=index, state="down")
+    lab.restore_pf(found)

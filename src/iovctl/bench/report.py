@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from iovctl.bench.datapath import BenchPlan, DatapathBench, Tool
@@ -17,24 +18,22 @@ def run_datapath(
     vms: int,
     quick: bool,
     tool: str,
-    json_path: str | None,
+    save: Callable[[str], None] | None,
     output: str = "table",
     adapter: str | None = None,
 ) -> int:
-    """``iovctl bench datapath``: measure, print, and write ``json_path`` if given.
-    ``adapter``: a real PF to measure instead of an emulated one."""
-    from iovctl.adapters.output_file import check_output_path, write_output_file
-
-    if json_path is not None:
-        check_output_path(json_path)  # before minutes of measuring, not after
+    """``iovctl bench datapath``: measure, print, and hand the JSON document to
+    ``save`` if given (the front end checked its file before the run: a bad path is
+    refused before minutes of measuring, not after). ``adapter``: a real PF to
+    measure instead of an emulated one."""
     plan = BenchPlan(vms=vms, quick=quick, tool=Tool(tool))
 
     def progress(message: str) -> None:
         print(f"bench: {message}", file=sys.stderr, flush=True)
 
     doc = DatapathBench(plan, progress, adapter=adapter).run()
-    if json_path is not None:
-        write_output_file(json_path, json.dumps(doc, indent=2) + "\n")
+    if save is not None:
+        save(json.dumps(doc, indent=2) + "\n")
     if output == "json":
         sys.stdout.write(json.dumps(doc) + "\n")
     else:

@@ -230,9 +230,20 @@ def _demo(args: argparse.Namespace, run: Runner) -> int:
 
 
 def _bench_datapath(args: argparse.Namespace, run: Runner) -> int:
+    from iovctl.adapters.output_file import check_output_path, write_output_file
     from iovctl.bench.report import run_datapath
 
-    return run_datapath(args.vms, args.quick, args.tool, args.json_file, args.output, args.adapter)
+    path: str | None = args.json_file
+    if path is not None:
+        check_output_path(path)  # before minutes of measuring, not after
+
+    def save(text: str) -> None:
+        assert path is not None
+        write_output_file(path, text)  # whole or not at all
+
+    return run_datapath(
+        args.vms, args.quick, args.tool, save if path else None, args.output, args.adapter
+    )
 
 
 COMMANDS: tuple[Command, ...] = (

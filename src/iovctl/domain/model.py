@@ -296,6 +296,17 @@ class NicConfig:
 
 
 @dataclass(frozen=True)
+class NicTxBytes:
+    """Bytes a VM's NIC has sent on each half of its failover pair (interface counters,
+    from when the half was made): which path really carried the traffic."""
+
+    #: The software half, on the switch's bridge.
+    synthetic: int = 0
+    #: The VF half (the VF the NIC holds now; 0 without one).
+    vf: int = 0
+
+
+@dataclass(frozen=True)
 class VfAssignment:
     """The VF a NIC holds: adapter + index (+ its PCI address), and the queue pairs it got."""
 

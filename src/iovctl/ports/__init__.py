@@ -9,6 +9,7 @@ every implementation to it. Must not import any adapter.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from typing import Protocol
 
 from iovctl.domain.drivers import VfDriver
@@ -16,6 +17,7 @@ from iovctl.domain.model import (
     Adapter,
     HostFacts,
     NicConfig,
+    NicTxBytes,
     VfSetting,
     VfSettings,
     VirtualFunction,
@@ -167,6 +169,24 @@ class VmRuntime(Protocol):
     def guest_address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
         """The IPv4 address the NIC has inside the guest when the runtime assigns one
         (namespaces do); None when it does not (the guest's own business)."""
+        ...
+
+    def nic_tx_bytes(self, vm: str, nic: str) -> NicTxBytes:
+        """Bytes the NIC has sent on each half of its failover pair (interface counters:
+        the path that carried traffic, whatever the allocator believes). Zeros for a
+        NIC that is not plugged or a VM that does not run."""
+        ...
+
+    def guest_command(self, vm: str) -> list[str] | None:
+        """The argv prefix that runs a program inside the running VM (its network
+        view, its addresses); None when the VM does not run, or the runtime cannot
+        run programs in its guests."""
+        ...
+
+    def wait_released(self, vm: str, nics: Iterable[str], timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until the host holds nothing more of the
+        VM's ``nics`` (their host-side devices); True when released. A hypervisor
+        may finish a stop after ``stop_vm`` returned. False while the VM runs."""
         ...
 
     def close(self) -> None:

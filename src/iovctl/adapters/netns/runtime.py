@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pyroute2 import NetlinkError
@@ -62,7 +62,7 @@ from iovctl.adapters.netns.kernel import (
 )
 from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empty, nft_rule_comments
 from iovctl.domain.drivers import VfDriver
-from iovctl.domain.model import NicConfig, VirtualFunction
+from iovctl.domain.model import NicConfig, NicTxBytes, VirtualFunction
 from iovctl.domain.names import bridge_name
 from iovctl.domain.pvlan import UplinkTagging
 from iovctl.domain.pvlan import port_vlans as pvlan_port_vlans
@@ -357,6 +357,39 @@ class NetnsVmRuntime:
         if master is None:
             return False
         return any(p["flags"] & IFF_UP for p in self._vf_ports(ns, master))
+
+    def nic_tx_bytes(self, vm: str, nic: str) -> NicTxBytes:
+        """tx_bytes of the master's ports: the synthetic veth and the VF netdev."""
+        ns = names.vm_netns(vm)
+        if not netns_exists(ns):
+            return NicTxBytes()
+        master = self._links.index(names.nic_ifname(nic), ns)
+        if master is None:
+            return NicTxBytes()
+        synthetic = vf = 0
+        for message in self._links(ns).get_links():
+            name = str(message.get("IFLA_IFNAME"))
+            stats = message.get("IFLA_STATS64")
+            if stats is None or message.get("IFLA_MASTER") != master:
+                continue
+            if name == names.synthetic_vm_ifname(nic):
+                synthetic = int(stats["tx_bytes"])
+            elif not names.is_pair_helper(name):  # the VF, named by its driver
+                vf = int(stats["tx_bytes"])
+        return NicTxBytes(synthetic=synthetic, vf=vf)
+
+    def guest_command(self, vm: str) -> list[str] | None:
+        """``ip netns exec`` into the VM's namespace (None when it does not exist)."""
+        ns = names.vm_netns(vm)
+        return ["ip", "netns", "exec", ns] if netns_exists(ns) else None
+
+    def wait_released(self, vm: str, nics: Iterable[str], timeout: float) -> bool:
+        """The namespace is gone and so are the NICs' synthetic host ends (the kernel
+        tears a namespace down asynchronously)."""
+        if netns_exists(names.vm_netns(vm)):
+            return False
+        host_ends = {names.synthetic_host_ifname(vm, nic) for nic in nics}
+        return wait_until(lambda: not host_ends & set(self._links.names()), timeout)
 
     # -- switches (not in the VmRuntime port yet: see docs/failover.md) ---------------
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import sqlite3
+from collections.abc import Iterable
 
 from iovctl.adapters.sim.machine import atomic
 from iovctl.domain.drivers import VfDriver
-from iovctl.domain.model import NicConfig, VirtualFunction
+from iovctl.domain.model import NicConfig, NicTxBytes, VirtualFunction
 from iovctl.domain.pvlan import UplinkTagging
 from iovctl.errors import HardwareError
 
@@ -125,6 +126,18 @@ class SimulatedVmRuntime:
     def guest_address(self, vm: str, nic: str, config: NicConfig) -> ipaddress.IPv4Interface | None:
         """Simulated guests have no addresses iovctl knows of."""
         return None
+
+    def nic_tx_bytes(self, vm: str, nic: str) -> NicTxBytes:
+        """Simulated NICs move no packets: nothing sent on either half."""
+        return NicTxBytes()
+
+    def guest_command(self, vm: str) -> list[str] | None:
+        """Simulated guests run no programs."""
+        return None
+
+    def wait_released(self, vm: str, nics: Iterable[str], timeout: float) -> bool:
+        """A simulated stop is complete when ``stop_vm`` returns: released unless it runs."""
+        return not self.is_running(vm)
 
     def close(self) -> None:
         """Nothing held open."""

@@ -85,7 +85,7 @@ class NicViewer:
             unsupported = mask_reason(nic.vf_needs, uplink.driver, uplink.sriov.unsupported)
         running = vm_state is VmState.RUNNING
         active = bool(a and running and self.ctx.runtime.vf_data_path_active(nic.vm, nic.name))
-        status, description = nic_status(
+        status, reason, description = nic_status(
             running=running,
             weight=c.iov_weight,
             switch_name=switch.name,
@@ -98,7 +98,7 @@ class NicViewer:
             vf_active=active,
             grant_error=nic.grant_error,
         )
-        return nic_view(nic, status.value, description, active, running)
+        return nic_view(nic, status.value, description, active, running, reason)
 
     def views(self, nics: list[VmNetworkAdapter]) -> list[NicView]:
         if not self._vm_state:

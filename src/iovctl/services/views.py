@@ -205,6 +205,10 @@ class NicView:
     status: str
     #: Which path, and why not the VF.
     status_description: str
+    #: The same as a stable code: ``on-vf``, ``iov-weight-zero``, ``vm-off``,
+    #: ``vfs-exhausted``, ``queue-pairs-exhausted``, ``vf-gone``, ``vf-not-attached``,
+    #: ``vf-grant-refused``, or the switch's or the driver's reason code.
+    status_reason: str = ""
 
 
 @dataclass(slots=True)
@@ -538,6 +542,7 @@ def nic_view(
     description: str,
     vf_data_path_active: bool,
     running: bool = False,
+    reason: str = "",
 ) -> NicView:
     c = nic.config
     a = nic.assignment
@@ -560,6 +565,7 @@ def nic_view(
         trust=c.trust,
         status=status,
         status_description=description,
+        status_reason=reason,
     )
 
 

@@ -89,6 +89,7 @@ class SimulatedHost:
         self._group_base = {a.adapter.name: 16 + i * 4096 for i, a in enumerate(spec.adapters)}
         #: VF PCI address -> driver bound by bind_vf_driver (None: no driver).
         self.vf_drivers: dict[str, str | None] = {}
+        self._stats_ready = False
 
     @property
     def machine(self) -> sqlite3.Connection:
@@ -106,11 +107,7 @@ class SimulatedHost:
                 self._conn.execute(
                     "ALTER TABLE sim_vf ADD COLUMN pvlan TEXT NOT NULL DEFAULT '-'"
                 )
-            for column in _STATS_COLUMNS:  # a machine from before VFs counted traffic
-                if column not in columns:
-                    self._conn.execute(
-                        f"ALTER TABLE sim_vf ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
-                    )
+            self._add_stats_columns(columns)
             for a in self.spec.adapters:
                 cur = self._conn.execute(
                     "INSERT OR IGNORE INTO sim_adapter (name, num_vfs) VALUES (?, ?)",
@@ -258,9 +255,29 @@ class SimulatedHost:
 
     # -- VfCounters -----------------------------------------------------------
 
+    def _add_stats_columns(self, columns: set[str]) -> None:
+        for column in _STATS_COLUMNS:  # a machine from before VFs counted traffic
+            if column not in columns:
+                self._conn.execute(
+                    f"ALTER TABLE sim_vf ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+                )
+
+    def _ensure_stats_columns(self) -> None:
+        """Machines powered on by an iovctl without VF counters get them, zero."""
+        if self._stats_ready:
+            return
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(sim_vf)")}
+        if not columns.issuperset(_STATS_COLUMNS):  # a read takes no lock; this, once
+            with atomic(self._conn):
+                self._add_stats_columns(
+                    {row[1] for row in self._conn.execute("PRAGMA table_info(sim_vf)")}
+                )
+        self._stats_ready = True
+
     def vf_stats(self, adapter: str) -> dict[int, VfStats]:
         """The counters :meth:`pass_traffic` added up since the VF was created."""
         self._spec(adapter)
+        self._ensure_stats_columns()
         rows = self._conn.execute(
             f"SELECT idx, {', '.join(_STATS_COLUMNS)} FROM sim_vf WHERE adapter = ? ORDER BY idx",
             (adapter,),
@@ -272,6 +289,7 @@ class SimulatedHost:
         NIC counts nothing by itself; tests and benchmarks say what flowed).
         HardwareError ``vf-not-found`` for an index out of range."""
         spec = self._spec(adapter)
+        self._ensure_stats_columns()
         written = self._conn.execute(
             "UPDATE sim_vf SET "
             + ", ".join(f"{c} = {c} + ?" for c in _STATS_COLUMNS)

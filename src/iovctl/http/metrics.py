@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import anyio
@@ -97,26 +98,61 @@ class HardwareCache:
             return
 
 
-class IovctlCollector(Collector):
-    """Reads the store (one snapshot) against the cached hardware sample at each
-    collect; runs in the scrape's worker thread."""
+#: What names a VF's series besides its address: adapter, index, switch, vm, nic.
+_VfLabels = tuple[str, int, str | None, str | None, str | None]
+
+
+class ViewCollector(Collector):
+    """The families of one part of a scrape's view (:func:`state_families` or
+    :func:`vf_families`). The view is the calling thread's: each scrape sets it and
+    renders in its own worker thread, so concurrent scrapes do not mix."""
+
+    def __init__(self, part: Callable[[MetricsView, float], Iterable[Metric]]) -> None:
+        self.part = part
+        self._local = threading.local()
+
+    def render(self, registry: CollectorRegistry, view: MetricsView, age: float) -> bytes:
+        self._local.scrape = (view, age)
+        try:
+            return generate_latest(registry)
+        finally:
+            self._local.scrape = None
+
+    def collect(self) -> Iterator[Metric]:
+        scrape = getattr(self._local, "scrape", None)
+        if scrape is not None:
+            yield from self.part(*scrape)
+
+
+class Scraper:
+    """One scrape: the store read in one snapshot against the cached sample, then
+    the text. The VF counters' text (most of it: 6 series per VF) is rendered once
+    per hardware sample and VF holders, and reused until either changes."""
 
     def __init__(self, gateway: Gateway, cache: HardwareCache) -> None:
         self.gateway = gateway
         self.cache = cache
+        self.state = ViewCollector(state_families)
+        self.vfs = ViewCollector(lambda view, _age: vf_families(view))
+        #: The app's registries: the state's families, and the VF counters'.
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self.state)
+        self.vf_registry = CollectorRegistry(auto_describe=False)
+        self.vf_registry.register(self.vfs)
+        #: (sample, VF labels, text) of the last VF counters rendered.
+        self._vf_text: tuple[_Sample, list[_VfLabels], bytes] | None = None
 
-    def collect(self) -> Iterator[Metric]:
-        sample = self.cache.current
-        if sample is None:
-            return
+    def text(self, sample: _Sample) -> bytes:
+        """Runs in a worker thread."""
         view = self.gateway.call(lambda ctx: api.metrics(ctx, sample.hardware), writes=False)
-        yield from families(view)
-        age = GaugeMetricFamily(
-            "iovctl_hardware_sample_age_seconds",
-            "Age of the hardware read (adapters, VFs, VF counters) behind these metrics.",
-        )
-        age.add_metric([], time.monotonic() - sample.taken)
-        yield age
+        head = self.state.render(self.registry, view, time.monotonic() - sample.taken)
+        labels: list[_VfLabels] = [
+            (t.adapter, t.index, t.switch, t.vm, t.nic) for t in view.vf_traffic
+        ]
+        cached = self._vf_text
+        if cached is None or cached[0] is not sample or cached[1] != labels:
+            cached = self._vf_text = (sample, labels, self.vfs.render(self.vf_registry, view, 0.0))
+        return head + cached[2]
 
 
 _SWITCH = ("switch", "uplink")
@@ -134,8 +170,8 @@ _VF_COUNTERS = (
 )
 
 
-def families(view: MetricsView) -> Iterator[Metric]:
-    """The metric families of one scrape (see the module docstring)."""
+def state_families(view: MetricsView, age_seconds: float) -> Iterator[Metric]:
+    """Switches, PFs, NICs, events and the sample's age (see the module docstring)."""
 
     def gauge(name: str, doc: str, labels: tuple[str, ...]) -> GaugeMetricFamily:
         return GaugeMetricFamily(name, doc, labels=list(labels))
@@ -186,6 +222,16 @@ def families(view: MetricsView) -> Iterator[Metric]:
         events.add_metric([code, level], count)
     yield events
 
+    age = GaugeMetricFamily(
+        "iovctl_hardware_sample_age_seconds",
+        "Age of the hardware read (adapters, VFs, VF counters) behind these metrics.",
+    )
+    age.add_metric([], age_seconds)
+    yield age
+
+
+def vf_families(view: MetricsView) -> Iterator[Metric]:
+    """The per-VF traffic counters (see the module docstring)."""
     counters = [
         (CounterMetricFamily(name, doc, labels=list(_VF)), attr)
         for name, attr, doc in _VF_COUNTERS
@@ -229,13 +275,12 @@ def router(gateway: Gateway, role: str, max_age: float | None = None) -> APIRout
     hardware sample serves (None: :func:`max_age_from_env`)."""
     r = APIRouter()
     cache = HardwareCache(gateway, max_age_from_env() if max_age is None else max_age)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(IovctlCollector(gateway, cache))
+    scraper = Scraper(gateway, cache)
 
     @r.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        await cache.get()
-        text = await anyio.to_thread.run_sync(generate_latest, registry)
+        sample = await cache.get()
+        text = await anyio.to_thread.run_sync(scraper.text, sample)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     return r

@@ -125,6 +125,11 @@ iovctl_events_total{code="vm-created",level="info"} 2.0
 iovctl_events_total{code="vm-started",level="info"} 1.0
 # HELP iovctl_hardware_sample_age_seconds Age of the hardware read (adapters, VFs, VF counters) behind these metrics.
 # TYPE iovctl_hardware_sample_age_seconds gauge
+# HELP iovctl_hardware_sample_failures_total Background hardware reads that failed (the previous sample was kept).
+# TYPE iovctl_hardware_sample_failures_total counter
+iovctl_hardware_sample_failures_total 0.0
+# HELP iovctl_pf_vf_read_error The PF's VFs or counters could not be read (its VF series are left out); 1.
+# TYPE iovctl_pf_vf_read_error gauge
 """
 
 VF_LABELS = (
@@ -321,3 +326,31 @@ def test_a_bad_max_age_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidInput) as info:
         metrics_module.max_age_from_env()
     assert info.value.code == "invalid-metrics-max-age" and info.value.hint
+
+
+@pytest.mark.anyio
+async def test_a_failed_background_read_keeps_the_last_sample(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from iovctl.errors import HardwareError
+
+    real = api.metrics_sample
+    calls: list[int] = []
+
+    def flaky(ctx: Context) -> Any:
+        calls.append(1)
+        if len(calls) > 1:
+            raise HardwareError("adapter-gone", "adapter enp1s0 disappeared")
+        return real(ctx)
+
+    monkeypatch.setattr(api, "metrics_sample", flaky)
+    monkeypatch.setenv(metrics_module.MAX_AGE_ENV, "0")
+    app = create_app(gateway)
+    first = samples(await scrape(app))
+    with anyio.fail_after(10):
+        while True:
+            got = samples(await scrape(app))
+            if one(got["iovctl_hardware_sample_failures_total"]) >= 1:
+                break
+            await anyio.sleep(0.01)
+    assert got["iovctl_vf_receive_bytes_total"] == first["iovctl_vf_receive_bytes_total"]

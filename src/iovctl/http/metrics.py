@@ -13,7 +13,10 @@ Metric names follow Hyper-V's switch properties and node_exporter's conventions:
 - per VF (``device``, ``vf``, ``pci_address``, ``numa_node``, ``switch``, ``vm``,
   ``nic``): ``iovctl_vf_{receive,transmit}_{bytes,packets,dropped}_total``, from the
   PF's counters (wherever the VF netdev is: host, namespace, VM);
-- ``iovctl_hardware_sample_age_seconds``: how old the hardware read behind them is.
+- ``iovctl_hardware_sample_age_seconds``: how old the hardware read behind them is;
+  ``iovctl_hardware_sample_failures_total``: background reads that failed (the
+  previous sample stayed); ``iovctl_pf_vf_read_error{device,code}`` = 1 for a PF
+  whose VFs or counters the sample could not read (its VF series are left out).
 
 A scrape never waits on a command: the hardware is read at most once per
 ``max_age`` seconds (default :data:`HARDWARE_MAX_AGE_S`, or
@@ -49,6 +52,14 @@ MAX_AGE_ENV = "IOVCTL_METRICS_HARDWARE_MAX_AGE"
 
 
 @dataclass(frozen=True)
+class SampleStatus:
+    """How the hardware sample behind a scrape stands."""
+
+    age_seconds: float
+    failures: int
+
+
+@dataclass(frozen=True)
 class _Sample:
     hardware: HardwareSample
     #: time.monotonic() when the read began.
@@ -68,6 +79,8 @@ class HardwareCache:
         self.current: _Sample | None = None
         self._lock = anyio.Lock()
         self._renewal: asyncio.Task[None] | None = None
+        #: Background reads that failed so far.
+        self.failures = 0
 
     async def get(self) -> _Sample:
         """A sample no staler than ``max_age`` plus one read's time; waits only when
@@ -95,7 +108,7 @@ class HardwareCache:
         try:
             await self._renew()
         except Exception:  # the stale sample stays; the next scrape retries
-            return
+            self.failures += 1
 
 
 #: What names a VF's series besides its address: adapter, index, switch, vm, nic.
@@ -107,12 +120,12 @@ class ViewCollector(Collector):
     :func:`vf_families`). The view is the calling thread's: each scrape sets it and
     renders in its own worker thread, so concurrent scrapes do not mix."""
 
-    def __init__(self, part: Callable[[MetricsView, float], Iterable[Metric]]) -> None:
+    def __init__(self, part: Callable[[MetricsView, SampleStatus], Iterable[Metric]]) -> None:
         self.part = part
         self._local = threading.local()
 
-    def render(self, registry: CollectorRegistry, view: MetricsView, age: float) -> bytes:
-        self._local.scrape = (view, age)
+    def render(self, registry: CollectorRegistry, view: MetricsView, status: SampleStatus) -> bytes:
+        self._local.scrape = (view, status)
         try:
             return generate_latest(registry)
         finally:
@@ -133,7 +146,7 @@ class Scraper:
         self.gateway = gateway
         self.cache = cache
         self.state = ViewCollector(state_families)
-        self.vfs = ViewCollector(lambda view, _age: vf_families(view))
+        self.vfs = ViewCollector(lambda view, _status: vf_families(view))
         #: The app's registries: the state's families, and the VF counters'.
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self.state)
@@ -145,13 +158,18 @@ class Scraper:
     def text(self, sample: _Sample) -> bytes:
         """Runs in a worker thread."""
         view = self.gateway.call(lambda ctx: api.metrics(ctx, sample.hardware), writes=False)
-        head = self.state.render(self.registry, view, time.monotonic() - sample.taken)
+        status = SampleStatus(time.monotonic() - sample.taken, self.cache.failures)
+        head = self.state.render(self.registry, view, status)
         labels: list[_VfLabels] = [
             (t.adapter, t.index, t.switch, t.vm, t.nic) for t in view.vf_traffic
         ]
         cached = self._vf_text
         if cached is None or cached[0] is not sample or cached[1] != labels:
-            cached = self._vf_text = (sample, labels, self.vfs.render(self.vf_registry, view, 0.0))
+            cached = self._vf_text = (
+                sample,
+                labels,
+                self.vfs.render(self.vf_registry, view, status),
+            )
         return head + cached[2]
 
 
@@ -170,7 +188,7 @@ _VF_COUNTERS = (
 )
 
 
-def state_families(view: MetricsView, age_seconds: float) -> Iterator[Metric]:
+def state_families(view: MetricsView, status: SampleStatus) -> Iterator[Metric]:
     """Switches, PFs, NICs, events and the sample's age (see the module docstring)."""
 
     def gauge(name: str, doc: str, labels: tuple[str, ...]) -> GaugeMetricFamily:
@@ -226,8 +244,20 @@ def state_families(view: MetricsView, age_seconds: float) -> Iterator[Metric]:
         "iovctl_hardware_sample_age_seconds",
         "Age of the hardware read (adapters, VFs, VF counters) behind these metrics.",
     )
-    age.add_metric([], age_seconds)
-    yield age
+    age.add_metric([], status.age_seconds)
+    failures = CounterMetricFamily(
+        "iovctl_hardware_sample_failures",
+        "Background hardware reads that failed (the previous sample was kept).",
+    )
+    failures.add_metric([], status.failures)
+    unread = gauge(
+        "iovctl_pf_vf_read_error",
+        "The PF's VFs or counters could not be read (its VF series are left out); 1.",
+        ("device", "code"),
+    )
+    for device, code in sorted(view.unread.items()):
+        unread.add_metric([device, code], 1)
+    yield from (age, failures, unread)
 
 
 def vf_families(view: MetricsView) -> Iterator[Metric]:

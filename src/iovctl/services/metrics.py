@@ -46,6 +46,9 @@ class HardwareSample:
     #: (vm, nic) -> the runtime's ``vf_data_path_active``, for NICs of running VMs
     #: that held a VF when the sample was taken.
     data_paths: dict[tuple[str, str], bool] = field(default_factory=dict)
+    #: Adapter name -> the error code its VFs or counters could not be read with
+    #: (a driver still creating VFs, a PF gone): its VFs are left out, the rest shown.
+    unread: dict[str, str] = field(default_factory=dict)
 
 
 def sample_hardware(ctx: Context) -> HardwareSample:
@@ -54,17 +57,24 @@ def sample_hardware(ctx: Context) -> HardwareSample:
     adapters = tuple(hw.adapters())
     vfs: dict[str, tuple[VirtualFunction, ...]] = {}
     stats: dict[str, dict[int, VfStats]] = {}
+    unread: dict[str, str] = {}
     for adapter in adapters:
         if adapter.num_vfs:
-            vfs[adapter.name] = tuple(hw.virtual_functions(adapter.name))
-            stats[adapter.name] = hw.vf_stats(adapter.name)
+            try:
+                vfs[adapter.name] = tuple(hw.virtual_functions(adapter.name))
+                stats[adapter.name] = hw.vf_stats(adapter.name)
+            except HardwareError as exc:
+                vfs.pop(adapter.name, None)
+                unread[adapter.name] = exc.code
     running = {vm.name for vm in ctx.store.list_vms() if vm.state is VmState.RUNNING}
     data_paths = {
         (nic.vm, nic.name): ctx.runtime.vf_data_path_active(nic.vm, nic.name)
         for nic in ctx.store.list_nics()
         if nic.assignment is not None and nic.vm in running
     }
-    return HardwareSample(hw.backend_name, hw.host_facts(), adapters, vfs, stats, data_paths)
+    return HardwareSample(
+        hw.backend_name, hw.host_facts(), adapters, vfs, stats, data_paths, unread
+    )
 
 
 @dataclass(slots=True)
@@ -93,6 +103,8 @@ class MetricsView:
     #: (code, level) -> events in the log.
     events: dict[tuple[str, str], int]
     vf_traffic: list[VfTrafficView]
+    #: Adapter name -> why its VFs are missing from ``vf_traffic`` (error code).
+    unread: dict[str, str] = field(default_factory=dict)
 
 
 def metrics_view(ctx: Context, sample: HardwareSample) -> MetricsView:
@@ -137,7 +149,9 @@ def metrics_view(ctx: Context, sample: HardwareSample) -> MetricsView:
                     stats=counters[vf.index],
                 )
             )
-    return MetricsView(switches, adapters, nics, ctx.store.event_counts(), traffic)
+    return MetricsView(
+        switches, adapters, nics, ctx.store.event_counts(), traffic, dict(sample.unread)
+    )
 
 
 class SampledHost:

@@ -33,6 +33,7 @@ def test_a_vf_is_assigned_when_the_vm_starts(pool):
     off = pool.vm_with_nic("alpha", "--iov-weight", "50", "--mac", "52:54:00:00:00:a1")
     assert (off["status"], off["iov_usage"], off["virtual_function"]) == ("off", False, None)
     assert "not running" in off["status_description"]
+    assert off["status_reason"] == "vm-off"
     assert not any(v["in_use"] for v in pool.vfs())
 
     pool.ok("vm", "start", "alpha")
@@ -47,6 +48,7 @@ def test_a_vf_is_assigned_when_the_vm_starts(pool):
     assert nic["iov_queue_pairs_assigned"] == 1
     assert nic["status"] == "ok"
     assert nic["status_description"].startswith("On VF 0 of enp1s0")
+    assert nic["status_reason"] == "on-vf"
     vf = pool.vf(0)
     assert (vf["in_use"], vf["vm_friendly_name"], vf["vm_nic"]) == (True, "alpha", "nic0")
     assert vf["mac"] == "52:54:00:00:00:a1"

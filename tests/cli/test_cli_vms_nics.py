@@ -25,6 +25,7 @@ NIC_KEYS = {
     "trust",
     "status",
     "status_description",
+    "status_reason",
 }
 EVENT_KEYS = {"seq", "time", "level", "code", "object_kind", "object_name", "message"}
 

@@ -169,6 +169,23 @@ def test_every_cli_command_is_an_api_call_with_the_same_argument_names() -> None
         assert required <= given, (command.name, required - given)
 
 
+def test_metrics_read_the_store_against_a_hardware_sample(ctx: Context) -> None:
+    populate(ctx)
+    sample = run_read(ctx, api.metrics_sample)
+    assert [a.name for a in sample.adapters] == [a["name"] for a in read(ctx, api.adapter_list)]
+    assert sorted(sample.stats["enp1s0"]) == [0, 1, 2]
+    write(ctx, api.vm_create, name="vm2")  # the store moves on; the sample stays
+    view = run_read(ctx, lambda c: api.metrics(c, sample))
+    assert [to_json(s) for s in view.switches] == read(ctx, api.switch_list)
+    assert [to_json(n) for n in view.nics] == read(ctx, api.nic_list)
+    assert view.events[("vm-created", "info")] == 2
+    assert [(t.adapter, t.index, t.vm) for t in view.vf_traffic] == [
+        ("enp1s0", 0, None),
+        ("enp1s0", 1, None),
+        ("enp1s0", 2, None),
+    ]
+
+
 def test_every_api_function_is_called_in_this_file() -> None:
     public = {
         name

@@ -470,3 +470,21 @@ def test_free_vf_indexes_leave_out_holders_and_released_vfs(with_switch_and_vm):
     assert store.free_vf_indexes("enp1s0", 2) == [0]
     assert store.free_vf_indexes("enp1s0", 0) == []
     assert store.free_vf_indexes("other", 2) == [1]
+
+
+def test_event_counts_count_every_writer(store, state_dir):
+    with store.transaction():
+        store.add_event(EventLevel.INFO, "vm-started", "vm", "alpha", "started")
+        store.add_event(EventLevel.INFO, "vm-started", "vm", "beta", "started")
+        store.add_event(EventLevel.WARNING, "vf-lost", "nic", "alpha/nic0", "lost")
+    other = SqliteStore.open(state_dir)  # another process's store: a CLI command
+    try:
+        with other.transaction():
+            other.add_event(EventLevel.INFO, "vm-started", "vm", "gamma", "started")
+    finally:
+        other.close()
+    with store.snapshot():
+        assert store.event_counts() == {
+            ("vm-started", "info"): 3,
+            ("vf-lost", "warning"): 1,
+        }

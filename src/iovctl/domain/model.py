@@ -260,6 +260,34 @@ class VirtualFunction:
 
 
 @dataclass(frozen=True)
+class VfStats:
+    """Traffic counters of one VF, as the PF counts them, seen from the VF: ``receive``
+    is what the NIC delivered to the VF (to its VM), ``transmit`` what the VF sent.
+
+    Counters only grow while the VF exists; a VF count change makes new VFs that
+    start from zero (the only reset). Drivers that count nothing report zeros.
+    """
+
+    receive_bytes: int = 0
+    receive_packets: int = 0
+    receive_dropped: int = 0
+    transmit_bytes: int = 0
+    transmit_packets: int = 0
+    transmit_dropped: int = 0
+
+    def counters(self) -> tuple[int, ...]:
+        """Every counter, in field order (to compare two reads counter by counter)."""
+        return (
+            self.receive_bytes,
+            self.receive_packets,
+            self.receive_dropped,
+            self.transmit_bytes,
+            self.transmit_packets,
+            self.transmit_dropped,
+        )
+
+
+@dataclass(frozen=True)
 class VirtualSwitch:
     """An external virtual switch bound to an uplink adapter (``New-VMSwitch``).
 

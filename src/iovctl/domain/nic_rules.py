@@ -92,23 +92,27 @@ def nic_status(
     vf_count: int,
     vf_active: bool = True,
     grant_error: str | None = None,
-) -> tuple[NicStatus, str]:
-    """``status`` and ``status_description`` of a NIC: which path, and why.
+) -> tuple[NicStatus, str, str]:
+    """``status``, ``status_reason`` and ``status_description`` of a NIC: which path,
+    and why. The reason is a stable code (a metric label, a filter); the description
+    the sentence a person reads.
 
     ``vf_active``: the runtime's answer for a NIC that holds a VF (the machine may
     have lost it underneath: a PF reset, a VF count changed behind iovctl's back).
     """
     if not running:
-        return NicStatus.OFF, "The VM is not running; a VF is assigned when it starts."
+        return NicStatus.OFF, "vm-off", "The VM is not running; a VF is assigned when it starts."
     if holding is not None and holding[1] >= vf_count:
         return (
             NicStatus.DEGRADED,
+            "vf-gone",
             f"Software path: VF {holding[1]} of {holding[0]} is gone ({holding[0]} has "
             f"{vf_count} VFs now); iovctl apply restores the VF count and reattaches it.",
         )
     if holding is not None and not vf_active:
         return (
             NicStatus.DEGRADED,
+            "vf-not-attached",
             f"Software path: VF {holding[1]} of {holding[0]} is assigned but carries no "
             "traffic (not attached to the VM); iovctl apply reattaches it.",
         )
@@ -117,33 +121,38 @@ def nic_status(
         pairs = "queue pair" if qps == 1 else "queue pairs"
         return (
             NicStatus.OK,
+            "on-vf",
             f"On VF {index} of {adapter} ({qps} {pairs}); software path on standby.",
         )
     if weight == 0:
-        return NicStatus.OK, "SR-IOV is off for this NIC (IOV weight 0): software path."
+        return NicStatus.OK, "iov-weight-zero", "SR-IOV is off for this NIC (IOV weight 0): software path."
     if switch_reasons:
         first = switch_reasons[0]
         if first.code == "switch-iov-off":
-            return NicStatus.DEGRADED, f"Software path: {first.message}"
+            return NicStatus.DEGRADED, first.code, f"Software path: {first.message}"
         return (
             NicStatus.DEGRADED,
+            first.code,
             f"Software path: switch {switch_name} cannot use SR-IOV: {first.message}",
         )
     if unsupported is not None:
-        return NicStatus.DEGRADED, f"Software path: {unsupported.message}"
+        return NicStatus.DEGRADED, unsupported.code, f"Software path: {unsupported.message}"
     if grant_error is not None:
         return (
             NicStatus.DEGRADED,
+            "vf-grant-refused",
             f"Software path: the machine refused it a VF ({grant_error}); a VM restart, "
             "nic set or iovctl apply tries again.",
         )
     if wait_reason == "queue-pairs-exhausted":
         return (
             NicStatus.DEGRADED,
+            "queue-pairs-exhausted",
             f"Software path: no queue pairs left on {uplink}; waiting for a VF.",
         )
     return (
         NicStatus.DEGRADED,
+        "vfs-exhausted",
         f"Software path: all {vf_count} VFs of {uplink} are in use by NICs of equal or "
         "higher IOV weight; waiting for a VF.",
     )

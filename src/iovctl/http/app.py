@@ -23,6 +23,7 @@ Role = Literal["admin", "reader"]
 
 def create_app(gateway: Gateway, role: Role = "admin") -> FastAPI:
     from iovctl.http import api_v1
+    from iovctl.http import metrics as metrics_v1
 
     app = FastAPI(title="iovctl", version=__version__, openapi_url="/api/v1/openapi.json")
     app.state.gateway = gateway
@@ -36,4 +37,5 @@ def create_app(gateway: Gateway, role: Role = "admin") -> FastAPI:
     from iovctl.http import console
 
     app.include_router(console.router(gateway, role))
+    app.include_router(metrics_v1.router(gateway, role))
     return app

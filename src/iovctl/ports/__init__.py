@@ -20,6 +20,7 @@ from iovctl.domain.model import (
     NicTxBytes,
     VfSetting,
     VfSettings,
+    VfStats,
     VirtualFunction,
 )
 from iovctl.domain.pvlan import UplinkTagging
@@ -94,8 +95,21 @@ class VfDrivers(Protocol):
         ...
 
 
-class HostHardware(PciBus, VfConfigurator, VfDrivers, Protocol):
-    """A whole hardware backend: PCI bus, VF configuration and VF drivers together."""
+class VfCounters(Protocol):
+    """Per-VF traffic counters the PF keeps (netlink ``IFLA_VF_STATS``), read on the PF
+    in the host: they count wherever the VF's netdev is (a VM, a namespace)."""
+
+    def vf_stats(self, adapter: str) -> dict[int, VfStats]:
+        """Every VF's counters by index (0 .. num_vfs - 1); {} without VFs.
+
+        Raises NotFound for an unknown adapter. Between two reads no counter goes
+        down unless the VF count changed in between (new VFs start from zero).
+        """
+        ...
+
+
+class HostHardware(PciBus, VfConfigurator, VfDrivers, VfCounters, Protocol):
+    """A whole hardware backend: PCI bus, VF configuration, VF drivers and VF counters."""
 
     def power_cycle(self) -> None:
         """Reboot the hardware: VF counts and VF settings back to power-on defaults.

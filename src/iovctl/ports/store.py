@@ -158,6 +158,11 @@ class StateStore(Protocol):
         self, level: EventLevel, code: str, object_kind: str, object_name: str, message: str
     ) -> None: ...
     def list_events(self, limit: int | None = None, since: int = 0) -> list[Event]: ...
+    def event_counts(self) -> dict[tuple[str, str], int]:
+        """How many events the log holds per (code, level): counted in the store, so
+        every writer's events count, whichever process wrote them."""
+        ...
+
     def vm_times(self, name: str) -> tuple[float, float | None]:
         """When the VM was created, and when it last started (None: never since then).
         Raises NotFound for an unknown VM."""

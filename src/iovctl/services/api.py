@@ -27,6 +27,7 @@ from iovctl.domain.validation import (
 from iovctl.errors import InvalidInput
 from iovctl.services import adapters, journal, reconcile, switches, vms
 from iovctl.services.context import Context
+from iovctl.services.metrics import HardwareSample, MetricsView, metrics_view, sample_hardware
 from iovctl.services.readers import host_view
 from iovctl.services.views import (
     AdapterDetailView,
@@ -315,6 +316,19 @@ def nic_list(ctx: Context, vm: str | None = None) -> list[NicView]:
 
 def nic_show(ctx: Context, vm: str, nic: str) -> NicView:
     return vms.show_nic(ctx, vm, nic)
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+
+def metrics_sample(ctx: Context) -> HardwareSample:
+    """Read the machine for metrics (kept by the caller for a bounded time)."""
+    return sample_hardware(ctx)
+
+
+def metrics(ctx: Context, sample: HardwareSample) -> MetricsView:
+    """What a scrape shows: the store now, the hardware as ``sample`` saw it."""
+    return metrics_view(ctx, sample)
 
 
 # -- events -----------------------------------------------------------------------------

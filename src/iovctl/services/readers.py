@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from iovctl.domain.model import Adapter, Reason, VirtualSwitch, VmNetworkAdapter, VmState
 from iovctl.domain.nic_rules import mask_reason, nic_status
 from iovctl.domain.pvlan import UplinkTagging
@@ -63,8 +65,13 @@ def switch_view(ctx: Context, switch: VirtualSwitch) -> SwitchView:
 class NicViewer:
     """Builds NIC views, caching per-switch facts so listing 5,000 NICs stays cheap."""
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(
+        self, ctx: Context, data_path: Callable[[str, str], bool] | None = None
+    ) -> None:
+        """``data_path(vm, nic)``: whether a running NIC's VF carries traffic; the
+        runtime is asked when not given (metrics pass what a hardware sample saw)."""
         self.ctx = ctx
+        self._data_path = data_path or ctx.runtime.vf_data_path_active
         self._switch: dict[str, tuple[VirtualSwitch, Adapter, list[Reason]]] = {}
         self._vm_state: dict[str, VmState] = {}
 
@@ -85,8 +92,8 @@ class NicViewer:
         if uplink.sriov is not None and uplink.driver is not None and not reasons:
             unsupported = mask_reason(nic.vf_needs, uplink.driver, uplink.sriov.unsupported)
         running = vm_state is VmState.RUNNING
-        active = bool(a and running and self.ctx.runtime.vf_data_path_active(nic.vm, nic.name))
-        status, description = nic_status(
+        active = bool(a and running and self._data_path(nic.vm, nic.name))
+        status, reason, description = nic_status(
             running=running,
             weight=c.iov_weight,
             switch_name=switch.name,
@@ -102,7 +109,7 @@ class NicViewer:
         tagging = UplinkTagging.OFF
         if c.pvlan is not None and running and a is None:
             tagging = self.ctx.runtime.uplink_tagging(nic.vm, nic.name)
-        return nic_view(nic, status.value, description, active, running, tagging)
+        return nic_view(nic, status.value, description, active, running, reason, tagging)
 
     def views(self, nics: list[VmNetworkAdapter]) -> list[NicView]:
         if not self._vm_state:

@@ -208,6 +208,10 @@ class NicView:
     status: str
     #: Which path, and why not the VF.
     status_description: str
+    #: The same as a stable code: ``on-vf``, ``iov-weight-zero``, ``vm-off``,
+    #: ``vfs-exhausted``, ``queue-pairs-exhausted``, ``vf-gone``, ``vf-not-attached``,
+    #: ``vf-grant-refused``, or the switch's or the driver's reason code.
+    status_reason: str = ""
 
 
 @dataclass(slots=True)
@@ -557,6 +561,7 @@ def nic_view(
     description: str,
     vf_data_path_active: bool,
     running: bool = False,
+    reason: str = "",
     tagging: UplinkTagging = UplinkTagging.OFF,
 ) -> NicView:
     c = nic.config
@@ -580,6 +585,7 @@ def nic_view(
         trust=c.trust,
         status=status,
         status_description=description,
+        status_reason=reason,
     )
 
 

@@ -3,7 +3,9 @@
 It plugs into ``IPRoute(use_socket=...)`` (pyroute2's ``IPEngine`` provides the socket
 plumbing), so the adapter's real code path runs: request encoding, the datagram
 read, message decoding. RTM_GETLINK answers with IFLA_NUM_VF and IFLA_VFINFO_LIST,
-encoded by pyroute2's own ``ifinfmsg``. RTM_NEWLINK applies VF attributes like
+encoded by pyroute2's own ``ifinfmsg``; unless the request's ext mask has
+RTEXT_FILTER_SKIP_STATS each VF carries IFLA_VF_STATS, and the list's u16 nest length
+wraps above 64 KiB as nla_nest_end leaves it (net/core/rtnetlink.c rtnl_vfinfo_fill). RTM_NEWLINK applies VF attributes like
 net/core/rtnetlink.c do_setvfinfo (fixed order, stop at the first error) with a
 driver's errno rules; the default rules are igb's (drivers/net/ethernet/intel/igb,
 measured in docs/reference/linux-sriov.md).
@@ -36,6 +38,31 @@ class FakeVf:
     spoofchk: int = 1
     link_state: int = 0
     trust: int = 0
+    #: struct ifla_vf_stats (include/linux/if_link.h), what ndo_get_vf_stats reports.
+    rx_packets: int = 0
+    tx_packets: int = 0
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    broadcast: int = 0
+    multicast: int = 0
+    rx_dropped: int = 0
+    tx_dropped: int = 0
+
+
+#: include/uapi/linux/rtnetlink.h
+RTEXT_FILTER_SKIP_STATS = 1 << 3
+#: IFLA_VF_STATS_* in rtnl_fill_vfinfo's order (nla_put_u64_64bit each; no pad
+#: attribute on architectures with efficient unaligned access, like x86-64).
+VF_STATS = (
+    ("IFLA_VF_STATS_RX_PACKETS", "rx_packets"),
+    ("IFLA_VF_STATS_TX_PACKETS", "tx_packets"),
+    ("IFLA_VF_STATS_RX_BYTES", "rx_bytes"),
+    ("IFLA_VF_STATS_TX_BYTES", "tx_bytes"),
+    ("IFLA_VF_STATS_BROADCAST", "broadcast"),
+    ("IFLA_VF_STATS_MULTICAST", "multicast"),
+    ("IFLA_VF_STATS_RX_DROPPED", "rx_dropped"),
+    ("IFLA_VF_STATS_TX_DROPPED", "tx_dropped"),
+)
 
 
 @dataclass
@@ -98,8 +125,12 @@ KERNEL_ORDER = (
 )
 
 
-def vf_info(index: int, vf: FakeVf, *, report_spoofchk: bool = True) -> tuple[str, dict[str, Any]]:
-    """One IFLA_VF_INFO as rtnl_fill_vfinfo builds it (with RTEXT_FILTER_SKIP_STATS)."""
+def vf_info(
+    index: int, vf: FakeVf, *, report_spoofchk: bool = True, stats: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """One IFLA_VF_INFO as rtnl_fill_vfinfo builds it; IFLA_VF_STATS last, only when
+    ``stats`` (a request without RTEXT_FILTER_SKIP_STATS)."""
+    counters = [("IFLA_VF_STATS", {"attrs": [(name, getattr(vf, f)) for name, f in VF_STATS]})]
     return (
         "IFLA_VF_INFO",
         {
@@ -129,6 +160,7 @@ def vf_info(index: int, vf: FakeVf, *, report_spoofchk: bool = True) -> tuple[st
                         ]
                     },
                 ),
+                *(counters if stats else []),
             ]
         },
     )
@@ -242,35 +274,40 @@ class FakeRtnl(IPEngine):  # type: ignore[misc]
         link = self.links.get(request.get("index"))
         if link is None:
             return self._ack(request, errno.ENODEV)
-        self.recorded.get_ext_masks.append(request.get_attr("IFLA_EXT_MASK") or 0)
+        ext_mask = request.get_attr("IFLA_EXT_MASK") or 0
+        self.recorded.get_ext_masks.append(ext_mask)
         self.recorded.get_indexes.append(request.get("index"))
+        stats = not ext_mask & RTEXT_FILTER_SKIP_STATS
         vfs = link.vfs
         listed = vfs[: self.reported_vfs] if self.reported_vfs is not None else vfs
         # Encoding 256 VFs takes pyroute2 ~100 ms, a kernel microseconds: each VF's
         # IFLA_VF_INFO is encoded again only when it changed (benchmarks measure the
         # adapter, not this fake), and the reply is spliced from them.
-        state = (link.ifname, len(vfs), self.report_spoofchk, tuple(map(_fields, listed)))
+        state = (link.ifname, len(vfs), self.report_spoofchk, stats, tuple(map(_fields, listed)))
         if link.reply is None or link.reply[0] != state:
-            link.reply = (state, self._splice(request.get("index"), link, listed))
+            link.reply = (state, self._splice(request.get("index"), link, listed, stats))
         data = bytearray(link.reply[1])
         struct.pack_into("<I", data, 8, tag)  # nlmsghdr.nlmsg_seq
         self.loopback_w.send(bytes(data))
         self._ack(request, 0)
 
-    def _splice(self, ifindex: int, link: FakeLink, listed: list[FakeVf]) -> bytes:
+    def _splice(self, ifindex: int, link: FakeLink, listed: list[FakeVf], stats: bool) -> bytes:
         """link_message's bytes, built from each VF's cached IFLA_VF_INFO."""
         head = bytearray(
             link_message(ifindex, link.ifname, [], num_vfs=len(link.vfs)).data
         )  # IFLA_VFINFO_LIST is its last attribute, empty: a 4-byte header
-        entries = b"".join(self._vf_info_bytes(index, vf) for index, vf in enumerate(listed))
+        entries = b"".join(
+            self._vf_info_bytes(index, vf, stats) for index, vf in enumerate(listed)
+        )
         nest = len(head) - 4
-        struct.pack_into("<H", head, nest, 4 + len(entries))
+        # nla_nest_end stores the length in the u16 nla_len: above 64 KiB it wraps.
+        struct.pack_into("<H", head, nest, (4 + len(entries)) & 0xFFFF)
         data = head + entries
         struct.pack_into("<I", data, 0, len(data))
         return bytes(data)
 
-    def _vf_info_bytes(self, index: int, vf: FakeVf) -> bytes:
-        key = (index, _fields(vf), self.report_spoofchk)
+    def _vf_info_bytes(self, index: int, vf: FakeVf, stats: bool) -> bytes:
+        key = (index, _fields(vf), self.report_spoofchk, stats)
         cached = self._vf_bytes.get(key)
         if cached is None:
             alone = ifinfmsg()
@@ -278,7 +315,11 @@ class FakeRtnl(IPEngine):  # type: ignore[misc]
             alone["attrs"] = [
                 (
                     "IFLA_VFINFO_LIST",
-                    {"attrs": [vf_info(index, vf, report_spoofchk=self.report_spoofchk)]},
+                    {
+                        "attrs": [
+                            vf_info(index, vf, report_spoofchk=self.report_spoofchk, stats=stats)
+                        ]
+                    },
                 )
             ]
             alone.encode()

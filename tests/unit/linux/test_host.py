@@ -279,3 +279,27 @@ def test_pyroute2_is_imported_only_when_netlink_is_used(tmp_path: Path) -> None:
     build(tmp_path, spec)
     report = fresh_python(_READ_WITHOUT_NETLINK, str(tmp_path))
     assert report == {"names": ["enp1s0"], "before": False, "after": True}
+
+
+def test_a_metrics_sample_leaves_out_a_pf_it_cannot_read(tmp_path: Path) -> None:
+    """A driver still listing its VFs (a short IFLA_VFINFO_LIST): the sample names
+    the PF and its error instead of failing whole."""
+    from iovctl.adapters.sim.machine import open_machine
+    from iovctl.adapters.sim.runtime import SimulatedVmRuntime
+    from iovctl.adapters.sqlite.store import SqliteStore
+    from iovctl.services.context import Context
+    from iovctl.services.metrics import metrics_view, sample_hardware
+
+    host, _, _ = make_host(tmp_path, igb_host(num_vfs=2), FakeRtnl(2, reported_vfs=1))
+    store = SqliteStore.open(tmp_path / "state")
+    ctx = Context(store, host, SimulatedVmRuntime(open_machine(None)))
+    try:
+        with store.snapshot():
+            sample = sample_hardware(ctx)
+            view = metrics_view(ctx, sample)
+    finally:
+        store.close()
+    assert sample.unread == {"enp1s0": "vf-info-incomplete"}
+    assert [a.name for a in sample.adapters] == ["enp1s0"]
+    assert view.vf_traffic == [] and view.unread == {"enp1s0": "vf-info-incomplete"}
+    assert view.adapters[0].num_vfs == 2

@@ -13,18 +13,27 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from iovctl.adapters.linux.netlink import (
+    IFINFO_HEADER,
     RTEXT_FILTER_SKIP_STATS,
     RTEXT_FILTER_VF,
     VF_INFO_EXT_MASK,
     NetlinkVfs,
     VfInfoList,
     VfReport,
+    _attributes,
     parse_vf_reports,
     plan_vf_request,
     refusal_error,
 )
 from iovctl.domain.drivers import unsupported_settings
-from iovctl.domain.model import SCRUBBED, LinkState, VfSetting, VfSettings, VlanProtocol
+from iovctl.domain.model import (
+    SCRUBBED,
+    LinkState,
+    VfSetting,
+    VfSettings,
+    VfStats,
+    VlanProtocol,
+)
 from iovctl.errors import HardwareError, InvalidInput, UnsupportedVfSetting
 
 from .fake_rtnl import ETH_P_8021Q, FakeRtnl, FakeVf, IgbRules, link_message
@@ -569,3 +578,47 @@ def test_byte_parser_reads_what_pyroute2_encoded(vfs: list[FakeVf], data: Any) -
             == (reports[index])
         )
     assert listing.report(len(vfs)) is None
+
+
+# ---------------------------------------------------------------------------- VF counters
+
+
+def test_vf_stats_of_256_vfs_survive_the_wrapped_nest_length() -> None:
+    """With IFLA_VF_STATS a 256-VF list is ~75 KB: its u16 nest length wraps (as
+    nla_nest_end leaves it) and the entries are walked by IFLA_NUM_VF instead."""
+    fake = FakeRtnl(256)
+    for i, vf in enumerate(fake.vfs):
+        vf.rx_packets, vf.rx_bytes, vf.tx_packets, vf.tx_bytes = i, 1000 * i, 2 * i, 2**40 + i
+        vf.rx_dropped, vf.tx_dropped, vf.broadcast = 3 * i, 4 * i, 99
+    stats = NetlinkVfs(lambda: IPRoute(use_socket=fake)).stats(3, "enp1s0")
+
+    assert fake.recorded.get_ext_masks == [RTEXT_FILTER_VF]
+    assert sorted(stats) == list(range(256))
+    assert stats[255] == VfStats(
+        receive_bytes=255_000,
+        receive_packets=255,
+        receive_dropped=765,
+        transmit_bytes=2**40 + 255,
+        transmit_packets=510,
+        transmit_dropped=1020,
+    )
+    reply = fake.links[3].reply
+    assert reply is not None
+    data = reply[1]
+    nest = next(s - 4 for k, s, _ in _attributes(data, IFINFO_HEADER, len(data)) if k == 22)
+    (nest_length,) = struct.unpack_from("<H", data, nest)
+    assert len(data) - nest > 0xFFFF and nest_length == (len(data) - nest) & 0xFFFF
+
+
+def test_vf_stats_missing_an_entry_are_refused() -> None:
+    fake = FakeRtnl(4, reported_vfs=3)
+    with pytest.raises(HardwareError) as info:
+        NetlinkVfs(lambda: IPRoute(use_socket=fake)).stats(3, "enp1s0")
+    assert info.value.code == "vf-info-incomplete"
+    assert "3 of the 4 VFs of enp1s0" in info.value.message
+
+
+def test_settings_reads_still_skip_the_stats() -> None:
+    fake = FakeRtnl(2)
+    NetlinkVfs(lambda: IPRoute(use_socket=fake)).read(3, "enp1s0")
+    assert fake.recorded.get_ext_masks == [RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS]

@@ -39,6 +39,7 @@ from iovctl.domain.model import (
     SriovCapability,
     VfSetting,
     VfSettings,
+    VfStats,
     VirtualFunction,
 )
 from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting, not_simulated
@@ -212,6 +213,17 @@ class LinuxHost:
             # A refusal may have applied part of the request (do_setvfinfo): read again.
             self._dumps.pop(pf.address, None)
             raise
+
+    # ------------------------------------------------------------------ VfCounters
+
+    def vf_stats(self, adapter: str) -> dict[int, VfStats]:
+        """Every VF's counters from the PF (NetlinkVfs.stats), read anew each call
+        (they move: not kept for the command). {} without VFs or without a PF netdev.
+        Drivers without ndo_get_vf_stats (igb, ixgbe) report zeros."""
+        pf = self._pf(adapter)
+        if pf.netdev is None or not pf.num_vfs:
+            return {}
+        return self.netlink.stats(self._ifindex(pf), _name(pf))
 
     # ------------------------------------------------------------------ VF drivers
 

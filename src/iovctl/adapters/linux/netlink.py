@@ -9,7 +9,9 @@ statistics one ``IFLA_VF_INFO`` is 196 bytes (MAC 40, broadcast 36, VLAN 16, VLA
 list 24, rates 28, spoof check/link state/RSS/trust 12 each, nest 4), so 256 VFs take
 ~50 KB. With ``IFLA_VF_STATS`` it is ~296 bytes, and the ``IFLA_VFINFO_LIST`` nest,
 whose ``nla_len`` is a u16, silently overflows above ~221 VFs. We therefore always ask
-with ``RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS``. On the receiving side pyroute2
+with ``RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS`` for settings, and read traffic counters
+(:meth:`NetlinkVfs.stats`) with a request of their own that walks the VF entries
+by ``IFLA_NUM_VF``, not by the nest's wrapped length. On the receiving side pyroute2
 0.9 reads each datagram through asyncio's datagram transport (``max_size`` 256 KiB;
 its ``rcvsize=16384`` argument is not used for reads), and we set the socket's
 ``SO_RCVBUF`` explicitly (:data:`RECEIVE_BUFFER`). The count of decoded entries is
@@ -47,6 +49,7 @@ from iovctl.domain.model import (
     LinkState,
     VfSetting,
     VfSettings,
+    VfStats,
     VlanProtocol,
 )
 from iovctl.errors import HardwareError, InvalidInput, UnsupportedVfSetting
@@ -58,6 +61,8 @@ RTEXT_FILTER_VF = 1 << 0
 #: ... but without IFLA_VF_STATS, which would overflow the u16 nest length (see above).
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 VF_INFO_EXT_MASK = RTEXT_FILTER_VF | RTEXT_FILTER_SKIP_STATS
+#: Traffic counters: the VF list with IFLA_VF_STATS (its wrapped length is walked around).
+VF_STATS_EXT_MASK = RTEXT_FILTER_VF
 
 #: SO_RCVBUF for the rtnetlink socket: 20 times a 256-VF reply (~50 KB). The kernel
 #: caps it at net.core.rmem_max (then doubles it), which still holds one reply.
@@ -146,6 +151,7 @@ IFLA_VF_TX_RATE = 3  # struct ifla_vf_tx_rate {u32 vf, rate}
 IFLA_VF_SPOOFCHK = 4  # struct ifla_vf_spoofchk {u32 vf, setting}
 IFLA_VF_LINK_STATE = 5  # struct ifla_vf_link_state {u32 vf, link_state}
 IFLA_VF_RATE = 6  # struct ifla_vf_rate {u32 vf, min_tx_rate, max_tx_rate}
+IFLA_VF_STATS = 8  # nest of IFLA_VF_STATS_* (u64 each)
 IFLA_VF_TRUST = 9  # struct ifla_vf_trust {u32 vf, setting}
 IFLA_VF_VLAN_LIST = 12  # nest of IFLA_VF_VLAN_INFO
 IFLA_VF_VLAN_INFO = 1  # struct ifla_vf_vlan_info {u32 vf, vlan, qos; __be16 vlan_proto}
@@ -154,7 +160,19 @@ NLA_TYPE_MASK = 0x3FFF
 #: sizeof(struct nlmsghdr) + sizeof(struct ifinfomsg)
 IFINFO_HEADER = 32
 
+#: IFLA_VF_STATS_* (if_link.h) -> VfStats field. The kernel's names are the VF's view
+#: (rx: received by the VF). BROADCAST (4), MULTICAST (5) and PAD (6) are not kept.
+_VF_STATS_FIELDS = {
+    0: "receive_packets",  # IFLA_VF_STATS_RX_PACKETS
+    1: "transmit_packets",  # IFLA_VF_STATS_TX_PACKETS
+    2: "receive_bytes",  # IFLA_VF_STATS_RX_BYTES
+    3: "transmit_bytes",  # IFLA_VF_STATS_TX_BYTES
+    7: "receive_dropped",  # IFLA_VF_STATS_RX_DROPPED
+    8: "transmit_dropped",  # IFLA_VF_STATS_TX_DROPPED
+}
+
 _U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
 _U32X2 = struct.Struct("<II")
 _U32X3 = struct.Struct("<III")
 _BE16 = struct.Struct(">H")
@@ -308,6 +326,68 @@ def parse_vf_reports(link: Any) -> list[VfReport]:
     its ``IFLA_NUM_VF`` (truncated reply, or a driver that failed to report some).
     """
     return VfInfoList.of(link).reports()
+
+
+def parse_vf_stats(data: bytes, adapter: str = "") -> dict[int, VfStats]:
+    """Every VF's IFLA_VF_STATS in one RTM_NEWLINK (its bytes), by VF index.
+
+    The IFLA_VFINFO_LIST nest of a reply with statistics outgrows its u16 length
+    above ~221 VFs (nla_nest_end stores it wrapped), so the list is walked entry by
+    entry for IFLA_NUM_VF entries, each IFLA_VF_INFO by its own (small) length, and
+    nothing after the list is read. Raises HardwareError ``vf-info-incomplete`` when
+    an entry is missing or carries no counters.
+    """
+    name, num_vfs, offset = adapter, None, IFINFO_HEADER
+    while offset + 4 <= len(data):
+        length, kind = _NLA.unpack_from(data, offset)
+        kind &= NLA_TYPE_MASK
+        if length < 4:
+            break
+        if kind == IFLA_IFNAME and not name:
+            name = data[offset + 4 : offset + length].split(b"\0", 1)[0].decode(errors="replace")
+        elif kind == IFLA_NUM_VF:
+            num_vfs = _U32.unpack_from(data, offset + 4)[0]
+        elif kind == IFLA_VFINFO_LIST:
+            return _walk_vf_stats(data, offset + 4, num_vfs, name)
+        offset += (length + 3) & ~3
+    if num_vfs:
+        raise _stats_incomplete(name, 0, num_vfs)
+    return {}
+
+
+def _walk_vf_stats(data: bytes, offset: int, num_vfs: int | None, name: str) -> dict[int, VfStats]:
+    out: dict[int, VfStats] = {}
+    expected = num_vfs if num_vfs is not None else 0
+    while len(out) < expected and offset + 4 <= len(data):
+        length, kind = _NLA.unpack_from(data, offset)
+        if length < 4 or kind & NLA_TYPE_MASK != IFLA_VF_INFO or offset + length > len(data):
+            break
+        index, counters = -1, None
+        for inner, start, end in _attributes(data, offset + 4, offset + length):
+            if inner in _CARRY_INDEX and index < 0:
+                index = _U32.unpack_from(data, start)[0]
+            elif inner == IFLA_VF_STATS:
+                counters = {
+                    _VF_STATS_FIELDS[k]: _U64.unpack_from(data, s)[0]
+                    for k, s, e in _attributes(data, start, end)
+                    if k in _VF_STATS_FIELDS and e - s >= 8
+                }
+        if index < 0 or counters is None:
+            break
+        out[int(index)] = VfStats(**counters)
+        offset += (length + 3) & ~3
+    if sorted(out) != list(range(expected)):
+        raise _stats_incomplete(name, len(out), expected)
+    return out
+
+
+def _stats_incomplete(name: str, listed: int, expected: int) -> HardwareError:
+    return HardwareError(
+        "vf-info-incomplete",
+        f"the kernel reported traffic counters for {listed} of the {expected} VFs of {name}",
+        "retry in a few seconds (the driver may still be creating VFs); if it persists, "
+        "compare with: ip -s link show " + name,
+    )
 
 
 # ---------------------------------------------------------------------------- writing
@@ -696,6 +776,23 @@ class NetlinkVfs:
                 errno=exc.code,
             ) from exc
         return VfInfoList.of(replies[0])
+
+    def stats(self, ifindex: int, adapter: str = "") -> dict[int, VfStats]:
+        """Every VF's traffic counters, in one RTM_GETLINK with IFLA_VF_STATS (see
+        :func:`parse_vf_stats`); {} without VFs. Needs no privileges."""
+        with self._socket() as ipr:
+            try:
+                replies = ipr.link("get", index=ifindex, ext_mask=VF_STATS_EXT_MASK)
+            except NetlinkError as exc:
+                raise HardwareError(
+                    "vf-info-failed",
+                    f"cannot read the VF counters of adapter {adapter or ifindex}: {exc}",
+                    "check that the adapter still exists: ip link show",
+                    errno=exc.code,
+                ) from exc
+        link = replies[0]
+        data = bytes(link.data[link.offset : link.offset + link["header"]["length"]])
+        return parse_vf_stats(data, adapter)
 
     def write(
         self,

@@ -64,6 +64,7 @@ from iovctl.domain.model import (
     SriovCapability,
     VfSetting,
     VfSettings,
+    VfStats,
     VirtualFunction,
 )
 from iovctl.domain.pvlan import as_text as pvlan_text
@@ -388,6 +389,40 @@ class EmulatedNic:
         spec = self._spec(adapter)
         ns = self._ensure_adapter(spec)
         return self._vf(spec, index, self._read_settings(spec, ns, index))
+
+    # -- VfCounters ----------------------------------------------------------------
+
+    def vf_stats(self, adapter: str) -> dict[int, VfStats]:
+        """The real counters of each VF's NIC-side device ``vf<i>`` (one link dump of
+        the NIC's namespace), wherever the VF's netdev is: the host, a VM's namespace.
+        ``vf<i>`` is the VF netdev's veth peer, so the VF receives what ``vf<i>``
+        transmits and transmits what it receives. Root."""
+        spec = self._spec(adapter)
+        ns = self._ensure_adapter(spec)
+        count = self._read_num_vfs(ns)
+        wanted = {names.vf_port(i): i for i in range(count)}
+        out: dict[int, VfStats] = {}
+        for message in self._links(ns).get_links():
+            index = wanted.get(str(message.get("IFLA_IFNAME")))
+            if index is None:
+                continue
+            c = message.get("IFLA_STATS64") or {}
+            out[index] = VfStats(
+                receive_bytes=int(c.get("tx_bytes", 0)),
+                receive_packets=int(c.get("tx_packets", 0)),
+                receive_dropped=int(c.get("tx_dropped", 0)),
+                transmit_bytes=int(c.get("rx_bytes", 0)),
+                transmit_packets=int(c.get("rx_packets", 0)),
+                transmit_dropped=int(c.get("rx_dropped", 0)),
+            )
+        if len(out) != count:
+            missing = sorted(set(range(count)) - set(out))
+            raise HardwareError(
+                "vf-info-incomplete",
+                f"VF {missing[0]} of emulated adapter {adapter} has no device in {ns}",
+                "iovctl apply rebuilds half-made VFs",
+            )
+        return out
 
     # -- VfConfigurator ------------------------------------------------------------
 

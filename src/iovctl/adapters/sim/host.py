@@ -23,6 +23,7 @@ from iovctl.domain.model import (
     LinkState,
     VfSetting,
     VfSettings,
+    VfStats,
     VirtualFunction,
     VlanProtocol,
 )
@@ -49,9 +50,19 @@ CREATE TABLE IF NOT EXISTS sim_vf (
     min_rate INTEGER NOT NULL DEFAULT 0,
     link_state TEXT NOT NULL DEFAULT 'auto',
     pvlan TEXT NOT NULL DEFAULT '-',
+    rx_bytes INTEGER NOT NULL DEFAULT 0,
+    rx_packets INTEGER NOT NULL DEFAULT 0,
+    rx_dropped INTEGER NOT NULL DEFAULT 0,
+    tx_bytes INTEGER NOT NULL DEFAULT 0,
+    tx_packets INTEGER NOT NULL DEFAULT 0,
+    tx_dropped INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (adapter, idx)
 ) WITHOUT ROWID;
 """
+
+#: A VF's traffic counters, in VfStats' field order; a row made by a VF count change
+#: starts them at zero, as the PF driver's do.
+_STATS_COLUMNS = ("rx_bytes", "rx_packets", "rx_dropped", "tx_bytes", "tx_packets", "tx_dropped")
 
 _VF_COLUMNS = (
     "mac, vlan, qos, vlan_protocol, spoof_check, trust, max_rate, min_rate, link_state, pvlan"
@@ -78,6 +89,7 @@ class SimulatedHost:
         self._group_base = {a.adapter.name: 16 + i * 4096 for i, a in enumerate(spec.adapters)}
         #: VF PCI address -> driver bound by bind_vf_driver (None: no driver).
         self.vf_drivers: dict[str, str | None] = {}
+        self._stats_ready = False
 
     @property
     def machine(self) -> sqlite3.Connection:
@@ -95,6 +107,7 @@ class SimulatedHost:
                 self._conn.execute(
                     "ALTER TABLE sim_vf ADD COLUMN pvlan TEXT NOT NULL DEFAULT '-'"
                 )
+            self._add_stats_columns(columns)
             for a in self.spec.adapters:
                 cur = self._conn.execute(
                     "INSERT OR IGNORE INTO sim_adapter (name, num_vfs) VALUES (?, ?)",
@@ -239,6 +252,52 @@ class SimulatedHost:
         if row is None:
             raise self._no_vf(spec, index)
         return self._vf(spec, index, row)
+
+    # -- VfCounters -----------------------------------------------------------
+
+    def _add_stats_columns(self, columns: set[str]) -> None:
+        for column in _STATS_COLUMNS:  # a machine from before VFs counted traffic
+            if column not in columns:
+                self._conn.execute(
+                    f"ALTER TABLE sim_vf ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+                )
+
+    def _ensure_stats_columns(self) -> None:
+        """Machines powered on by an iovctl without VF counters get them, zero."""
+        if self._stats_ready:
+            return
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(sim_vf)")}
+        if not columns.issuperset(_STATS_COLUMNS):  # a read takes no lock; this, once
+            with atomic(self._conn):
+                self._add_stats_columns(
+                    {row[1] for row in self._conn.execute("PRAGMA table_info(sim_vf)")}
+                )
+        self._stats_ready = True
+
+    def vf_stats(self, adapter: str) -> dict[int, VfStats]:
+        """The counters :meth:`pass_traffic` added up since the VF was created."""
+        self._spec(adapter)
+        self._ensure_stats_columns()
+        rows = self._conn.execute(
+            f"SELECT idx, {', '.join(_STATS_COLUMNS)} FROM sim_vf WHERE adapter = ? ORDER BY idx",
+            (adapter,),
+        )
+        return {int(row[0]): VfStats(*map(int, row[1:])) for row in rows}
+
+    def pass_traffic(self, adapter: str, index: int, traffic: VfStats) -> None:
+        """Simulated traffic: add ``traffic`` to VF ``index``'s counters (the simulated
+        NIC counts nothing by itself; tests and benchmarks say what flowed).
+        HardwareError ``vf-not-found`` for an index out of range."""
+        spec = self._spec(adapter)
+        self._ensure_stats_columns()
+        written = self._conn.execute(
+            "UPDATE sim_vf SET "
+            + ", ".join(f"{c} = {c} + ?" for c in _STATS_COLUMNS)
+            + " WHERE adapter = ? AND idx = ?",
+            (*traffic.counters(), adapter, index),
+        )
+        if not written.rowcount:
+            raise self._no_vf(spec, index)
 
     # -- VfConfigurator -------------------------------------------------------
 

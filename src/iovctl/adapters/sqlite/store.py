@@ -671,6 +671,10 @@ class SqliteStore:
             (time.time(), level.value, code, object_kind, object_name, message),
         )
 
+    def event_counts(self) -> dict[tuple[str, str], int]:
+        rows = self.conn.execute("SELECT code, level, count(*) FROM event GROUP BY code, level")
+        return {(str(code), str(level)): int(n) for code, level, n in rows}
+
     def list_events(self, limit: int | None = None, since: int = 0) -> list[Event]:
         sql = (
             "SELECT seq, time, level, code, object_kind, object_name, message FROM event"

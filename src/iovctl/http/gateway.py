@@ -15,6 +15,7 @@ from typing import TypeVar
 import anyio
 import anyio.to_thread
 
+from iovctl.http.operations import Operations
 from iovctl.services import api
 from iovctl.services.context import Context
 from iovctl.services.runner import run_read, run_write
@@ -34,6 +35,8 @@ class Gateway:
     def __init__(self, options: Options) -> None:
         self.options = options
         self._changed = anyio.Event()
+        #: Writes answered with 202 (``?wait=false``), by id.
+        self.operations = Operations()
 
     def call(self, call: Callable[[Context], T], *, writes: bool) -> T:
         """Run ``call`` now, in this thread (CLI-equivalent; tests, threads)."""

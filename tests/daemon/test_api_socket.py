@@ -278,3 +278,16 @@ def test_a_direct_write_beside_the_daemon_is_refused_with_a_hint(daemon: Daemon)
     assert f"--connect unix://{daemon.socket}" in result.err
     assert daemon.direct("vm", "list").code == 0  # reads are fine
     assert snapshot(daemon.client()) == before
+
+
+def test_sigterm_ends_open_event_streams_cleanly(short_dir: Path) -> None:
+    d = start_daemon(short_dir)
+    c = d.client(read_only=True)
+    with c.stream("GET", "/api/v1/events/stream?since=0") as stream:
+        lines = stream.iter_lines()
+        assert next(lines).startswith(":")
+        d.proc.send_signal(signal.SIGTERM)
+        rest = list(lines)  # the response ends: the daemon finished it
+    assert rest == [""]
+    code, err = d.stop()
+    assert code == 0 and "Traceback" not in err and "stopped" in err, err

@@ -43,6 +43,7 @@ class Gateway:
         self._bound = options
         self._writer_slots = writers
         self._writer_limiter: anyio.CapacityLimiter | None = None
+        self._closing = False
         self._changed = anyio.Event()
         #: Writes answered with 202 (``?wait=false``), by id.
         self.operations = Operations()
@@ -58,6 +59,12 @@ class Gateway:
             return run_write(ctx, call) if writes else run_read(ctx, call)
         finally:
             ctx.store.close()
+
+    def end_follows(self) -> None:
+        """The daemon is stopping: every :meth:`follow_events` ends, so event streams
+        finish their responses instead of being cut by the server's shutdown."""
+        self._closing = True
+        self._changed.set()
 
     @property
     def _writers(self) -> anyio.CapacityLimiter:
@@ -85,13 +92,13 @@ class Gateway:
 
     async def follow_events(self, since: int = 0) -> AsyncIterator[list[EventView]]:
         """Batches of events after ``since``, oldest first, as they are committed; runs
-        until the consumer stops iterating. Server-sent events and the console's live
-        feed are built on this."""
+        until the consumer stops iterating or the daemon stops (:meth:`end_follows`).
+        Server-sent events and the console's live feed are built on this."""
 
         def poll(ctx: Context) -> tuple[list[EventView], int]:
             return api.events(ctx, None, since), api.newest_event(ctx)
 
-        while True:
+        while not self._closing:
             batch, newest = await self.read(poll)
             if batch:
                 yield batch

@@ -136,6 +136,7 @@ async def _run(
 
     def stop(sig: int) -> None:
         log.info("%s: stopping", signal.Signals(sig).name)
+        gateway.end_follows()
         for server, _ in servers:
             server.should_exit = True
 

@@ -269,6 +269,15 @@ def test_a_stale_socket_is_replaced_and_a_live_one_refused(short_dir: Path) -> N
     d = start_daemon(short_dir)
     assert d.client().get("/api/v1/host").status_code == 200
     d.stop()
+    live = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    live.bind(str(short_dir / "r.sock"))
+    live.listen(1)  # another program's socket, in use
+    try:
+        with pytest.raises(AssertionError, match=r"error\[socket-in-use\]"):
+            start_daemon(short_dir)
+        assert not (short_dir / "a.sock").exists()  # what it had bound is gone again
+    finally:
+        live.close()
 
 
 def test_a_direct_write_beside_the_daemon_is_refused_with_a_hint(daemon: Daemon) -> None:

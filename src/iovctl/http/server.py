@@ -84,23 +84,26 @@ def serve(config: DaemonConfig) -> int:
     lock = DaemonLock(state_dir)
     lock.acquire(str(config.socket))
     bound: list[tuple[socket.socket, Path | None]] = []
+    said: list[str] = []  # logged once every socket is bound: a refusal comes alone
     try:
         admin, who = bind_unix(config.socket, 0o660, ADMIN_GROUP)
         bound.append((admin, config.socket))
-        log.info("admin socket %s", who)
+        said.append(f"admin socket {who}")
         plan: list[tuple[socket.socket, FastAPI, DaemonConfig | None]] = [
             (admin, create_app(gateway, "admin"), None)
         ]
         if config.read_socket is not None:
             reader, who = bind_unix(config.read_socket, 0o666)
             bound.append((reader, config.read_socket))
-            log.info("read-only socket %s", who)
+            said.append(f"read-only socket {who}")
             plan.append((reader, create_app(gateway, "reader"), None))
         if config.listen is not None:
             tcp = bind_tcp(config.listen)
             bound.append((tcp, None))
-            log.info("TLS on %s, bearer tokens of %s", config.listen, TokenStore(state_dir).path)
+            said.append(f"TLS on {config.listen}, bearer tokens of {TokenStore(state_dir).path}")
             plan.append((tcp, create_app(gateway, "reader", TokenStore(state_dir)), config))
+        for line in said:
+            log.info("%s", line)
         log.info("serving state directory %s", state_dir)
         asyncio.run(_run(gateway, plan, early))
     finally:

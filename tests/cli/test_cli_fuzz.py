@@ -289,8 +289,8 @@ def _resolve(box: Sandbox, argv: list[str], command: Command) -> list[str]:
             spec.write_bytes(bytes.fromhex(data))
             arg = str(spec)
         out.append(arg.replace("@SANDBOX@", str(box.root)))
-    if command.path == ("cleanup",):
-        out.append("--refused-by-the-parser")
+    if command.path in (("cleanup",), ("daemon",)):
+        out.append("--refused-by-the-parser")  # host-global, or serves until stopped
     elif command.path == ("bench", "datapath"):
         out += ["--json", str(box.root / "a-dir")]
     elif command.path == ("demo",):

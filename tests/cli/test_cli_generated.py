@@ -222,7 +222,7 @@ def test_man_renders_the_page_without_warnings():
 
 
 def test_the_man_page_documents_every_command_and_option():
-    from iovctl.cli.commands import COMMANDS
+    from iovctl.cli.table import COMMANDS
 
     page = (ROOT / generate.MAN_PATH).read_text().replace("\\-", "-")
     for command in COMMANDS:

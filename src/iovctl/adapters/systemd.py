@@ -1,4 +1,5 @@
-"""Install the boot-time unit that runs ``iovctl apply`` (systemd).
+"""Install the boot-time unit that runs ``iovctl apply``, or the daemon's unit
+(``iovctld.service``), for systemd.
 
 Writes the unit shipped in ``iovctl/data`` with this installation's command and
 state directory filled in, then reloads and enables it when systemd runs. Needs
@@ -17,10 +18,11 @@ from iovctl.domain.text import shown
 from iovctl.errors import InvalidInput, StateError
 
 UNIT_NAME = "iovctl-apply.service"
+DAEMON_UNIT_NAME = "iovctld.service"
 
 
-def render_unit(command: str, state_dir: Path) -> str:
-    template = resources.files("iovctl").joinpath(f"data/{UNIT_NAME}").read_text()
+def render_unit(command: str, state_dir: Path, unit: str = UNIT_NAME) -> str:
+    template = resources.files("iovctl").joinpath(f"data/{unit}").read_text()
     return template.replace("@IOVCTL@", command).replace("@STATE_DIR@", str(state_dir))
 
 
@@ -31,7 +33,7 @@ _UNIT_PATH_RE = re.compile(r"/[A-Za-z0-9_./+@:,=-]*")
 
 
 def install_unit(
-    unit_dir: Path, command: str, state_dir: Path, *, enable: bool = True
+    unit_dir: Path, command: str, state_dir: Path, *, enable: bool = True, unit: str = UNIT_NAME
 ) -> dict[str, object]:
     """Write (if changed) and enable the unit. Returns what was done.
 
@@ -44,8 +46,8 @@ def install_unit(
             f"state directory {shown(str(state_dir))} cannot be written into a systemd unit",
             "use a state directory path of letters, digits and _ . / + @ : , = -",
         )
-    text = render_unit(command, state_dir)
-    path = unit_dir / UNIT_NAME
+    text = render_unit(command, state_dir, unit)
+    path = unit_dir / unit
     changed = not path.is_file() or path.read_text() != text
     if changed:
         try:
@@ -64,7 +66,7 @@ def install_unit(
     if enable and systemctl and Path("/run/systemd/system").is_dir():
         subprocess.run([systemctl, "daemon-reload"], check=False)
         result = subprocess.run(
-            [systemctl, "enable", UNIT_NAME], check=False, capture_output=True, text=True
+            [systemctl, "enable", unit], check=False, capture_output=True, text=True
         )
         enabled = result.returncode == 0
     return {"unit": str(path), "changed": changed, "enabled": enabled}

@@ -205,14 +205,18 @@ def _install_service(args: argparse.Namespace, run: Runner) -> int:
     import sys
     from pathlib import Path
 
-    from iovctl.adapters.systemd import install_unit
+    from iovctl.adapters.systemd import DAEMON_UNIT_NAME, UNIT_NAME, install_unit
     from iovctl.wiring import resolve_options
 
     options = resolve_options(args.state_dir, args.sim, args.emulate)
     command = shutil.which("iovctl") or f"{sys.executable} -m iovctl"
     assert options.state_dir is not None
     done = install_unit(
-        Path(args.unit_dir), command, options.state_dir.resolve(), enable=not args.no_enable
+        Path(args.unit_dir),
+        command,
+        options.state_dir.resolve(),
+        enable=not args.no_enable,
+        unit=DAEMON_UNIT_NAME if args.daemon else UNIT_NAME,
     )
     view = views.InstallServiceView(str(done["unit"]), bool(done["changed"]), bool(done["enabled"]))
     if args.output == "json":
@@ -276,12 +280,17 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         ("install-service",),
-        "install the systemd unit that runs 'iovctl apply' at boot (root)",
+        "install the systemd unit that runs 'iovctl apply' at boot, or the daemon's (root)",
         (
             arg(
                 "--unit-dir", default="/etc/systemd/system", metavar="DIR", help="where units live"
             ),
             arg("--no-enable", action="store_true", help="write the unit only"),
+            arg(
+                "--daemon",
+                action="store_true",
+                help="install iovctld.service, which runs 'iovctl daemon', instead",
+            ),
         ),
         main=_install_service,
         returns=views.InstallServiceView,

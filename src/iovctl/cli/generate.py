@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from iovctl import __version__
-from iovctl.cli.commands import COMMANDS, GROUPS
 from iovctl.cli.parser import DESCRIPTION, PROG, build_parser
+from iovctl.cli.table import COMMANDS, GROUPS
 from iovctl.errors import EXIT_CODES
 from iovctl.services import schema, views
 

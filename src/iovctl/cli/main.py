@@ -32,8 +32,14 @@ class Interrupted(IovctlError):
 
     exit_code = EXIT_INTERRUPTED
 
-    def __init__(self, committed: bool, started: bool = False) -> None:
-        if committed:
+    def __init__(self, committed: bool, started: bool = False, remote: bool = False) -> None:
+        if remote:
+            super().__init__(
+                "interrupted",
+                "interrupted; the daemon finishes a change it had started",
+                "see the result with the matching list/show command",
+            )
+        elif committed:
             super().__init__(
                 "interrupted",
                 "interrupted after the change was saved",
@@ -105,13 +111,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run one parsed command line; raises IovctlError (or Interrupted) on failure."""
-    from iovctl.cli.commands import BY_WORDS
     from iovctl.cli.parser import words_of
+    from iovctl.cli.table import BY_WORDS
 
     command = BY_WORDS[words_of(args)]
     args.output = getattr(args, "output", "table")
+    connect = connect_url(args)
     if command.main is not None:
+        if getattr(args, "connect", None):
+            raise IovctlError(
+                "not-over-connect",
+                f"iovctl {command.name} runs on this machine, not through a daemon",
+                f"run it without --connect: iovctl {command.name} ...",
+            )
         return command.main(args, main)
+    if connect is not None:
+        from iovctl.cli.remote import run_remote
+
+        try:
+            return run_remote(connect, command, args, show)
+        except KeyboardInterrupt:
+            raise Interrupted(False, remote=True) from None
     if getattr(args, "follow", False):
         from iovctl.cli.follow import follow_events
 
@@ -124,8 +144,13 @@ def run(args: argparse.Namespace) -> int:
     from iovctl.wiring import open_context, resolve_options
 
     committed = False
+    local = resolve_options(args.state_dir, args.sim, args.emulate)
+    if command.writes and local.state_dir is not None:
+        from iovctl.adapters.daemon_lock import single_writer
+
+        single_writer(local.state_dir)
     try:
-        ctx = open_context(resolve_options(args.state_dir, args.sim, args.emulate))
+        ctx = open_context(local)
         try:
             result = execute(ctx, lambda c: call(c, **options), writes=command.writes)
         finally:
@@ -137,6 +162,27 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         raise Interrupted(committed) from None
     return 0
+
+
+def connect_url(args: argparse.Namespace) -> str | None:
+    """The daemon to run a command through: ``--connect``, else ``IOVCTL_CONNECT``.
+    ``--connect`` with ``--state-dir``/``--sim``/``--emulate`` is refused: the state
+    is the daemon's."""
+    flag = getattr(args, "connect", None)
+    if flag is not None:
+        for option in ("state_dir", "sim", "emulate"):
+            if getattr(args, option, None) is not None:
+                from iovctl.domain.validation import conflicting
+
+                raise conflicting(
+                    "--connect",
+                    f"--{option.replace('_', '-')}",
+                    "the daemon's state, or a local one",
+                )
+        return str(flag)
+    if any(getattr(args, o, None) is not None for o in ("state_dir", "sim", "emulate")):
+        return None  # a local state named on the command line wins over the environment
+    return os.environ.get("IOVCTL_CONNECT") or None
 
 
 def execute(ctx: Context, call: Callable[[Context], T], *, writes: bool) -> T:

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from typing import Any
 
 from iovctl import __version__
-from iovctl.cli.commands import COMMANDS, GROUPS, INT, Command
+from iovctl.cli.commands import INT, Command
+from iovctl.cli.table import COMMANDS, GROUPS
 from iovctl.domain.text import shown
 from iovctl.domain.validation import parse_integer
 from iovctl.errors import InvalidInput
@@ -47,7 +48,7 @@ def _output_option(p: argparse.ArgumentParser) -> None:
 
 
 #: Global options that take a value (the command word is found without parsing).
-GLOBAL_WITH_VALUE = frozenset({"--sim", "--emulate", "--state-dir", "-o", "--output"})
+GLOBAL_WITH_VALUE = frozenset({"--sim", "--emulate", "--state-dir", "--connect", "-o", "--output"})
 
 
 def command_word(argv: list[str]) -> str | None:
@@ -105,6 +106,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "YAML path (env IOVCTL_EMULATE)",
     )
     parser.add_argument("--state-dir", metavar="DIR", help="state directory (env IOVCTL_STATE_DIR)")
+    parser.add_argument(
+        "--connect",
+        metavar="URL",
+        help="run the command through a daemon: unix:///run/iovctl/iovctl.sock or "
+        "https://HOST:PORT (env IOVCTL_CONNECT)",
+    )
     sub = parser.add_subparsers(dest="group", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     verbs: dict[str, argparse._SubParsersAction[Parser]] = {}

@@ -1,7 +1,8 @@
 """API load benchmark (apart from the tests): 50 clients against one ``iovctl daemon``.
 
-A simulated host of 16 PFs x 256 VFs (all enabled), a virtual switch with IOV on
-each, and per client a few VMs with two NICs each. Every client then loops for the
+A simulated host of 16 PFs x 256 VFs (the even PFs with all 256 enabled, the odd
+ones with 4, so that there the NICs outnumber the VFs and compete for them by
+weight), a virtual switch with IOV on each, and per client a few VMs with two NICs each. Every client then loops for the
 run's length over its own objects, over the admin unix socket: reads (a VM, its
 NICs, the switches, one PF's VFs, the host, the last events) and writes (VM start
 and stop, a NIC's IOV weight), about 60 / 40. Reports p50/p99 latency of reads and
@@ -38,6 +39,8 @@ from typing import Any
 import httpx
 
 PFS, VFS = 16, 256
+#: VFs enabled on the odd PFs: fewer than the NICs on their switches.
+CONTENDED_VFS = 4
 
 
 def spec_yaml() -> str:
@@ -117,7 +120,10 @@ async def setup(sock: Path, clients: int, vms_per_client: int) -> Expected:
     expected = Expected()
     async with _client(sock) as c:
         for i in range(PFS):
-            r = await c.post(f"/api/v1/adapters/ens{i}f0/enable", json={})
+            # Even PFs at 256 VFs (reads at scale), odd ones at a few: there NICs
+            # outnumber VFs, so starts, stops and weights fight over the pool.
+            vfs = VFS if i % 2 == 0 else CONTENDED_VFS
+            r = await c.post(f"/api/v1/adapters/ens{i}f0/enable", json={"num_vfs": vfs})
             r.raise_for_status()
             r = await c.post("/api/v1/switches", json={"name": f"sw{i}", "uplink": f"ens{i}f0", "iov": True})
             r.raise_for_status()

@@ -31,6 +31,6 @@ def test_fifty_clients_are_all_answered_and_nothing_is_lost(short_dir: Path) -> 
     state = ["--state-dir", str(short_dir / "state")]
     nics = run_in_process([*state, "nic", "list", "-o", "json"]).json()
     vfs = run_in_process([*state, "vf", "list", "-o", "json"]).json()
-    assert len(nics) == 200 and len(vfs) == 16 * 256
+    assert len(nics) == 200 and len(vfs) == 8 * 256 + 8 * 4
     assert allocation_problems(vfs, nics) == []
     assert any(n["virtual_function"] is not None for n in nics)  # VMs ran on VFs

@@ -9,13 +9,14 @@ software path: every ordered pair is pinged, and exactly the pairs that
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable
 
 import pytest
 from netns_lab import Background, Lab, probe
 
-from iovctl.adapters.netns import pvlan_nft
+from iovctl.adapters.netns import names, pvlan_nft
 from iovctl.adapters.netns.nft import nft_chains
 from iovctl.domain.model import PrivateVlan, PvlanMode
 from iovctl.domain.pvlan import may_reach
@@ -136,9 +137,22 @@ def test_changes_apply_at_once_and_nothing_is_left_behind(make_lab: Callable[...
     lab.call(vms.set_nic, vm_of["i2"], "nic0", vms.NicChanges(clear_pvlan=True))
     assert {("p1", "i1"), ("i1", "p1")} == reachability(lab, vm_of)
 
+    # A NIC removed from a running VM takes its port out of the rules at once.
+    port = names.synthetic_host_ifname(vm_of["p1"], "nic0")
+    assert port in _rules(chain)
     lab.call(vms.remove_nic, vm_of["p1"], "nic0")
+    assert port not in _rules(chain)
     lab.call(vms.stop_vm, vm_of["i2"])
     lab.call(vms.delete_vm, vm_of["i2"])
     assert chain in nft_chains(pvlan_nft.TABLE, "bridge")  # i1 is still isolated
     lab.call(vms.stop_vm, vm_of["i1"])
     assert chain not in nft_chains(pvlan_nft.TABLE, "bridge")
+
+
+def _rules(chain: str) -> str:
+    return subprocess.run(
+        ["nft", "list", "chain", "bridge", pvlan_nft.TABLE, chain],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout

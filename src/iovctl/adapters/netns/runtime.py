@@ -251,6 +251,9 @@ class NetnsVmRuntime:
     def unplug_nic(self, vm: str, nic: str) -> None:
         ns = names.vm_netns(vm)
         links = self._links
+        # Before anything is deleted: the VM's end of the veth takes the host end,
+        # and with it which bridge the NIC was on, when it goes.
+        bridges = self._bridges_of(names.synthetic_host_ifname(vm, nic))
         if netns_exists(ns):
             syn = links.get(names.synthetic_vm_ifname(nic), ns)
             if syn is not None:
@@ -262,7 +265,6 @@ class NetnsVmRuntime:
                 links.delete(names.nic_ifname(nic), ns)
             links.delete(names.synthetic_vm_ifname(nic), ns)
             links.delete(names.anchor_ifname(nic), ns)
-        bridges = self._bridges_of(names.synthetic_host_ifname(vm, nic))
         links.delete(names.synthetic_host_ifname(vm, nic))
         self._drop_spoof_checks(names.synthetic_host_ifname(vm, nic))
         self._sync_private_vlans(bridges)

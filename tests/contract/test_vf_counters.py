@@ -32,9 +32,7 @@ from iovctl.ports import HostHardware
 from .conftest import backend_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
-from linux.fake_rtnl import FakeRtnl
-from linux.kernel_seams import KernelSysfs
-from linux.sysfs_tree import build, igb_host
+from linux.sysfs_tree import igb_host
 
 pytestmark = pytest.mark.contract
 
@@ -67,27 +65,11 @@ def _sim() -> Counting:
 
 
 def _linux_fake(tmp_path: Path) -> Counting:
-    from pyroute2 import IPRoute
-
-    from iovctl.adapters.linux.host import LinuxHost
-    from iovctl.adapters.linux.netlink import NetlinkVfs
+    from linux.fake_host import fake_linux_host
 
     spec = igb_host()
     spec.pci_ids = "8086  Intel Corporation\n\t10c9  82576 Gigabit Network Connection\n"
-    tree = build(tmp_path, spec)
-    fake = FakeRtnl(0)
-    sysfs = KernelSysfs(
-        tree,
-        vf_create_timeout=2,
-        poll_interval=0.01,
-        on_num_vfs=lambda pf, count: fake.set_num_vfs(pf.ifindex, count),
-    )
-    host = LinuxHost(
-        tmp_path,
-        sysfs=sysfs,
-        netlink=NetlinkVfs(lambda: IPRoute(use_socket=fake)),
-        kernel_release=spec.kernel_release,
-    )
+    host, _, fake = fake_linux_host(tmp_path, spec)
 
     def send(index: int, frames: int) -> None:
         vf = fake.vfs[index]  # the PF driver counts what its VF sent

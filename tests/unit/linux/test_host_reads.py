@@ -11,6 +11,7 @@ from iovctl.adapters.linux.host import LinuxHost
 from iovctl.adapters.linux.netlink import NetlinkVfs
 from iovctl.domain.model import SCRUBBED
 
+from .fake_host import fake_linux_host
 from .fake_rtnl import FakeRtnl, FakeVf
 from .kernel_seams import CountingSysfs
 from .sysfs_tree import DeviceSpec, PfSpec, Tree, VfSpec, build, igb_host, vf_address
@@ -139,21 +140,7 @@ def test_a_refused_write_drops_the_dump(tmp_path: Path) -> None:
 
 
 def test_set_num_vfs_invalidates(tmp_path: Path) -> None:
-    spec = igb_host()
-    tree = build(tmp_path, spec)
-    fake = FakeRtnl(0)
-    sysfs = CountingSysfs(
-        tree,
-        vf_create_timeout=2,
-        poll_interval=0.01,
-        on_num_vfs=lambda pf, count: fake.set_num_vfs(pf.ifindex, count),
-    )
-    host = LinuxHost(
-        tmp_path,
-        sysfs=sysfs,
-        netlink=NetlinkVfs(lambda: IPRoute(use_socket=fake)),
-        kernel_release=spec.kernel_release,
-    )
+    host, _, _ = fake_linux_host(tmp_path, igb_host(), CountingSysfs)
     assert host.adapter("enp1s0").num_vfs == 0
     assert host.virtual_functions("enp1s0") == []
 

@@ -199,9 +199,11 @@ def allocation_problems(vfs: list[dict[str, Any]], nics: list[dict[str, Any]]) -
 
 
 def back_to_schema_3(conn: sqlite3.Connection) -> None:
-    """Undo schema 4 on a state store (operation keys in a table of their own), so a
+    """Undo schema 4 on a state store (operation keys in a table of their own, no
+    index of needs), so a
     test can make it look like one an older iovctl wrote."""
     keys = conn.execute("SELECT id, keys FROM operation").fetchall()
+    conn.execute("DROP INDEX nic_needs")
     conn.execute("ALTER TABLE operation DROP COLUMN keys")
     conn.execute(
         "CREATE TABLE op_key (key TEXT NOT NULL, op INTEGER NOT NULL"

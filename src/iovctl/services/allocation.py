@@ -69,7 +69,7 @@ def revoke_unsupported(ctx: Context, uplink: Adapter) -> list[tuple[VmNetworkAda
         return []
     unsupported = ctx.hardware.unsupported_vf_settings(uplink.name)
     revoked = []
-    for nic in ctx.store.nics_holding_vfs(uplink.name):
+    for nic in ctx.store.holders_needing(uplink.name, settings_mask(unsupported)):
         reason = mask_reason(nic.vf_needs, uplink.driver, unsupported)
         if reason is not None:
             release_vf(ctx, nic, reason.message, "vf-revoked")

@@ -154,6 +154,9 @@ UPDATE nic SET vf_needs = (vf_needs & ~{settings_mask({VfSetting.VLAN})})
 ALTER TABLE operation ADD COLUMN keys TEXT NOT NULL DEFAULT '[]';
 UPDATE operation SET keys = COALESCE(
     (SELECT json_group_array(key) FROM op_key WHERE op_key.op = operation.id), '[]');
-DROP TABLE op_key
+DROP TABLE op_key;
+-- Holders whose needs a driver cannot meet (allocation.revoke_unsupported, every
+-- rebalance): found in the index, not by reading each holder's row.
+CREATE INDEX nic_needs ON nic (vf_adapter, vf_needs)
 """,
 }

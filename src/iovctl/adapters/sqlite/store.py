@@ -483,6 +483,15 @@ class SqliteStore:
         ).fetchone()
         return row is not None
 
+    def holders_needing(self, adapter: str, mask: int) -> list[VmNetworkAdapter]:
+        """From the holders' index: a full pool of 256 is not loaded to find none."""
+        rows = self.conn.execute(
+            f"SELECT {_NIC_COLUMNS} FROM nic WHERE vf_adapter = ? AND (vf_needs & ?) != 0"
+            " ORDER BY vf_index",
+            (adapter, mask),
+        )
+        return [_nic_from_row(r) for r in rows]
+
     def nics_holding_vfs(self, adapter: str) -> list[VmNetworkAdapter]:
         rows = self.conn.execute(
             f"SELECT {_NIC_COLUMNS} FROM nic WHERE vf_adapter = ? ORDER BY vf_index", (adapter,)

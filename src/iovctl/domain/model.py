@@ -381,3 +381,47 @@ class VmNetworkAdapter:
     @property
     def label(self) -> str:
         return f"{self.vm}/{self.name}"
+
+
+@dataclass(frozen=True)
+class VmTemplate:
+    """What a new VM of a hypervisor runtime is defined from (``vm create`` on libvirt):
+    a q35 machine with this memory and these vCPUs, booting a disk image or a kernel.
+    Runtimes whose VMs are iovctl's own records (sim, netns) ignore it."""
+
+    memory_mib: int = 512
+    vcpus: int = 1
+    #: A disk image (qcow2 or raw) to boot; or ``kernel`` (+ ``initrd``, ``cmdline``).
+    disk: str | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+
+
+@dataclass(frozen=True)
+class VmPowerChange:
+    """The hypervisor started or stopped a VM iovctl knows, whoever asked it to
+    (``virsh start``, autostart, a crash, a guest shutdown)."""
+
+    vm: str
+    running: bool
+    #: What the hypervisor said happened ("started by virsh", "crashed", "shut down").
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class RuntimeFacts:
+    """What readiness judges about the VM runtime. None: not checked / not asked."""
+
+    #: "sim", "netns", "libvirt".
+    kind: str
+    #: Where the runtime lives (a libvirt URI), "" when it is this process.
+    location: str = ""
+    #: Versions as (major, minor, micro); None when unknown or not applicable.
+    manager_version: tuple[int, int, int] | None = None
+    hypervisor_version: tuple[int, int, int] | None = None
+    #: The hypervisor offers a q35 machine type (PCIe hot-plug of a VF beside virtio).
+    q35_machine: bool | None = None
+    #: The runtime could be reached; False with ``error`` saying why.
+    reachable: bool = True
+    error: str = ""

@@ -9,7 +9,8 @@ every implementation to it. Must not import any adapter.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from iovctl.domain.drivers import VfDriver
@@ -18,10 +19,13 @@ from iovctl.domain.model import (
     HostFacts,
     NicConfig,
     NicTxBytes,
+    RuntimeFacts,
     VfSetting,
     VfSettings,
     VfStats,
     VirtualFunction,
+    VmPowerChange,
+    VmTemplate,
 )
 from iovctl.domain.pvlan import UplinkTagging
 
@@ -201,6 +205,57 @@ class VmRuntime(Protocol):
         """Wait (at most ``timeout`` seconds) until the host holds nothing more of the
         VM's ``nics`` (their host-side devices); True when released. A hypervisor
         may finish a stop after ``stop_vm`` returned. False while the VM runs."""
+        ...
+
+    # -- VMs the hypervisor owns (libvirt domains); trivial for sim and netns ------
+
+    #: The VMs' power state belongs to the hypervisor: they start and stop outside
+    #: iovctl too (``virsh start``, autostart, crashes), and the store follows what
+    #: ``power_states``/``watch`` report. False: a VM runs only by iovctl's commands.
+    follows_hypervisor: bool
+
+    def define_vm(self, vm: str, template: VmTemplate) -> None:
+        """Create the hypervisor's VM for a new iovctl VM (``vm create``); idempotent
+        for a VM this runtime defined. Runtimes whose VMs are iovctl's own records do
+        nothing. Raises Conflict ``domain-exists`` when the hypervisor already has a
+        VM of that name iovctl did not define (hint: ``vm import``), InvalidInput for
+        a template it cannot boot."""
+        ...
+
+    def adopt_vm(self, vm: str) -> None:
+        """Take over the hypervisor's existing VM named ``vm`` (``vm import``): check
+        that it can carry failover pairs and reserve what they need (hot-plug slots).
+        Idempotent. Raises NotFound ``unknown-domain``; Conflict with a reason and
+        hint for what cannot work (``not-q35``, ``no-hotplug-slot``); Conflict
+        ``cannot-import`` on runtimes without VMs of their own (sim, netns)."""
+        ...
+
+    def forget_vm(self, vm: str) -> None:
+        """iovctl lets go of the VM (``vm delete``): a VM it defined is removed from
+        the hypervisor, an adopted one keeps its own definition and loses only what
+        iovctl added (its NICs' pairs, reserved slots). Idempotent."""
+        ...
+
+    def power_states(self) -> dict[str, bool]:
+        """Running or not, for every VM the hypervisor has that iovctl defined or
+        adopted ({} for runtimes whose VMs only iovctl starts)."""
+        ...
+
+    def watch(self, on_change: Callable[[VmPowerChange], None], stop: threading.Event) -> None:
+        """Report VM starts and stops as they happen, until ``stop`` is set (then
+        return within a second). Blocks; runs in the daemon's own thread. A runtime
+        without outside changes just waits for ``stop``. ``on_change`` may be called
+        for a change iovctl itself made: callers compare with the store."""
+        ...
+
+    def vfs_held_elsewhere(self) -> frozenset[str]:
+        """PCI addresses of VFs the hypervisor has given out by its own means
+        (libvirt's hostdev network pools, hostdevs of domains iovctl does not
+        manage): never to be handed out by iovctl too."""
+        ...
+
+    def facts(self) -> RuntimeFacts:
+        """What readiness judges about this runtime (versions, q35, reachable)."""
         ...
 
     def close(self) -> None:

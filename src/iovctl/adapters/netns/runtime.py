@@ -61,6 +61,7 @@ from iovctl.adapters.netns.kernel import (
     wait_until,
 )
 from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empty, nft_rule_comments
+from iovctl.adapters.own_vms import OwnVms
 from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import NicConfig, NicTxBytes, VirtualFunction
 from iovctl.domain.names import bridge_name
@@ -108,7 +109,7 @@ def _changed_address(message: Any, mac: str) -> dict[str, str]:
     return {} if message.get("IFLA_ADDRESS") == mac else {"address": mac}
 
 
-class NetnsVmRuntime:
+class NetnsVmRuntime(OwnVms):
     """Implements ``VmRuntime`` with network namespaces. Root."""
 
     backend_name = "netns"

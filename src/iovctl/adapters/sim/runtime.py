@@ -13,6 +13,7 @@ import ipaddress
 import sqlite3
 from collections.abc import Iterable
 
+from iovctl.adapters.own_vms import OwnVms
 from iovctl.adapters.sim.machine import atomic
 from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import NicConfig, NicTxBytes, VirtualFunction
@@ -33,7 +34,7 @@ CREATE INDEX IF NOT EXISTS sim_vm_nic_vf ON sim_vm_nic (vf_pci_address);
 """
 
 
-class SimulatedVmRuntime:
+class SimulatedVmRuntime(OwnVms):
     """Implements ``VmRuntime`` (ports) without any hypervisor."""
 
     backend_name = "simulated"

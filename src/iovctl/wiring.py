@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from iovctl.adapters.sqlite.store import SqliteStore, default_state_dir
 from iovctl.domain.drivers import VfDriver
+from iovctl.domain.model import RuntimeFacts
 from iovctl.domain.text import shown
 from iovctl.domain.validation import conflicting
 from iovctl.errors import InvalidInput, StateError
@@ -102,9 +103,13 @@ def open_context(options: Options) -> Context:
         hardware: HostHardware
         if options.emulate is not None or backend == "emulated":
             hardware, partner = _emulated(store, options, wanted.emulation), "netns"
-        elif options.sim is not None or backend == "sim" or (
-            # No PCI bus to drive (a container, another OS): the simulated demo host.
-            backend is None and not Path("/sys/bus/pci/devices").is_dir()
+        elif (
+            options.sim is not None
+            or backend == "sim"
+            or (
+                # No PCI bus to drive (a container, another OS): the simulated demo host.
+                backend is None and not Path("/sys/bus/pci/devices").is_dir()
+            )
         ):
             hardware, partner = _simulated(store, options, wanted.sim), "sim"
         else:
@@ -147,6 +152,8 @@ def _sim_runtime(options: Options, hardware: HostHardware) -> VmRuntime:
     if not powered_on(machine):
         runtime.ensure_schema()
         mark_powered_on(machine)
+    else:
+        runtime.ensure_hypervisor()
     return runtime
 
 
@@ -159,7 +166,19 @@ def netns_runtime(store: SqliteStore) -> VmRuntime:
 
         return NetnsVmRuntime(lambda switch: store.get_switch(switch).uplink)
 
-    return cast(VmRuntime, Lazy(build, vf_driver=VfDriver.NET))
+    # Namespaces are iovctl's own VMs (adapters/own_vms.py): what allocation and
+    # power following ask of every runtime is answered without building it.
+    return cast(
+        VmRuntime,
+        Lazy(
+            build,
+            vf_driver=VfDriver.NET,
+            follows_hypervisor=False,
+            vfs_held_elsewhere=frozenset,
+            power_states=dict,
+            facts=lambda: RuntimeFacts(kind="netns"),
+        ),
+    )
 
 
 def traffic_lab() -> TrafficLab:
@@ -260,9 +279,7 @@ def _simulated(store: SqliteStore, options: Options, wanted: HostSpec | None) ->
     return host
 
 
-def _emulated(
-    store: SqliteStore, options: Options, wanted: EmulationSpec | None
-) -> HostHardware:
+def _emulated(store: SqliteStore, options: Options, wanted: EmulationSpec | None) -> HostHardware:
     from iovctl.adapters.netns.nic import EmulatedNic
     from iovctl.adapters.netns.spec import (
         BUILTIN_EMULATIONS,

@@ -46,6 +46,7 @@ VF_KEYS = {
     "in_use",
     "vm_friendly_name",
     "vm_nic",
+    "held_elsewhere",
 }
 
 

@@ -58,6 +58,7 @@ def test_the_rename_check_catches_a_rename_a_removal_and_a_narrowing_but_not_an_
         "nic list[].iov_weight: removed or renamed",
         "nic set.iov_weight: removed or renamed",
         "nic show.iov_weight: removed or renamed",
+        "vm import.network_adapters[].iov_weight: removed or renamed",
         "vm show.network_adapters[].iov_weight: removed or renamed",
         "vm start.network_adapters[].iov_weight: removed or renamed",
         "vm stop.network_adapters[].iov_weight: removed or renamed",
@@ -315,7 +316,17 @@ def test_completion_offers_the_names_of_existing_objects(populated, populated_be
     assert "enp1s0" in _complete(*state, "switch", "create", "new", "--uplink", "")
     assert "enp1s0" in _complete(*state, "adapter", "show", "")
     assert _complete(*state, "switch", "delete", "p") == ["plain"]
-    assert set(_complete(*state, "vm", "create", "")) == {"-o", "--output"}  # a new name
+    # A new name: nothing to offer but the options.
+    assert set(_complete(*state, "vm", "create", "")) == {
+        "-o",
+        "--output",
+        "--memory",
+        "--vcpus",
+        "--disk",
+        "--kernel",
+        "--initrd",
+        "--cmdline",
+    }
     assert "--iov-weight" in _complete(*state, "nic", "set", "vm1", "nic0", "--")
     # The state directory from the environment, as iovctl itself would use it.
     env = _bash_env(IOVCTL_STATE_DIR=str(populated.state_dir))

@@ -11,6 +11,7 @@ HOST_KEYS = {
     "unverified_facts",
     "facts",
     "adapters",
+    "runtime_facts",
 }
 HOST_ADAPTER_KEYS = {"name", "sriov_support", "num_vfs", "total_vfs"}
 REASON_KEYS = {"code", "message", "hint"}

@@ -33,6 +33,9 @@ RUNTIME_WRITES = frozenset(
         "attach_vf",
         "detach_vf",
         "remove_switch",
+        "define_vm",
+        "adopt_vm",
+        "forget_vm",
     }
 )
 MODES = ("refuse", "kill-before", "kill-after")

@@ -28,10 +28,16 @@ from typing import Any
 import pytest
 
 from iovctl.adapters.sim.machine import mark_powered_on, open_machine, powered_on
-from iovctl.adapters.sim.runtime import SimulatedVmRuntime
+from iovctl.adapters.sim.runtime import (
+    SimulatedVmRuntime,
+    define_domain,
+    start_domain,
+    stop_domain,
+)
 from iovctl.adapters.sqlite.store import SqliteStore
+from iovctl.domain.model import VmPowerChange
 from iovctl.errors import HardwareError, IovctlError
-from iovctl.services import adapters, journal, reconcile, switches, vms
+from iovctl.services import adapters, journal, power, reconcile, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.vms import NicChanges
 from iovctl.wiring import Options, open_context
@@ -152,7 +158,63 @@ def _behind_the_back(ctx: Context, n: Names) -> None:
     ctx.hardware.set_num_vfs(n.pf, 0)
 
 
+def _machine(ctx: Context) -> Any:
+    return ctx.runtime.machine  # type: ignore[attr-defined]
+
+
+def _domain(ctx: Context, n: Names, name: str, weight: int, *, running: bool) -> None:
+    """A libvirt-like domain, imported, with a NIC of ``weight``."""
+    define_domain(_machine(ctx), n.vm(name))
+    if running:
+        start_domain(_machine(ctx), n.vm(name))
+    run(ctx, vms.import_vm, n.vm(name))
+    run(ctx, power.sync_vm, n.vm(name))
+    run(ctx, vms.add_nic, n.vm(name), n.switch, "nic0", NicChanges(iov_weight=weight))
+
+
+def _import(ctx: Context, n: Names) -> None:
+    run(ctx, vms.import_vm, n.vm("web"))
+    run(ctx, power.sync_vm, n.vm("web"))
+
+
+def _outside(ctx: Context, n: Names, running: bool) -> None:
+    (start_domain if running else stop_domain)(_machine(ctx), n.vm("web"))
+
+
 SCENARIOS = [
+    Scenario(
+        "vm-import",
+        lambda c, n: (
+            _pool(c, n, 2, ("a", 50)),
+            define_domain(_machine(c), n.vm("web")),
+            start_domain(_machine(c), n.vm("web")),
+        ),
+        _import,
+    ),
+    Scenario(
+        "vm-delete-imported",
+        lambda c, n: (_pool(c, n, 2), _domain(c, n, "web", 50, running=False)),
+        lambda c, n: run(c, vms.delete_vm, n.vm("web")),
+    ),
+    Scenario(
+        "started-outside",
+        lambda c, n: (
+            _pool(c, n, 1, ("a", 20)),
+            _domain(c, n, "web", 50, running=False),
+            _outside(c, n, True),
+        ),
+        lambda c, n: run(c, power.follow, VmPowerChange(n.vm("web"), True, "virsh start")),
+    ),
+    Scenario(
+        "stopped-outside",
+        lambda c, n: (
+            _pool(c, n, 1),
+            _domain(c, n, "web", 50, running=True),
+            _vm(c, n, "b", 20, start=True),
+            _outside(c, n, False),
+        ),
+        lambda c, n: run(c, power.follow, VmPowerChange(n.vm("web"), False, "crashed")),
+    ),
     Scenario(
         "adapter-enable",
         lambda c, n: _pool(c, n, 0, ("a", 50), ("b", 20)),

@@ -40,6 +40,8 @@ SESSION: tuple[tuple[str, ...], ...] = (
     ("vm", "create", "vm1"),
     ("vm", "create", "vm2", "-o", "json"),
     ("vm", "create", ".."),
+    ("vm", "import", "nosuch"),
+    ("vm", "create", "vm3", "--disk", "/no/such.img"),
     ("nic", "add", "vm1", "--switch", "sw0", "--iov-weight", "80", "--vlan", "10"),
     ("nic", "add", "vm2", "--switch", "sw0", "--iov-weight", "20", "--name", "eth0"),
     ("nic", "add", "vm2", "--switch", "sw0", "--vlan", "5000"),

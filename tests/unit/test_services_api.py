@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from iovctl.domain.model import VmTemplate
 from iovctl.errors import Conflict, InvalidInput, IovctlError, NotFound
 from iovctl.services import api
 from iovctl.services.context import Context
@@ -137,6 +138,25 @@ def test_a_whole_story_through_the_api(ctx: Context) -> None:
         (api.vm_create, {"name": "a/b"}, InvalidInput, "invalid-name"),
         (api.vm_show, {"name": "nosuch"}, NotFound, "unknown-vm"),
         (api.vm_create, {"name": "vm1"}, Conflict, "duplicate-name"),
+        (api.vm_create, {"name": "v", "memory": 1024}, InvalidInput, "template-no-boot"),
+        (api.vm_create, {"name": "v", "disk": "/no/such.img"}, InvalidInput, "input-file-invalid"),
+        (api.vm_create, {"name": "v", "disk": "/"}, InvalidInput, "input-file-invalid"),
+        (api.vm_create, {"name": "v", "initrd": "/x"}, InvalidInput, "template-needs-kernel"),
+        (
+            api.vm_create,
+            {"name": "v", "disk": "/x", "kernel": "/y"},
+            InvalidInput,
+            "conflicting-options",
+        ),
+        (
+            api.vm_create,
+            {"name": "v", "vcpus": 0, "kernel": "/y"},
+            InvalidInput,
+            "template-out-of-range",
+        ),
+        (api.vm_import, {"name": "nosuch"}, NotFound, "unknown-domain"),
+        (api.vm_import, {"name": "vm1"}, Conflict, "duplicate-name"),
+        (api.vm_import, {"name": "a b"}, InvalidInput, "invalid-name"),
     ],
 )
 def test_the_api_refuses_what_the_cli_refuses(
@@ -148,9 +168,33 @@ def test_the_api_refuses_what_the_cli_refuses(
         body = (
             {"vm": "vm1", "switch": "ext", **body} if "switch" in params else {"vm": "vm1", **body}
         )
+    vms = read(ctx, api.vm_list)
     exc = error(ctx, op, **body)
     assert isinstance(exc, family) and exc.code == code, exc
     assert exc.message and exc.hint
+    assert read(ctx, api.vm_list) == vms
+
+
+def test_an_imported_vm_keeps_its_power_state_and_forgets_cleanly(ctx: Context) -> None:
+    from iovctl.adapters.sim.runtime import define_domain, start_domain
+
+    machine = ctx.hardware.machine  # type: ignore[attr-defined]
+    define_domain(machine, "web")
+    start_domain(machine, "web")
+    populate(ctx)
+    write(ctx, api.nic_add, vm="vm1", switch="ext", iov_weight=10)
+    shown = write(ctx, api.vm_import, name="web")
+    assert shown["state"] == "running"
+    write(ctx, api.nic_add, vm="web", switch="ext", iov_weight=50)
+    assert read(ctx, api.nic_show, vm="web", nic="nic0")["virtual_function"]["index"] == 0
+    assert ctx.runtime.power_states() == {"web": True}
+    codes = [e["code"] for e in read(ctx, api.events, object_name="web")]
+    assert codes[:2] == ["vm-imported", "vm-started"]
+    write(ctx, api.vm_stop, name="web")
+    assert write(ctx, api.vm_delete, name="web") == {"deleted": "vm", "name": "web"}
+    assert ctx.runtime.power_states() == {}  # forgotten, yet still defined:
+    with pytest.raises(Conflict):
+        ctx.runtime.define_vm("web", VmTemplate())
 
 
 def test_every_cli_command_is_an_api_call_with_the_same_argument_names() -> None:

@@ -12,6 +12,7 @@ from iovctl.domain.model import (
     PvlanMode,
     VfSettings,
     VlanProtocol,
+    VmTemplate,
 )
 from iovctl.domain.steps import (
     STEP_TYPES,
@@ -57,6 +58,15 @@ settings = st.builds(
     link_state=st.sampled_from(LinkState),
     pvlan=pvlans,
 )
+templates = st.builds(
+    VmTemplate,
+    memory_mib=st.integers(64, 1 << 22),
+    vcpus=st.integers(1, 512),
+    disk=st.none() | names,
+    kernel=st.none() | names,
+    initrd=st.none() | names,
+    cmdline=st.none() | st.text(max_size=40),
+)
 
 
 def _any_step(cls: type[Step]) -> st.SearchStrategy[Step]:
@@ -67,6 +77,7 @@ def _any_step(cls: type[Step]) -> st.SearchStrategy[Step]:
                 "config": configs,
                 "previous": st.none() | configs,
                 "settings": settings,
+                "template": templates,
                 "count": st.integers(0, 256),
                 "restore": st.integers(0, 256),
                 "index": st.integers(0, 255),

@@ -399,10 +399,39 @@ COMMANDS: tuple[Command, ...] = (
     Command(
         ("vm", "create"),
         "create a VM (off)",
-        (_new("VM"),),
+        (
+            _new("VM"),
+            arg("--memory", type=INT, metavar="MIB", help="memory of a hypervisor's VM (MiB)"),
+            arg("--vcpus", type=INT, metavar="N", help="virtual CPUs of a hypervisor's VM"),
+            arg("--disk", metavar="PATH", help="disk image (qcow2 or raw) the VM boots"),
+            arg("--kernel", metavar="PATH", help="kernel the VM boots (instead of --disk)"),
+            arg("--initrd", metavar="PATH", help="initrd for --kernel"),
+            arg("--cmdline", metavar="S", help="kernel command line for --kernel"),
+        ),
         call=api.vm_create,
         writes=True,
         render=render.vm,
+        details=(
+            "On a hypervisor runtime (libvirt) the VM is defined there too: a q35 machine"
+            " with --memory and --vcpus, booting --disk or --kernel [--initrd]"
+            " [--cmdline]; the files must exist and be readable. Runtimes whose VMs are"
+            " iovctl's own (network namespaces) take no template options."
+        ),
+    ),
+    Command(
+        ("vm", "import"),
+        "take over a VM the hypervisor has (a libvirt domain)",
+        (arg("name", metavar="DOMAIN", help="the hypervisor's name of the VM"),),
+        call=api.vm_import,
+        writes=True,
+        render=render.vm,
+        details=(
+            "The VM keeps its definition and its power state; iovctl adds its NICs'"
+            " failover pairs and follows its starts and stops, whoever makes them (virsh,"
+            " virt-manager, autostart, a crash). Refused with the reason for a VM that"
+            " cannot carry a failover pair (not q35, no free PCIe root port)."
+            " iovctl vm delete lets go of it again without undefining it."
+        ),
     ),
     Command(
         ("vm", "delete"),

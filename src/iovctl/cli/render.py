@@ -162,6 +162,15 @@ def host(view: dict[str, Any]) -> None:
     con = _console()
     con.print(f"[bold]Host[/] (backend: {_safe(view['backend'])})")
     con.print(f"iov_support: {_yes_markup(view['iov_support'])}")
+    rt = view.get("runtime_facts")
+    if rt:
+        said = [rt["kind"] + (f" at {rt['location']}" if rt["location"] else "")]
+        for key, label in (("manager_version", "libvirt"), ("hypervisor_version", "QEMU")):
+            if rt[key] is not None:
+                said.append(f"{label} {'.'.join(str(n) for n in rt[key])}")
+        if rt["q35_machine"] is not None:
+            said.append("q35" if rt["q35_machine"] else "no q35")
+        con.print(f"VM runtime: {_safe(', '.join(said))}")
     if view["iov_support_reasons"]:
         con.print("iov_support_reasons:")
         _reasons(view["iov_support_reasons"])
@@ -260,7 +269,7 @@ def vfs(rows: list[dict[str, Any]]) -> None:
                 "on" if v["spoof_check"] else "off",
                 "on" if v["trust"] else "off",
                 v["max_rate"] or "",
-                v["vm_friendly_name"] or "",
+                v["vm_friendly_name"] or ("held by the hypervisor" if v["held_elsewhere"] else ""),
                 v["vm_nic"] or "",
             ]
             for v in rows
@@ -378,6 +387,9 @@ def apply_report(report: dict[str, Any]) -> None:
     for c in report["changes"]:
         if c["action"] == "remove-leftover-vm":
             rows.append([c["action"], "", "", f"VM {c['vm']} (stopped)"])
+        elif c["action"] == "follow-hypervisor":
+            how = "started" if c["running"] else "stopped"
+            rows.append([c["action"], "", "", f"VM {c['vm']} ({how} outside iovctl)"])
         elif c["action"] == "set-vf-count":
             rows.append([c["action"], c["adapter"], "", f"{c['from']} -> {c['to']} VFs"])
         else:

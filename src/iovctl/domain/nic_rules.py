@@ -79,6 +79,11 @@ def mask_reason(needs: int, driver: str, unsupported: frozenset[VfSetting]) -> R
     )
 
 
+#: ``wait_reason`` of a NIC whose guest never took its VF: the hypervisor plugged it
+#: but the guest's virtio_net never negotiated failover (QEMU holds the VF back).
+GUEST_NO_FAILOVER = "guest-no-failover"
+
+
 def nic_status(
     *,
     running: bool,
@@ -137,6 +142,14 @@ def nic_status(
         )
     if unsupported is not None:
         return NicStatus.DEGRADED, unsupported.code, f"Software path: {unsupported.message}"
+    if grant_error is not None and wait_reason == GUEST_NO_FAILOVER:
+        return (
+            NicStatus.DEGRADED,
+            GUEST_NO_FAILOVER,
+            f"Software path: {grant_error}. The guest needs virtio_net with failover "
+            "(Linux >= 4.18, CONFIG_NET_FAILOVER; configure the failover master, not the "
+            "standby); a VM restart, nic set or iovctl apply tries again.",
+        )
     if grant_error is not None:
         return (
             NicStatus.DEGRADED,

@@ -10,7 +10,14 @@ an "unverified" note saying how to check by hand (:func:`unverified_facts`).
 
 from __future__ import annotations
 
-from iovctl.domain.model import Adapter, HostFacts, Reason, SriovSupport, VirtualSwitch
+from iovctl.domain.model import (
+    Adapter,
+    HostFacts,
+    Reason,
+    RuntimeFacts,
+    SriovSupport,
+    VirtualSwitch,
+)
 
 # (code, message, hint), in the order an admin should fix them.
 _HOST_RULES: tuple[tuple[str, str, str], ...] = (
@@ -317,3 +324,95 @@ def switch_reasons(switch: VirtualSwitch, uplink: Adapter, facts: HostFacts) -> 
             )
         )
     return reasons
+
+
+# -- the VM runtime ------------------------------------------------------------------
+
+#: libvirt learnt ``<teaming>`` (the virtio-net failover pair) in 6.1, QEMU its
+#: ``failover=on`` / ``failover_pair_id`` in 4.2.
+TEAMING_MANAGER_VERSION = (6, 1, 0)
+TEAMING_HYPERVISOR_VERSION = (4, 2, 0)
+
+
+def _version(v: tuple[int, int, int]) -> str:
+    return ".".join(str(n) for n in v)
+
+
+def runtime_reasons(facts: RuntimeFacts, follows_hypervisor: bool) -> list[Reason]:
+    """Why the VM runtime cannot team a VF with a virtio NIC; empty means nothing is
+    known missing. Versions and q35 are a hypervisor's (``follows_hypervisor``):
+    runtimes whose VMs are iovctl's own have none to judge."""
+    where = f" at {facts.location}" if facts.location else ""
+    if not facts.reachable:
+        return [
+            Reason(
+                "vm-runtime-unreachable",
+                f"The VM runtime ({facts.kind}{where}) cannot be reached"
+                + (f": {facts.error}" if facts.error else "."),
+                "start it (systemctl start libvirtd) and check: virsh"
+                + (f" -c {facts.location}" if facts.location else "")
+                + " version",
+            )
+        ]
+    if not follows_hypervisor:
+        return []
+    out = []
+    if facts.manager_version is not None and facts.manager_version < TEAMING_MANAGER_VERSION:
+        out.append(
+            Reason(
+                "libvirt-too-old",
+                f"libvirt {_version(facts.manager_version)} cannot team a VF with a virtio NIC "
+                f"(<teaming> needs libvirt >= {_version(TEAMING_MANAGER_VERSION)}).",
+                "upgrade libvirt (Debian 12 ships 9.0: apt install libvirt-daemon-system)",
+            )
+        )
+    if (
+        facts.hypervisor_version is not None
+        and facts.hypervisor_version < TEAMING_HYPERVISOR_VERSION
+    ):
+        out.append(
+            Reason(
+                "qemu-too-old",
+                f"QEMU {_version(facts.hypervisor_version)} has no virtio-net failover "
+                f"(needs QEMU >= {_version(TEAMING_HYPERVISOR_VERSION)}).",
+                "upgrade QEMU (Debian 12 ships 7.2: apt install qemu-system-x86)",
+            )
+        )
+    if facts.q35_machine is False:
+        out.append(
+            Reason(
+                "q35-missing",
+                "The hypervisor offers no q35 machine type: a VF cannot be hot-plugged "
+                "beside a virtio NIC on a PCI (i440fx) machine.",
+                "install a QEMU with q35 (qemu-system-x86); check: virsh capabilities | grep q35",
+            )
+        )
+    return out
+
+
+def unverified_runtime_facts(facts: RuntimeFacts, follows_hypervisor: bool) -> list[Reason]:
+    """The VM runtime's facts that could not be checked (None), with how to check."""
+    if not follows_hypervisor or not facts.reachable:
+        return []
+    uri = f" -c {facts.location}" if facts.location else ""
+    checks = (
+        (
+            facts.manager_version,
+            "libvirt-version-unverified",
+            "The libvirt version could not be checked.",
+            f"check: virsh{uri} version (teaming needs >= 6.1)",
+        ),
+        (
+            facts.hypervisor_version,
+            "qemu-version-unverified",
+            "The QEMU version could not be checked.",
+            f"check: virsh{uri} version, or qemu-system-x86_64 --version (needs >= 4.2)",
+        ),
+        (
+            facts.q35_machine,
+            "q35-unverified",
+            "Whether the hypervisor offers a q35 machine type could not be checked.",
+            f"check: virsh{uri} capabilities | grep q35",
+        ),
+    )
+    return [Reason(code, message, hint) for value, code, message, hint in checks if value is None]

@@ -21,7 +21,7 @@ after the other. Pure: no I/O.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, ClassVar, Literal
 
 from iovctl.domain.model import (
@@ -31,6 +31,7 @@ from iovctl.domain.model import (
     PvlanMode,
     VfSettings,
     VlanProtocol,
+    VmTemplate,
 )
 
 StepKind = Literal["grant", "release"]
@@ -99,6 +100,53 @@ class StopVm(Step):
 
     def describe(self) -> str:
         return f"stop VM {self.vm}"
+
+
+@dataclass(frozen=True)
+class DefineVm(Step):
+    """The hypervisor's VM for a new iovctl VM (``vm create``); refused: the VM
+    record goes again."""
+
+    name: ClassVar[str] = "define-vm"
+    vm: str
+    template: VmTemplate = field(default_factory=VmTemplate)
+
+    def touches(self) -> frozenset[str]:
+        return frozenset({vm_key(self.vm)})
+
+    def describe(self) -> str:
+        return f"define VM {self.vm} in the hypervisor"
+
+
+@dataclass(frozen=True)
+class AdoptVm(Step):
+    """Take over the hypervisor's existing VM (``vm import``); refused: the VM
+    record goes again, with the hypervisor's reason."""
+
+    name: ClassVar[str] = "adopt-vm"
+    vm: str
+
+    def touches(self) -> frozenset[str]:
+        return frozenset({vm_key(self.vm)})
+
+    def describe(self) -> str:
+        return f"take over the hypervisor's VM {self.vm}"
+
+
+@dataclass(frozen=True)
+class ForgetVm(Step):
+    """Let go of the VM (``vm delete``): defined ones are removed from the
+    hypervisor, adopted ones lose only what iovctl added."""
+
+    kind: ClassVar[StepKind] = "release"
+    name: ClassVar[str] = "forget-vm"
+    vm: str
+
+    def touches(self) -> frozenset[str]:
+        return frozenset({vm_key(self.vm)})
+
+    def describe(self) -> str:
+        return f"let go of VM {self.vm} in the hypervisor"
 
 
 @dataclass(frozen=True)
@@ -241,6 +289,9 @@ class ScrubVf(Step):
 STEP_TYPES: dict[str, type[Step]] = {
     t.name: t
     for t in (
+        DefineVm,
+        AdoptVm,
+        ForgetVm,
         StartVm,
         StopVm,
         PlugNic,
@@ -306,6 +357,8 @@ def step_from_json(text: str) -> Step:
             data[key] = _config(data[key])
     if data.get("settings") is not None:
         data["settings"] = _settings(data["settings"])
+    if data.get("template") is not None:
+        data["template"] = VmTemplate(**data["template"])
     return cls(**data)
 
 

@@ -48,6 +48,11 @@ class Gateway:
         #: Writes answered with 202 (``?wait=false``), by id.
         self.operations = Operations()
 
+    @property
+    def bound_options(self) -> Options:
+        """The options a context of this daemon opens with (threads of its own)."""
+        return self._bound
+
     def call(self, call: Callable[[Context], T], *, writes: bool) -> T:
         """Run ``call`` now, in this thread (CLI-equivalent; tests, threads)."""
         ctx = open_context(self._bound)

@@ -48,6 +48,7 @@ ROUTES: tuple[Route, ...] = (
     Route(("switch", "set"), "PATCH", "/switches/{name}"),
     Route(("switch", "delete"), "DELETE", "/switches/{name}"),
     Route(("vm", "create"), "POST", "/vms", 201),
+    Route(("vm", "import"), "POST", "/vms/import", 201),
     Route(("vm", "list"), "GET", "/vms"),
     Route(("vm", "show"), "GET", "/vms/{name}"),
     Route(("vm", "delete"), "DELETE", "/vms/{name}"),

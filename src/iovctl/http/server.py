@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from iovctl.adapters.daemon_lock import DaemonLock
 from iovctl.errors import InvalidInput
 from iovctl.http.app import create_app
+from iovctl.http.follower import Follower
 from iovctl.http.gateway import Gateway
 from iovctl.http.sockets import ADMIN_GROUP, bind_tcp, bind_unix
 from iovctl.http.tokens import TokenStore
@@ -85,6 +86,7 @@ def serve(config: DaemonConfig) -> int:
     lock.acquire(str(config.socket))
     bound: list[tuple[socket.socket, Path | None]] = []
     said: list[str] = []  # logged once every socket is bound: a refusal comes alone
+    follower = Follower(gateway)
     try:
         admin, who = bind_unix(config.socket, 0o660, ADMIN_GROUP)
         bound.append((admin, config.socket))
@@ -105,8 +107,11 @@ def serve(config: DaemonConfig) -> int:
         for line in said:
             log.info("%s", line)
         log.info("serving state directory %s", state_dir)
+        # Holds the lock already: its writes are the daemon's, through the gateway.
+        follower.start()
         asyncio.run(_run(gateway, plan, early))
     finally:
+        follower.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         for sock, path in bound:

@@ -30,10 +30,12 @@ def show_adapter(ctx: Context, name: str) -> AdapterDetailView:
 def list_vfs(ctx: Context, adapter: str | None = None) -> list[VfView]:
     names = [adapter] if adapter else [a.name for a in ctx.hardware.adapters() if a.num_vfs]
     out: list[VfView] = []
+    elsewhere = ctx.runtime.vfs_held_elsewhere()
     for name in names:
         holders = {n.assignment.index: n for n in ctx.store.nics_holding_vfs(name) if n.assignment}
         out.extend(
-            vf_view(vf, holders.get(vf.index)) for vf in ctx.hardware.virtual_functions(name)
+            vf_view(vf, holders.get(vf.index), vf.pci_address in elsewhere)
+            for vf in ctx.hardware.virtual_functions(name)
         )
     return out
 

@@ -131,6 +131,7 @@ def rebalance(ctx: Context, switch_name: str) -> None:
     assert cap is not None
     mask = settings_mask(ctx.hardware.unsupported_vf_settings(uplink.name))
     vf_indexes = tuple(range(uplink.num_vfs))
+    elsewhere = held_elsewhere(ctx, uplink)
     # One planning round loads only the best waiters and the weakest holders
     # (ctx.allocation_window of each); a round that used them all is followed by
     # another, so the window bounds the work per VM start, not the outcome.
@@ -143,9 +144,10 @@ def rebalance(ctx: Context, switch_name: str) -> None:
         if not waiters:
             break
         victims = store.weakest_holders(uplink.name, window)
-        free = set(store.free_vf_indexes(uplink.name, uplink.num_vfs)) | _scrubbed_first(
-            ctx, uplink.name
-        )
+        free = (
+            set(store.free_vf_indexes(uplink.name, uplink.num_vfs))
+            | _scrubbed_first(ctx, uplink.name)
+        ) - elsewhere
         held = set(vf_indexes).difference(free)
         qps_used = store.usage_on_adapter(uplink.name)[1]
         victim_vfs = {v.assignment.index for v in victims if v.assignment}
@@ -178,6 +180,20 @@ def rebalance(ctx: Context, switch_name: str) -> None:
     for nic in fresh:
         if nic.id not in granted and nic.id not in seen_waiting and not nic.vf_needs & mask:
             _mark_waiting(ctx, nic, last_reason, uplink)
+
+
+def held_elsewhere(ctx: Context, uplink: Adapter) -> set[int]:
+    """Indexes of the uplink's VFs the hypervisor gave out by its own means (libvirt's
+    hostdev pools): never free for iovctl. One question to the runtime per planning
+    round; the VFs' addresses are read only when it holds any."""
+    addresses = ctx.runtime.vfs_held_elsewhere()
+    if not addresses or not uplink.num_vfs:
+        return set()
+    return {
+        vf.index
+        for vf in ctx.hardware.virtual_functions(uplink.name)
+        if vf.pci_address in addresses
+    }
 
 
 def _scrubbed_first(ctx: Context, adapter: str) -> set[int]:

@@ -25,7 +25,7 @@ from iovctl.domain.validation import (
     conflicting,
 )
 from iovctl.errors import InvalidInput
-from iovctl.services import adapters, journal, reconcile, switches, vms
+from iovctl.services import adapters, journal, power, reconcile, switches, vms
 from iovctl.services.context import Context
 from iovctl.services.metrics import HardwareSample, MetricsView, metrics_view, sample_hardware
 from iovctl.services.readers import host_view
@@ -43,9 +43,11 @@ from iovctl.services.views import (
     VmView,
     event_view,
 )
+from iovctl.services.vm_template import template_from
 from iovctl.services.vms import NicChanges, make_pvlan
 
 T = TypeVar("T")
+
 
 def _read(ctx: Context, fn: Callable[..., T], *args: object) -> T:
     """What a write shows, read once its operation is done."""
@@ -145,8 +147,26 @@ def switch_delete(ctx: Context, name: str) -> DeletedView:
 # -- VMs --------------------------------------------------------------------------------
 
 
-def vm_create(ctx: Context, name: str) -> VmView:
-    return journal.run(ctx, vms.create_vm, name)
+def vm_create(
+    ctx: Context,
+    name: str,
+    memory: int | None = None,
+    vcpus: int | None = None,
+    disk: str | None = None,
+    kernel: str | None = None,
+    initrd: str | None = None,
+    cmdline: str | None = None,
+) -> VmView:
+    """A new VM; on a hypervisor runtime defined from the template options."""
+    template = template_from(memory, vcpus, disk, kernel, initrd, cmdline)
+    return journal.run(ctx, vms.create_vm, name, template)
+
+
+def vm_import(ctx: Context, name: str) -> VmDetailView:
+    """Take over the hypervisor's VM ``name``; it has the power state it has there."""
+    journal.run(ctx, vms.import_vm, name)
+    journal.run(ctx, power.sync_vm, name)
+    return _read(ctx, vms.show_vm, name)
 
 
 def vm_delete(ctx: Context, name: str) -> DeletedView:

@@ -35,9 +35,12 @@ from typing import TypeVar
 
 from iovctl.domain.model import SCRUBBED, EventLevel, VirtualFunction
 from iovctl.domain.steps import (
+    AdoptVm,
     AttachVf,
     ConfigureVf,
+    DefineVm,
     DetachVf,
+    ForgetVm,
     JournalStep,
     OperationRecord,
     PlugNic,
@@ -232,7 +235,9 @@ def take_over(ctx: Context, op: OperationRecord) -> Outcome | None:
             "operation",
             str(op.id),
             f"Finishing operation {op.id} ({op.command}) that "
-            + ("could not finish before" if op.state == "stalled" else "an interrupted iovctl left"),
+            + (
+                "could not finish before" if op.state == "stalled" else "an interrupted iovctl left"
+            ),
         )
     if current.owner != mine:
         ctx.store.forget_lease(current.owner)
@@ -378,6 +383,12 @@ def perform(ctx: Context, step: Step) -> None:
     """The side effect itself: one port call (idempotent)."""
     hw, rt = ctx.hardware, ctx.runtime
     match step:
+        case DefineVm(vm=vm, template=template):
+            rt.define_vm(vm, template)
+        case AdoptVm(vm=vm):
+            rt.adopt_vm(vm)
+        case ForgetVm(vm=vm):
+            rt.forget_vm(vm)
         case StartVm(vm=vm):
             rt.start_vm(vm)
         case StopVm(vm=vm):
@@ -425,6 +436,17 @@ def _completed(ctx: Context, step: Step) -> None:
     """Store effects of a step the machine did."""
     store = ctx.store
     match step:
+        case DefineVm(vm=vm):
+            ctx.event(EventLevel.INFO, "vm-created", "vm", vm, f"VM {vm} created")
+        case AdoptVm(vm=vm):
+            ctx.event(
+                EventLevel.INFO,
+                "vm-imported",
+                "vm",
+                vm,
+                f"VM {vm} imported from the hypervisor: it keeps its definition, iovctl "
+                "adds its NICs' failover pairs and follows its starts and stops",
+            )
         case ScrubVf(adapter=adapter, index=index):
             store.free_released_vf(adapter, index)
             if not store.vf_holder_exists(adapter, index):  # a preemption's winner has it

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from iovctl.domain.model import Adapter, Reason, VirtualSwitch, VmNetworkAdapter, VmState
 from iovctl.domain.nic_rules import mask_reason, nic_status
 from iovctl.domain.pvlan import UplinkTagging
-from iovctl.domain.readiness import host_reasons
+from iovctl.domain.readiness import host_reasons, runtime_reasons, unverified_runtime_facts
 from iovctl.services.context import Context
 from iovctl.services.views import (
     AdapterView,
@@ -34,8 +34,15 @@ __all__ = ["NicViewer", "adapter_view", "host_view", "switch_view", "vm_view"]
 
 def host_view(ctx: Context) -> HostView:
     facts = ctx.facts
+    runtime = ctx.runtime.facts()
+    follows = ctx.runtime.follows_hypervisor
     return build_host_view(
-        ctx.hardware.backend_name, facts, host_reasons(facts), ctx.hardware.adapters()
+        ctx.hardware.backend_name,
+        facts,
+        host_reasons(facts) + runtime_reasons(runtime, follows),
+        ctx.hardware.adapters(),
+        runtime,
+        unverified_runtime_facts(runtime, follows),
     )
 
 

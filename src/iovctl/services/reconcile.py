@@ -20,6 +20,7 @@ from iovctl.domain.steps import (
     StartVm,
     StopVm,
 )
+from iovctl.services import power
 from iovctl.services.allocation import revoke_unsupported
 from iovctl.services.context import Context
 from iovctl.services.views import (
@@ -29,6 +30,7 @@ from iovctl.services.views import (
     VfCountChange,
     VfReleaseChange,
     VfSettingsChange,
+    VmFollowedChange,
     vf_settings_view,
 )
 
@@ -47,8 +49,18 @@ def apply(ctx: Context, dry_run: bool = False) -> ApplyReport:
     adapters = {a.name: a for a in hw.adapters() if a.sriov is not None}
     actual = {name: a.num_vfs for name, a in adapters.items()}
     changes: list[
-        VfCountChange | VfSettingsChange | VfReleaseChange | VfAttachChange | LeftoverVmChange
+        VfCountChange
+        | VfSettingsChange
+        | VfReleaseChange
+        | VfAttachChange
+        | LeftoverVmChange
+        | VmFollowedChange
     ] = []
+    # VMs the hypervisor owns run when it says so: the store follows, first, so
+    # that what follows sees their VFs granted or released.
+    owned = set(ctx.runtime.power_states()) if ctx.runtime.follows_hypervisor else set()
+    for name, running in power.sync(ctx):
+        changes.append(VmFollowedChange("follow-hypervisor", name, running))
     recreated: dict[str, int] = {}
     broken: set[str] = set()
     for step in plan_counts(ctx.store.desired_num_vfs(), actual):
@@ -72,18 +84,21 @@ def apply(ctx: Context, dry_run: bool = False) -> ApplyReport:
                 changes.append(_settings_change(ctx, vf_step, holders.get(vf_step.index)))
         broken |= _broken_vms(ctx, holders.values(), actual[name], recreated.get(name))
     changes.extend(_restore(ctx, broken))
-    changes.extend(_stop_leftovers(ctx))
+    changes.extend(_stop_leftovers(ctx, owned))
     if not dry_run and ctx.store.clear_grant_errors():
         for switch in ctx.store.list_switches():
             ctx.store.mark_rebalance_due(switch.name)
     return ApplyReport(dry_run, len(changes), changes)
 
 
-def _stop_leftovers(ctx: Context) -> list[LeftoverVmChange]:
+def _stop_leftovers(ctx: Context, owned: set[str]) -> list[LeftoverVmChange]:
     """VMs the store has off that still run (a stop killed before its journal, or a
-    VM started behind iovctl's back): stopped, as a journaled step like any other."""
+    VM started behind iovctl's back): stopped, as a journaled step like any other.
+    Not the hypervisor's own (``owned``): the store followed those instead."""
     out = []
     for vm in ctx.store.list_vms():
+        if vm.name in owned:
+            continue
         if vm.state is not VmState.OFF or not ctx.runtime.is_running(vm.name):
             continue
         ctx.do(StopVm(vm.name))
@@ -153,12 +168,12 @@ def power_cycle(ctx: Context) -> None:
 def _count_change(ctx: Context, step: SetVfCount) -> VfCountChange:
     ctx.do(*(SetNumVfs(step.adapter, value) for value in step.writes))
     ctx.event(
-            EventLevel.INFO,
-            "apply-vf-count",
-            "adapter",
-            step.adapter,
-            f"apply: VF count of {step.adapter} restored {step.current} -> {step.desired}",
-        )
+        EventLevel.INFO,
+        "apply-vf-count",
+        "adapter",
+        step.adapter,
+        f"apply: VF count of {step.adapter} restored {step.current} -> {step.desired}",
+    )
     return VfCountChange("set-vf-count", step.adapter, step.current, step.desired)
 
 

@@ -19,8 +19,10 @@ from __future__ import annotations
 from iovctl.domain.allocation import WaitReason
 from iovctl.domain.model import EventLevel, NicConfig, VmNetworkAdapter, VmState
 from iovctl.domain.steps import (
+    AdoptVm,
     AttachVf,
     ConfigureVf,
+    DefineVm,
     DetachVf,
     JournalStep,
     PlugNic,
@@ -45,7 +47,9 @@ def release_refused(ctx: Context, js: JournalStep, exc: IovctlError) -> None:
     store = ctx.store
     store.set_step_state(js.op, js.seq, "pending", exc.message)
     if isinstance(step, DetachVf | ScrubVf):
-        store.hold_released_vf(step.adapter, step.index, f"could not {step.describe()}: {exc.message}")
+        store.hold_released_vf(
+            step.adapter, step.index, f"could not {step.describe()}: {exc.message}"
+        )
     for later in _pending_after(ctx, js):
         if later.step.kind == "grant" and any(
             keys_meet(a, b) for a in later.step.touches() for b in step.touches()
@@ -68,6 +72,9 @@ def grant_refused(ctx: Context, js: JournalStep, exc: IovctlError) -> IovctlErro
         case ConfigureVf() | AttachVf():
             _vf_refused(ctx, js, exc)
             return None
+        case DefineVm(vm=vm) | AdoptVm(vm=vm):
+            _vm_refused(ctx, js, vm, exc)
+            return exc
         case StartVm(vm=vm):
             _start_refused(ctx, js, vm, exc)
             return exc
@@ -111,6 +118,19 @@ def _vf_refused(ctx: Context, js: JournalStep, exc: IovctlError) -> None:
         f"VF {step.index} of {step.adapter} could not be given to {label}: {exc.message}. "
         "It stays on the software path; a VM restart, nic set or iovctl apply tries again",
     )
+
+
+def _vm_refused(ctx: Context, js: JournalStep, vm: str, exc: IovctlError) -> None:
+    """The hypervisor would not define or hand over the VM: it is not iovctl's. The
+    record goes again, without an event (none said it came: services.journal); the
+    command's error says why."""
+    for later in _pending_after(ctx, js):
+        if _is_vms(later.step, vm):
+            ctx.store.set_step_state(later.op, later.seq, "cancelled")
+    if ctx.store.find_vm(vm) is not None:
+        for nic in ctx.store.list_nics(vm):
+            ctx.store.delete_nic(nic.id)
+        ctx.store.delete_vm(vm)
 
 
 def _start_refused(ctx: Context, js: JournalStep, vm: str, exc: IovctlError) -> None:

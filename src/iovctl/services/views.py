@@ -25,6 +25,7 @@ from iovctl.domain.model import (
     Event,
     HostFacts,
     Reason,
+    RuntimeFacts,
     SriovSupport,
     VfSettings,
     VirtualFunction,
@@ -70,6 +71,8 @@ class HostView:
     unverified_facts: list[ReasonView]
     facts: HostFacts
     adapters: list[HostAdapterView]
+    #: What the VM runtime was judged on (libvirt and QEMU versions, q35, reachable).
+    runtime_facts: RuntimeFacts | None = None
 
 
 @dataclass(slots=True)
@@ -129,6 +132,9 @@ class VfView:
     in_use: bool
     vm_friendly_name: str | None
     vm_nic: str | None
+    #: Given out by the hypervisor by its own means (a libvirt hostdev network pool,
+    #: a hostdev of a domain iovctl does not manage): iovctl never hands it out.
+    held_elsewhere: bool = False
 
 
 @dataclass(slots=True)
@@ -319,13 +325,28 @@ class LeftoverVmChange:
 
 
 @dataclass(slots=True)
+class VmFollowedChange:
+    """``apply``: a VM the hypervisor started or stopped outside iovctl; the store
+    follows it (its VFs granted or released), it is not undone."""
+
+    action: Literal["follow-hypervisor"]
+    vm: str
+    running: bool
+
+
+@dataclass(slots=True)
 class ApplyReport:
     """``iovctl apply``: what drifted and was (or, with ``dry_run``, would be) changed."""
 
     dry_run: bool
     changed: int
     changes: list[
-        VfCountChange | VfSettingsChange | VfReleaseChange | VfAttachChange | LeftoverVmChange
+        VfCountChange
+        | VfSettingsChange
+        | VfReleaseChange
+        | VfAttachChange
+        | LeftoverVmChange
+        | VmFollowedChange
     ]
 
 
@@ -426,14 +447,22 @@ def reason_view(reason: Reason) -> ReasonView:
 
 
 def host_view(
-    backend: str, facts: HostFacts, reasons: list[Reason], adapters: list[Adapter]
+    backend: str,
+    facts: HostFacts,
+    reasons: list[Reason],
+    adapters: list[Adapter],
+    runtime_facts: RuntimeFacts | None = None,
+    unverified_runtime: list[Reason] | None = None,
 ) -> HostView:
     return HostView(
         backend=backend,
         iov_support=not reasons,
         iov_support_reasons=[reason_view(r) for r in reasons],
-        unverified_facts=[reason_view(r) for r in unverified_facts(facts)],
+        unverified_facts=[
+            reason_view(r) for r in unverified_facts(facts) + (unverified_runtime or [])
+        ],
         facts=facts,
+        runtime_facts=runtime_facts,
         adapters=[
             HostAdapterView(
                 a.name,
@@ -483,7 +512,9 @@ def adapter_detail_view(view: AdapterView, vfs: list[VfView]) -> AdapterDetailVi
     return AdapterDetailView(**values, virtual_functions=vfs)
 
 
-def vf_view(vf: VirtualFunction, holder: VmNetworkAdapter | None) -> VfView:
+def vf_view(
+    vf: VirtualFunction, holder: VmNetworkAdapter | None, held_elsewhere: bool = False
+) -> VfView:
     s = vf.settings
     return VfView(
         adapter=vf.adapter,
@@ -500,9 +531,10 @@ def vf_view(vf: VirtualFunction, holder: VmNetworkAdapter | None) -> VfView:
         max_rate=s.max_rate,
         min_rate=s.min_rate,
         link_state=s.link_state.value,
-        in_use=holder is not None,
+        in_use=holder is not None or held_elsewhere,
         vm_friendly_name=holder.vm if holder else None,
         vm_nic=holder.name if holder else None,
+        held_elsewhere=held_elsewhere,
     )
 
 

@@ -15,9 +15,19 @@ from iovctl.domain.model import (
     VirtualMachine,
     VmNetworkAdapter,
     VmState,
+    VmTemplate,
 )
 from iovctl.domain.nic_rules import unsupported_reason, vf_settings_for
-from iovctl.domain.steps import ConfigureVf, PlugNic, StartVm, StopVm, UnplugNic
+from iovctl.domain.steps import (
+    AdoptVm,
+    ConfigureVf,
+    DefineVm,
+    ForgetVm,
+    PlugNic,
+    StartVm,
+    StopVm,
+    UnplugNic,
+)
 from iovctl.domain.validation import (
     check_name,
     check_queue_pairs,
@@ -35,13 +45,38 @@ from iovctl.services.views import NicView, VmDetailView, VmView, vm_detail_view
 # -- VMs ----------------------------------------------------------------------
 
 
-def create_vm(ctx: Context, name: str) -> VmView:
+def create_vm(ctx: Context, name: str, template: VmTemplate | None = None) -> VmView:
+    """``New-VM``: the record, and the hypervisor's VM defined from ``template``
+    (runtimes whose VMs are iovctl's own records define nothing)."""
     check_name("VM", name)
     if ctx.store.find_vm(name) is not None:
         raise Conflict("duplicate-name", f"VM {name!r} already exists", "pick another name")
+    if template is not None and not ctx.runtime.follows_hypervisor:
+        raise InvalidInput(
+            "template-unused",
+            f"VM {name}: this host's VM runtime ({ctx.runtime.facts().kind}) has no memory,"
+            " vCPUs or boot files to set",
+            f"leave out the template options: iovctl vm create {name}",
+        )
     vm = VirtualMachine(name)
     ctx.store.add_vm(vm)
-    ctx.event(EventLevel.INFO, "vm-created", "vm", name, f"VM {name} created")
+    # Its event comes when the hypervisor defined it (services.journal): a refused
+    # definition leaves no VM and no word of one.
+    ctx.do(DefineVm(name, template or VmTemplate()))
+    return vm_view(vm, [])
+
+
+def import_vm(ctx: Context, name: str) -> VmView:
+    """``vm import``: the hypervisor's existing VM becomes an iovctl VM (off in the
+    store; ``services.power`` then gives it the hypervisor's power state)."""
+    check_name("VM", name)
+    if ctx.store.find_vm(name) is not None:
+        raise Conflict(
+            "duplicate-name", f"VM {name!r} already exists in iovctl", f"iovctl vm show {name}"
+        )
+    vm = VirtualMachine(name)
+    ctx.store.add_vm(vm)
+    ctx.do(AdoptVm(name))  # its event comes when the hypervisor handed it over
     return vm_view(vm, [])
 
 
@@ -72,6 +107,12 @@ def start_vm(ctx: Context, name: str) -> None:
     vm = ctx.store.get_vm(name)
     if vm.state is VmState.RUNNING:
         raise Conflict("vm-running", f"VM {name} is already running", f"iovctl vm show {name}")
+    started(ctx, name, f"VM {name} started")
+
+
+def started(ctx: Context, name: str, message: str) -> None:
+    """Make the store say the VM runs (by ``vm start``, or outside iovctl: then
+    ``StartVm`` finds it running, a no-op): its NICs plugged, VFs by weight."""
     nics = ctx.store.list_nics(name)
     ctx.do(StartVm(name))
     ctx.do(*(PlugNic(name, nic.name, nic.id, nic.config) for nic in nics))
@@ -79,7 +120,7 @@ def start_vm(ctx: Context, name: str) -> None:
         if nic.grant_error is not None:
             ctx.store.set_grant_error(nic.id, None)  # a new start is a new chance
     ctx.store.set_vm_state(name, VmState.RUNNING)
-    ctx.event(EventLevel.INFO, "vm-started", "vm", name, f"VM {name} started")
+    ctx.event(EventLevel.INFO, "vm-started", "vm", name, message)
     for switch in sorted({n.config.switch for n in nics}):
         rebalance(ctx, switch)
 
@@ -89,17 +130,23 @@ def stop_vm(ctx: Context, name: str) -> None:
     vm = ctx.store.get_vm(name)
     if vm.state is VmState.OFF:
         raise Conflict("vm-not-running", f"VM {name} is not running", f"iovctl vm start {name}")
+    stopped(ctx, name, f"VM {name} stopped", f"VM {name} stopped")
+
+
+def stopped(ctx: Context, name: str, why: str, message: str) -> None:
+    """Make the store say the VM is off (by ``vm stop``, or outside iovctl: then
+    ``StopVm`` finds it off, a no-op): its VFs released, scrubbed, handed on."""
     scrubs = []
     freed = set()
     for nic in ctx.store.list_nics(name):
-        scrub = release_vf(ctx, nic, f"VM {name} stopped", scrub=False)
+        scrub = release_vf(ctx, nic, why, scrub=False)
         if scrub is not None:
             scrubs.append(scrub)
             freed.add(nic.config.switch)
         ctx.store.set_claim(nic.id, None, None)
     ctx.do(StopVm(name), *scrubs)
     ctx.store.set_vm_state(name, VmState.OFF)
-    ctx.event(EventLevel.INFO, "vm-stopped", "vm", name, f"VM {name} stopped")
+    ctx.event(EventLevel.INFO, "vm-stopped", "vm", name, message)
     for switch in sorted(freed):  # the next tenants, after the scrubs
         rebalance(ctx, switch)
 
@@ -113,6 +160,7 @@ def delete_vm(ctx: Context, name: str) -> None:
     for nic in ctx.store.list_nics(name):
         ctx.do(UnplugNic(name, nic.name))
         ctx.store.delete_nic(nic.id)
+    ctx.do(ForgetVm(name))
     ctx.store.delete_vm(name)
     ctx.event(EventLevel.INFO, "vm-deleted", "vm", name, f"VM {name} deleted")
 
@@ -213,9 +261,7 @@ def _generated_mac(ctx: Context) -> str:
             return mac
 
 
-def add_nic(
-    ctx: Context, vm_name: str, switch: str, name: str | None, changes: NicChanges
-) -> str:
+def add_nic(ctx: Context, vm_name: str, switch: str, name: str | None, changes: NicChanges) -> str:
     """``Add-VMNetworkAdapter``; returns the NIC's name. Weight defaults to 0 (SR-IOV
     off), as in Hyper-V."""
     vm = ctx.store.get_vm(vm_name)
@@ -266,7 +312,9 @@ def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> None:
     a = nic.assignment
     moved = config.switch != nic.config.switch
     if config.iov_weight == 0 or moved:
-        why = "IOV weight set to 0" if config.iov_weight == 0 else f"moved to switch {config.switch}"
+        why = (
+            "IOV weight set to 0" if config.iov_weight == 0 else f"moved to switch {config.switch}"
+        )
         release_vf(ctx, nic, why)
         ctx.store.set_claim(nic.id, None, None)
     elif a is not None:
@@ -279,9 +327,7 @@ def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> None:
             release_vf(ctx, nic, reason.message, "vf-revoked")
         else:
             # Settings must hold on the VF path too: rewrite the VF in place.
-            ctx.do(
-                ConfigureVf(a.adapter, a.index, vm_name, name, nic.id, vf_settings_for(config))
-            )
+            ctx.do(ConfigureVf(a.adapter, a.index, vm_name, name, nic.id, vf_settings_for(config)))
             if config.iov_queue_pairs_requested != nic.config.iov_queue_pairs_requested:
                 _resize_queue_pairs(ctx, nic, config, uplink)
     if nic.config.iov_weight == 0 and config.iov_weight > 0:

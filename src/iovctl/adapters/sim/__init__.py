@@ -26,4 +26,6 @@ def simulated_machine(
         host.ensure_schema()
         runtime.ensure_schema()
         mark_powered_on(machine)
+    else:
+        runtime.ensure_hypervisor()
     return host, runtime

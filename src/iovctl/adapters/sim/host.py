@@ -104,9 +104,7 @@ class SimulatedHost:
                     self._conn.execute(statement)
             columns = {row[1] for row in self._conn.execute("PRAGMA table_info(sim_vf)")}
             if "pvlan" not in columns:  # a machine from before VFs had private VLANs
-                self._conn.execute(
-                    "ALTER TABLE sim_vf ADD COLUMN pvlan TEXT NOT NULL DEFAULT '-'"
-                )
+                self._conn.execute("ALTER TABLE sim_vf ADD COLUMN pvlan TEXT NOT NULL DEFAULT '-'")
             self._add_stats_columns(columns)
             for a in self.spec.adapters:
                 cur = self._conn.execute(
@@ -146,6 +144,9 @@ class SimulatedHost:
         no VM running (the simulated runtime's tables are part of the machine)."""
         with atomic(self._conn):
             if self._has_runtime():
+                from iovctl.adapters.sim.runtime import power_off_domains
+
+                power_off_domains(self._conn, "host rebooted")
                 self._conn.execute("DELETE FROM sim_vm")
                 self._conn.execute("DELETE FROM sim_vm_nic")
             for a in self.spec.adapters:

@@ -2,7 +2,9 @@
 
 A :class:`RuntimeUnderTest` gives the contract a runtime, a switch whose software
 path it can build, VFs it can attach (``vf(i)``), and VM names it may use (cleaned
-up after the test). ``sim``: the simulated runtime beside a simulated igb host, in
+up after the test). A runtime that follows a hypervisor also gives the contract the
+outside world's hands (:class:`Outside`: define a VM iovctl does not have, start
+and stop it behind iovctl's back, give a VF out by the hypervisor's own means). ``sim``: the simulated runtime beside a simulated igb host, in
 memory. ``netns``: namespaces over an emulated NIC (root; run it under the shared
 lock, see tests/privileged). A libvirt runtime joins by adding a builder here.
 """
@@ -19,6 +21,18 @@ from iovctl.ports import HostHardware, VmRuntime
 
 
 @dataclass
+class Outside:
+    """What happens to a hypervisor without iovctl (``virsh define/start/destroy``,
+    a hostdev network pool). ``define(name, q35, slots, failover)``."""
+
+    define: Callable[[str, bool, int, bool], None]
+    start: Callable[[str], None]
+    stop: Callable[[str], None]
+    #: Gives the VF of that PCI address out by the hypervisor's own means.
+    hold_vf: Callable[[str], None]
+
+
+@dataclass
 class RuntimeUnderTest:
     name: str
     runtime: VmRuntime
@@ -27,6 +41,8 @@ class RuntimeUnderTest:
     switch: str
     tag: str
     vms: list[str] = field(default_factory=list)
+    #: None for runtimes whose VMs only iovctl starts (``follows_hypervisor`` False).
+    outside: Outside | None = None
 
     def vm(self, suffix: str) -> str:
         name = f"{self.tag}{suffix}"
@@ -42,14 +58,28 @@ class RuntimeUnderTest:
 
 @contextmanager
 def sim_runtime() -> Iterator[RuntimeUnderTest]:
+    from iovctl.adapters.sim import runtime as sim
     from iovctl.adapters.sim import simulated_machine
     from iovctl.adapters.sim.spec import load_spec
 
     hardware, runtime = simulated_machine(load_spec("igb"))
     adapter = hardware.adapters()[0].name
     hardware.set_num_vfs(adapter, 2)
-    yield RuntimeUnderTest("sim", runtime, hardware, adapter, "swc", "c")
-    hardware.machine.close()
+    machine = hardware.machine
+    outside = Outside(
+        define=lambda name, q35, slots, failover: sim.define_domain(
+            machine,
+            name,
+            machine="pc-q35-7.2" if q35 else "pc-i440fx-7.2",
+            hotplug_slots=slots,
+            failover=failover,
+        ),
+        start=lambda name: sim.start_domain(machine, name),
+        stop=lambda name: sim.stop_domain(machine, name),
+        hold_vf=lambda pci: sim.hold_pool_vf(machine, pci, "network pool hostnet"),
+    )
+    yield RuntimeUnderTest("sim", runtime, hardware, adapter, "swc", "c", outside=outside)
+    machine.close()
 
 
 def netns_runtime(make_lab: Callable[..., Any]) -> RuntimeUnderTest:

@@ -18,13 +18,22 @@ import ipaddress
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
 from iovctl.domain.drivers import VfDriver
-from iovctl.domain.model import NicTxBytes
+from iovctl.domain.model import NicTxBytes, RuntimeFacts, VmPowerChange, VmTemplate
+from iovctl.errors import Conflict, HardwareError, NotFound
 
-from .runtimes import RuntimeUnderTest
+from .runtimes import Outside, RuntimeUnderTest
+
+#: Seconds a watch may take to report a change (the simulated one polls every 0.1 s).
+WATCH_BOUND_S = 10.0
+#: Seconds a watch is given to begin: it reports what happens after it began, and
+#: the port has no "ready" signal (the daemon syncs power_states besides).
+WATCH_BEGIN_S = 0.5
 
 
 def test_declares_the_driver_its_vfs_need(under_test: RuntimeUnderTest) -> None:
@@ -211,3 +220,174 @@ def test_a_stopped_vm_is_released(under_test: RuntimeUnderTest) -> None:
     assert rt.wait_released(vm, ["nic0"], 0.05) is False  # it runs
     rt.stop_vm(vm)
     assert rt.wait_released(vm, ["nic0"], 10.0) is True
+
+
+# -- VMs the hypervisor owns (VmRuntime: define, adopt, forget, power, watch) ----------
+
+
+def _outside(under_test: RuntimeUnderTest) -> Outside:
+    """The outside world's hands; a runtime whose VMs only iovctl starts has none."""
+    if not under_test.runtime.follows_hypervisor:
+        pytest.skip("the runtime's VMs start and stop only by iovctl's commands")
+    assert under_test.outside is not None, "a runtime that follows a hypervisor needs Outside"
+    return under_test.outside
+
+
+class _Watching:
+    """``watch`` in a thread of its own, as the daemon runs it."""
+
+    def __init__(self, under_test: RuntimeUnderTest) -> None:
+        self.changes: list[VmPowerChange] = []
+        self.stop = threading.Event()
+        self._thread = threading.Thread(
+            target=under_test.runtime.watch, args=(self.changes.append, self.stop), daemon=True
+        )
+
+    def __enter__(self) -> _Watching:
+        self._thread.start()
+        time.sleep(WATCH_BEGIN_S)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self._thread.join(2.0)
+        assert not self._thread.is_alive(), "watch did not return within a second of stop"
+
+    def wait_for(self, vm: str, running: bool) -> VmPowerChange:
+        deadline = time.monotonic() + WATCH_BOUND_S
+        while time.monotonic() < deadline:
+            for change in self.changes:
+                if change.vm == vm and change.running is running:
+                    return change
+            time.sleep(0.05)
+        raise AssertionError(f"no report of {vm} {'starting' if running else 'stopping'}")
+
+
+def test_declares_whether_it_follows_a_hypervisor_and_its_facts(
+    under_test: RuntimeUnderTest,
+) -> None:
+    rt = under_test.runtime
+    assert isinstance(rt.follows_hypervisor, bool)
+    facts = rt.facts()
+    assert isinstance(facts, RuntimeFacts) and facts.kind
+    assert facts.reachable is True and facts.error == ""
+    assert isinstance(rt.vfs_held_elsewhere(), frozenset)
+
+
+def test_define_and_forget_are_idempotent(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("def")
+    rt.define_vm(vm, VmTemplate())
+    rt.define_vm(vm, VmTemplate())
+    assert rt.power_states().get(vm, False) is False  # defined, not started
+    rt.forget_vm(vm)
+    rt.forget_vm(vm)
+    assert vm not in rt.power_states()
+
+
+def test_power_states_agree_with_is_running(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("pw")
+    rt.define_vm(vm, VmTemplate())
+    rt.start_vm(vm)
+    states = rt.power_states()
+    assert all(states[name] == rt.is_running(name) for name in states)
+    assert states.get(vm, True) is True
+    rt.stop_vm(vm)
+    assert rt.power_states().get(vm, False) is False
+    rt.forget_vm(vm)
+
+
+def test_watch_returns_soon_after_stop(under_test: RuntimeUnderTest) -> None:
+    with _Watching(under_test):
+        pass
+
+
+def test_importing_what_the_hypervisor_lacks_is_refused(under_test: RuntimeUnderTest) -> None:
+    rt, vm = under_test.runtime, under_test.vm("nosuch")
+    expected: type[Exception] = NotFound if rt.follows_hypervisor else Conflict
+    with pytest.raises(expected) as info:
+        rt.adopt_vm(vm)
+    assert info.value.code in ("unknown-domain", "cannot-import")  # type: ignore[attr-defined]
+    assert vm not in rt.power_states()
+
+
+@pytest.mark.parametrize(
+    ("q35", "slots", "code"), [(False, 4, "not-q35"), (True, 0, "no-hotplug-slot")]
+)
+def test_a_vm_that_cannot_carry_a_pair_is_not_adopted(
+    under_test: RuntimeUnderTest, q35: bool, slots: int, code: str
+) -> None:
+    outside = _outside(under_test)
+    rt, vm = under_test.runtime, under_test.vm(code[:6])
+    outside.define(vm, q35, slots, True)
+    with pytest.raises(Conflict) as info:
+        rt.adopt_vm(vm)
+    assert info.value.code == code and info.value.hint
+    assert vm not in rt.power_states()
+
+
+def test_a_vm_the_hypervisor_has_is_not_defined_again(under_test: RuntimeUnderTest) -> None:
+    outside = _outside(under_test)
+    rt, vm = under_test.runtime, under_test.vm("dup")
+    outside.define(vm, True, 4, True)
+    with pytest.raises(Conflict) as info:
+        rt.define_vm(vm, VmTemplate())
+    assert info.value.code == "domain-exists"
+
+
+def test_an_adopted_vm_is_followed_through_outside_starts_and_stops(
+    under_test: RuntimeUnderTest,
+) -> None:
+    outside = _outside(under_test)
+    rt, vm = under_test.runtime, under_test.vm("adopt")
+    outside.define(vm, True, 4, True)
+    rt.adopt_vm(vm)
+    rt.adopt_vm(vm)
+    assert rt.power_states()[vm] is False
+    with _Watching(under_test) as watching:
+        outside.start(vm)
+        watching.wait_for(vm, True)
+        assert rt.power_states()[vm] is True and rt.is_running(vm)
+        rt.start_vm(vm)  # iovctl's start of a running VM: nothing to do
+        rt.plug_software_nic(vm, "nic0", under_test.config())
+        rt.attach_vf(vm, "nic0", under_test.vf(0))
+        assert rt.vf_data_path_active(vm, "nic0") is True
+        outside.stop(vm)
+        watching.wait_for(vm, False)
+    assert rt.power_states()[vm] is False and not rt.is_running(vm)
+    assert rt.vf_data_path_active(vm, "nic0") is False  # the VF left with the VM
+    assert rt.wait_released(vm, ["nic0"], 5.0)
+    rt.forget_vm(vm)
+    rt.forget_vm(vm)
+    assert vm not in rt.power_states()
+    rt.adopt_vm(vm)  # forgotten, not removed: the hypervisor still has it
+    rt.forget_vm(vm)
+
+
+def test_a_guest_without_failover_never_carries_on_its_vf(under_test: RuntimeUnderTest) -> None:
+    outside = _outside(under_test)
+    rt, vm = under_test.runtime, under_test.vm("nofo")
+    outside.define(vm, True, 4, False)
+    rt.adopt_vm(vm)
+    rt.start_vm(vm)
+    rt.plug_software_nic(vm, "nic0", under_test.config())
+    rt.attach_vf(vm, "nic0", under_test.vf(1))  # the hypervisor takes it, holds it back
+    assert rt.vf_data_path_active(vm, "nic0") is False
+    rt.detach_vf(vm, "nic0", under_test.vf(1))
+    rt.stop_vm(vm)
+    rt.forget_vm(vm)
+
+
+def test_a_vf_the_hypervisor_gave_out_is_reported_and_not_attached(
+    under_test: RuntimeUnderTest,
+) -> None:
+    outside = _outside(under_test)
+    rt, vm = under_test.runtime, under_test.vm("pool")
+    vf = under_test.vf(1)
+    outside.hold_vf(vf.pci_address)
+    assert vf.pci_address in rt.vfs_held_elsewhere()
+    rt.start_vm(vm)
+    rt.plug_software_nic(vm, "nic0", under_test.config())
+    with pytest.raises(HardwareError):
+        rt.attach_vf(vm, "nic0", vf)
+    assert rt.vf_data_path_active(vm, "nic0") is False
+    rt.stop_vm(vm)

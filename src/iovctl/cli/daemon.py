@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from iovctl.cli import render
-from iovctl.cli.commands import Command, Runner, arg
+from iovctl.cli.commands import INT, Command, Runner, arg
 
 GROUPS: dict[str, str] = {
     "token": "bearer tokens for the daemon's TCP listener (reader or admin)",
@@ -52,6 +52,7 @@ def _daemon(args: argparse.Namespace, run: Runner) -> int:
             args.listen,
             Path(args.tls_cert) if args.tls_cert else None,
             Path(args.tls_key) if args.tls_key else None,
+            float(args.failover_wait),
         )
     )
 
@@ -110,6 +111,13 @@ COMMANDS: tuple[Command, ...] = (
             arg("--listen", metavar="HOST:PORT", help="also serve TCP (TLS and bearer tokens)"),
             arg("--tls-cert", metavar="FILE", help="PEM certificate for --listen"),
             arg("--tls-key", metavar="FILE", help="PEM private key for --listen"),
+            arg(
+                "--failover-wait",
+                type=INT,
+                default=300,
+                metavar="SECONDS",
+                help="how long a guest may take to use its VF before it goes to the next waiter",
+            ),
         ),
         main=_daemon,
         output=False,
@@ -118,7 +126,13 @@ COMMANDS: tuple[Command, ...] = (
             " writes go through it (iovctl --connect unix:///run/iovctl/iovctl.sock ...)"
             " and a direct write is refused (error[daemon-running]). A second daemon on"
             " the same state directory is refused too. SIGTERM or SIGINT: the writes under"
-            " way finish, then the sockets are removed."
+            " way finish, then the sockets are removed. On a runtime that follows a"
+            " hypervisor (libvirt) the daemon follows VMs started and stopped outside"
+            " iovctl (virsh, virt-manager, autostart, crashes): their NICs get VFs by"
+            " weight, or give them back. A VF whose guest has not negotiated failover"
+            " after --failover-wait seconds goes to the next waiter, and the NIC says"
+            " why (guest-no-failover). libvirt hooks, if any, may only signal the"
+            " daemon: a hook that calls libvirt deadlocks libvirtd."
         ),
     ),
     Command(

@@ -8,8 +8,12 @@ and a hypervisor connection are not shared across threads):
   libvirt), first makes the store agree with every VM it owns (``power_states``:
   the daemon may have been down while they started or stopped), then runs
   ``runtime.watch`` and hands each reported change to ``services.power.follow``.
-- **failover**: every few seconds looks for VFs plugged into a guest that never
-  negotiated failover (``services.failover_watch``) and gives them to the next waiter.
+- **housekeeping**: every few seconds looks for VFs plugged into a guest that never
+  negotiated failover (``services.failover_watch``) and gives them to the next
+  waiter, and for VFs the hypervisor's own pools let go (they go to waiting NICs);
+  and now and then syncs ``power_states`` again: a watch reports only what
+  happens after it began (the gap between the first sync and the watch's start),
+  and an event stream may drop events (a hypervisor restart).
 
 Every write goes through the gateway's write path, as an HTTP write does: one
 journaled operation each, the daemon being the state directory's single writer.
@@ -31,8 +35,9 @@ from iovctl.domain.model import VmPowerChange
 from iovctl.errors import IovctlError
 from iovctl.http.gateway import Gateway
 from iovctl.services import journal, power
+from iovctl.services.allocation import pools_changed_elsewhere
 from iovctl.services.context import Context
-from iovctl.services.failover_watch import BOUND_S, FailoverWatch, give_up
+from iovctl.services.failover_watch import BOUND_S, FailoverWatch, Holding, give_up
 from iovctl.wiring import open_context
 
 log = logging.getLogger("iovctl.daemon")
@@ -41,6 +46,8 @@ log = logging.getLogger("iovctl.daemon")
 FAILOVER_LOOK_S = 2.0
 #: Seconds before a watch that failed (the hypervisor went away) starts again.
 RETRY_S = 5.0
+#: Seconds between two full syncs of the hypervisor's power states.
+RESYNC_S = 30.0
 
 
 class Follower:
@@ -51,14 +58,17 @@ class Follower:
         gateway: Gateway,
         failover_bound: float = BOUND_S,
         failover_look: float = FAILOVER_LOOK_S,
+        resync: float = RESYNC_S,
     ) -> None:
         self.gateway = gateway
         self.stopping = threading.Event()
         self._watch = FailoverWatch(failover_bound)
         self._look = failover_look
+        self._resync = resync
+        self._elsewhere: frozenset[str] | None = None
         self._threads = [
             threading.Thread(target=self._run_watch, name="iovctl-watch", daemon=True),
-            threading.Thread(target=self._run_failover, name="iovctl-failover", daemon=True),
+            threading.Thread(target=self._run_housekeeping, name="iovctl-house", daemon=True),
         ]
 
     def start(self) -> None:
@@ -89,12 +99,19 @@ class Follower:
         try:
             if not ctx.runtime.follows_hypervisor:
                 return  # its VMs run only by iovctl's commands: nothing to follow
-            changed = self.gateway.call(lambda c: journal.run(c, power.sync), writes=True)
-            for vm, running in changed:
-                log.info("VM %s %s while the daemon was away", vm, "ran" if running else "stopped")
+            self.sync()
             ctx.runtime.watch(self._changed, self.stopping)
         finally:
             ctx.close()
+
+    def sync(self) -> list[tuple[str, bool]]:
+        """Make the store agree with every VM the hypervisor owns, now."""
+        changed = self.gateway.call(lambda c: journal.run(c, power.sync), writes=True)
+        for vm, running in changed:
+            log.info(
+                "VM %s %s outside iovctl, unseen until now", vm, "started" if running else "stopped"
+            )
+        return changed
 
     def _changed(self, change: VmPowerChange) -> None:
         try:
@@ -105,20 +122,38 @@ class Follower:
 
     # -- guests that never take their VF -----------------------------------------------
 
-    def _run_failover(self) -> None:
+    def _run_housekeeping(self) -> None:
+        synced = time.monotonic()
         while not self.stopping.wait(self._look):
             try:
                 self.look_once(time.monotonic())
+                if time.monotonic() - synced >= self._resync:
+                    synced = time.monotonic()
+                    self._sync_if_following()
             except IovctlError as exc:
-                log.warning("looking for guests without failover: %s", exc.message)
-            except Exception:
-                log.exception("looking for guests without failover failed")
+                log.warning("daemon housekeeping: %s", exc.message)
+            except Exception:  # the thread must outlive a bug's one occurrence
+                log.exception("daemon housekeeping failed")
+
+    def _sync_if_following(self) -> None:
+        follows = self.gateway.call(lambda c: c.runtime.follows_hypervisor, writes=False)
+        if follows:
+            self.sync()
 
     def look_once(self, now: float) -> int:
         """One look, and a give-up for each VF idle beyond the bound; returns how
-        many NICs were moved to the software path."""
+        many NICs were moved to the software path. VFs the hypervisor's own pools
+        took or let go since the last look give every pool a new planning round."""
         watch = self._watch
-        overdue = self.gateway.call(lambda c: watch.look(c, now), writes=False)
+
+        def look(c: Context) -> tuple[list[Holding], frozenset[str]]:
+            return watch.look(c, now), c.runtime.vfs_held_elsewhere()
+
+        overdue, elsewhere = self.gateway.call(look, writes=False)
+        if elsewhere != self._elsewhere:
+            if self._elsewhere is not None:
+                self.gateway.call(lambda c: journal.run(c, pools_changed_elsewhere), writes=True)
+            self._elsewhere = elsewhere
         moved = 0
         for vm, nic, pci in overdue:
 

@@ -28,6 +28,7 @@ from iovctl.http.gateway import Gateway
 from iovctl.http.sockets import ADMIN_GROUP, bind_tcp, bind_unix
 from iovctl.http.tokens import TokenStore
 from iovctl.services import api
+from iovctl.services.failover_watch import BOUND_S
 from iovctl.wiring import Options
 
 log = logging.getLogger("iovctl.daemon")
@@ -45,6 +46,8 @@ class DaemonConfig:
     listen: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: Seconds a guest may take to use its VF (services.failover_watch).
+    failover_wait: float = BOUND_S
 
 
 class _Server(uvicorn.Server):
@@ -66,6 +69,12 @@ def check(config: DaemonConfig) -> None:
         raise InvalidInput(
             "tls-without-listen", "--tls-cert/--tls-key need --listen", "add --listen HOST:PORT"
         )
+    if config.failover_wait < 1:
+        raise InvalidInput(
+            "invalid-failover-wait",
+            f"--failover-wait {config.failover_wait:.0f} is too short for any guest to boot",
+            "give the seconds a guest may take to use its VF, at least 1 (default 300)",
+        )
     for path in (config.tls_cert, config.tls_key):
         if path is not None and not path.is_file():
             raise InvalidInput("tls-file-missing", f"no file {path}", "give the PEM file's path")
@@ -86,7 +95,7 @@ def serve(config: DaemonConfig) -> int:
     lock.acquire(str(config.socket))
     bound: list[tuple[socket.socket, Path | None]] = []
     said: list[str] = []  # logged once every socket is bound: a refusal comes alone
-    follower = Follower(gateway)
+    follower = Follower(gateway, failover_bound=config.failover_wait)
     try:
         admin, who = bind_unix(config.socket, 0o660, ADMIN_GROUP)
         bound.append((admin, config.socket))

@@ -196,6 +196,16 @@ def held_elsewhere(ctx: Context, uplink: Adapter) -> set[int]:
     }
 
 
+def pools_changed_elsewhere(ctx: Context) -> None:
+    """The hypervisor gave VFs out or took them back by its own means: every IOV
+    pool gets another planning round (``services.journal.settle``), so a VF its
+    pool let go reaches a waiting NIC. A mutating service: run it under
+    ``journal.run``."""
+    for switch in ctx.store.list_switches():
+        if switch.iov_enabled:
+            ctx.store.mark_rebalance_due(switch.name)
+
+
 def _scrubbed_first(ctx: Context, adapter: str) -> set[int]:
     """VFs this plan releases and scrubs that nobody holds: free for the same plan.
 

@@ -21,7 +21,7 @@ from iovctl.domain.steps import (
     StopVm,
 )
 from iovctl.services import power
-from iovctl.services.allocation import revoke_unsupported
+from iovctl.services.allocation import pools_changed_elsewhere, revoke_unsupported
 from iovctl.services.context import Context
 from iovctl.services.views import (
     ApplyReport,
@@ -59,8 +59,12 @@ def apply(ctx: Context, dry_run: bool = False) -> ApplyReport:
     # VMs the hypervisor owns run when it says so: the store follows, first, so
     # that what follows sees their VFs granted or released.
     owned = set(ctx.runtime.power_states()) if ctx.runtime.follows_hypervisor else set()
-    for name, running in power.sync(ctx):
+    followed = power.sync(ctx)
+    for name, running in followed:
         changes.append(VmFollowedChange("follow-hypervisor", name, running))
+    # VFs the sync just granted are configured and attached by its own steps.
+    granted = {(s.adapter, s.index) for s in ctx.planned if isinstance(s, ConfigureVf)}
+    started = {name for name, running in followed if running}
     recreated: dict[str, int] = {}
     broken: set[str] = set()
     for step in plan_counts(ctx.store.desired_num_vfs(), actual):
@@ -80,14 +84,19 @@ def apply(ctx: Context, dry_run: bool = False) -> ApplyReport:
         else:
             current = {vf.index: vf.settings for vf in hw.virtual_functions(name)}
         for vf_step in plan_settings(name, current, tenants):
-            if vf_step.index not in on_their_way:  # their own operation scrubs them
-                changes.append(_settings_change(ctx, vf_step, holders.get(vf_step.index)))
-        broken |= _broken_vms(ctx, holders.values(), actual[name], recreated.get(name))
+            if vf_step.index in on_their_way:  # their own operation scrubs them
+                continue
+            if (name, vf_step.index) in granted:
+                continue
+            changes.append(_settings_change(ctx, vf_step, holders.get(vf_step.index)))
+        broken |= _broken_vms(ctx, holders.values(), actual[name], recreated.get(name)) - started
     changes.extend(_restore(ctx, broken))
     changes.extend(_stop_leftovers(ctx, owned))
-    if not dry_run and ctx.store.clear_grant_errors():
-        for switch in ctx.store.list_switches():
-            ctx.store.mark_rebalance_due(switch.name)
+    if not dry_run:
+        # Another chance for NICs the machine refused a VF, and for waiters whose VF
+        # a hypervisor's own pool may have let go meanwhile.
+        ctx.store.clear_grant_errors()
+        pools_changed_elsewhere(ctx)
     return ApplyReport(dry_run, len(changes), changes)
 
 

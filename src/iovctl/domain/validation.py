@@ -12,7 +12,7 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 def check_name(kind: str, name: str) -> str:
     """A VM, switch or NIC name: letters, digits, ``_.-``; no path or shell characters."""
-    if not _NAME_RE.fullmatch(name or ""):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise InvalidInput(
             "invalid-name",
             f"{kind} name {name!r} is not allowed",

@@ -13,7 +13,7 @@ import stat
 
 from iovctl.domain.model import VmTemplate
 from iovctl.domain.text import shown
-from iovctl.domain.validation import conflicting
+from iovctl.domain.validation import check_integer, conflicting
 from iovctl.errors import InvalidInput
 
 #: Bounds of the numbers a template takes (libvirt's own limits are wider).
@@ -34,6 +34,20 @@ def template_from(
     given = (memory, vcpus, disk, kernel, initrd, cmdline)
     if all(v is None for v in given):
         return None
+    # What a JSON body may hold that a CLI parser never hands over.
+    for flag, number in (("--memory", memory), ("--vcpus", vcpus)):
+        if number is not None:
+            check_integer(flag, number)
+    for flag, text in (
+        ("--disk", disk),
+        ("--kernel", kernel),
+        ("--initrd", initrd),
+        ("--cmdline", cmdline),
+    ):
+        if text is not None and not isinstance(text, str):
+            raise InvalidInput(
+                "invalid-template", f"{flag} {text!r} is not text", f"give {flag} a path or string"
+            )
     if disk is not None and kernel is not None:
         raise conflicting("--disk", "--kernel", "a disk image to boot or a kernel")
     if kernel is None and (initrd is not None or cmdline is not None):

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from iovctl.domain.model import NicConfig, VirtualFunction
+from iovctl.domain.model import NicConfig, VirtualFunction, VmTemplate
 from iovctl.ports import HostHardware, VmRuntime
 
 
@@ -43,6 +43,9 @@ class RuntimeUnderTest:
     vms: list[str] = field(default_factory=list)
     #: None for runtimes whose VMs only iovctl starts (``follows_hypervisor`` False).
     outside: Outside | None = None
+    #: What ``define_vm`` gets: a template the runtime can boot (a hypervisor needs a
+    #: kernel or disk that exists; the others ignore it).
+    template: VmTemplate = field(default_factory=VmTemplate)
 
     def vm(self, suffix: str) -> str:
         name = f"{self.tag}{suffix}"

@@ -24,7 +24,7 @@ import time
 import pytest
 
 from iovctl.domain.drivers import VfDriver
-from iovctl.domain.model import NicTxBytes, RuntimeFacts, VmPowerChange, VmTemplate
+from iovctl.domain.model import NicTxBytes, RuntimeFacts, VmPowerChange
 from iovctl.errors import Conflict, HardwareError, NotFound
 
 from .runtimes import Outside, RuntimeUnderTest
@@ -276,8 +276,8 @@ def test_declares_whether_it_follows_a_hypervisor_and_its_facts(
 
 def test_define_and_forget_are_idempotent(under_test: RuntimeUnderTest) -> None:
     rt, vm = under_test.runtime, under_test.vm("def")
-    rt.define_vm(vm, VmTemplate())
-    rt.define_vm(vm, VmTemplate())
+    rt.define_vm(vm, under_test.template)
+    rt.define_vm(vm, under_test.template)
     assert rt.power_states().get(vm, False) is False  # defined, not started
     rt.forget_vm(vm)
     rt.forget_vm(vm)
@@ -286,7 +286,7 @@ def test_define_and_forget_are_idempotent(under_test: RuntimeUnderTest) -> None:
 
 def test_power_states_agree_with_is_running(under_test: RuntimeUnderTest) -> None:
     rt, vm = under_test.runtime, under_test.vm("pw")
-    rt.define_vm(vm, VmTemplate())
+    rt.define_vm(vm, under_test.template)
     rt.start_vm(vm)
     states = rt.power_states()
     assert all(states[name] == rt.is_running(name) for name in states)
@@ -330,7 +330,7 @@ def test_a_vm_the_hypervisor_has_is_not_defined_again(under_test: RuntimeUnderTe
     rt, vm = under_test.runtime, under_test.vm("dup")
     outside.define(vm, True, 4, True)
     with pytest.raises(Conflict) as info:
-        rt.define_vm(vm, VmTemplate())
+        rt.define_vm(vm, under_test.template)
     assert info.value.code == "domain-exists"
 
 

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from daemon.conftest import Daemon, start_daemon
+from iovctl.adapters.sim import runtime as sim
 from iovctl.adapters.sim.machine import open_machine
 from iovctl.adapters.sim.runtime import define_domain, start_domain, stop_domain
 
@@ -141,3 +142,42 @@ def test_a_guest_that_never_negotiates_failover_gives_its_vf_to_the_next_waiter(
 def test_a_failover_wait_below_a_second_is_refused(short_dir: Path) -> None:
     with pytest.raises(AssertionError, match="invalid-failover-wait"):
         start_daemon(short_dir, args=("--failover-wait", "0"))
+
+
+def test_a_vf_a_libvirt_pool_lets_go_reaches_a_waiting_nic(daemon: Daemon, machine: Any) -> None:
+    c = daemon.client()
+    _ok(c.post("/api/v1/adapters/enp1s0/enable", json={"num_vfs": 1}))
+    _ok(c.post("/api/v1/switches", json={"name": "sw0", "uplink": "enp1s0", "iov": True}))
+    [vf] = _ok(c.get("/api/v1/adapters/enp1s0/vfs"))
+    sim.hold_pool_vf(machine, vf["pci_address"], "network pool hostnet")
+    _ok(c.post("/api/v1/vms", json={"name": "own"}))
+    _ok(c.post("/api/v1/vms/own/nics", json={"switch": "sw0", "iov_weight": 50}))
+    _ok(c.post("/api/v1/vms/own/start"))
+    assert _nic(c, "own")["status_reason"] == "vfs-exhausted"
+    [shown] = _ok(c.get("/api/v1/adapters/enp1s0/vfs"))
+    assert (shown["in_use"], shown["held_elsewhere"]) == (True, True)
+    sim.release_pool_vf(machine, vf["pci_address"])
+    _until("own holds the VF", lambda: _nic(c, "own")["virtual_function"])
+
+
+def test_a_resync_catches_a_change_no_watch_reported(tmp_path: Path) -> None:
+    """A watch reports only what happens after it began; the daemon's periodic sync
+    (Follower.sync, in-process here) finds the rest."""
+    from iovctl.http.follower import Follower
+    from iovctl.http.gateway import Gateway
+    from iovctl.services import api
+    from iovctl.wiring import Options
+
+    gateway = Gateway(Options(state_dir=tmp_path, sim="demo"))
+    gateway.call(api.host_show, writes=False)  # the machine, powered on
+    machine = open_machine(tmp_path)
+    try:
+        define_domain(machine, "web")
+        gateway.call(lambda c: api.vm_import(c, "web"), writes=True)
+        start_domain(machine, "web")
+        follower = Follower(gateway)
+        assert follower.sync() == [("web", True)]
+        assert follower.sync() == []
+        assert gateway.call(lambda c: api.vm_show(c, "web"), writes=False).state == "running"
+    finally:
+        machine.close()

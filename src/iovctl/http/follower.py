@@ -123,22 +123,24 @@ class Follower:
     # -- guests that never take their VF -----------------------------------------------
 
     def _run_housekeeping(self) -> None:
+        try:
+            follows = self.gateway.call(lambda c: c.runtime.follows_hypervisor, writes=False)
+        except IovctlError as exc:
+            log.warning("daemon housekeeping: %s", exc.message)
+            follows = True  # look anyway: the runtime says so at the next look
+        if not follows:
+            return  # its VMs run only by iovctl's commands: nothing to look after
         synced = time.monotonic()
         while not self.stopping.wait(self._look):
             try:
                 self.look_once(time.monotonic())
                 if time.monotonic() - synced >= self._resync:
                     synced = time.monotonic()
-                    self._sync_if_following()
+                    self.sync()
             except IovctlError as exc:
                 log.warning("daemon housekeeping: %s", exc.message)
             except Exception:  # the thread must outlive a bug's one occurrence
                 log.exception("daemon housekeeping failed")
-
-    def _sync_if_following(self) -> None:
-        follows = self.gateway.call(lambda c: c.runtime.follows_hypervisor, writes=False)
-        if follows:
-            self.sync()
 
     def look_once(self, now: float) -> int:
         """One look, and a give-up for each VF idle beyond the bound; returns how
@@ -150,9 +152,8 @@ class Follower:
             return watch.look(c, now), c.runtime.vfs_held_elsewhere()
 
         overdue, elsewhere = self.gateway.call(look, writes=False)
-        if elsewhere != self._elsewhere:
-            if self._elsewhere is not None:
-                self.gateway.call(lambda c: journal.run(c, pools_changed_elsewhere), writes=True)
+        if elsewhere != self._elsewhere:  # the first look too: it may have changed before
+            self.gateway.call(lambda c: journal.run(c, pools_changed_elsewhere), writes=True)
             self._elsewhere = elsewhere
         moved = 0
         for vm, nic, pci in overdue:

@@ -177,6 +177,9 @@ def netns_runtime(store: SqliteStore) -> VmRuntime:
             vfs_held_elsewhere=frozenset,
             power_states=dict,
             facts=lambda: RuntimeFacts(kind="netns"),
+            # vm create and vm delete: nothing to define or forget in a namespace
+            define_vm=lambda vm, template: None,
+            forget_vm=lambda vm: None,
         ),
     )
 

@@ -80,3 +80,13 @@ def test_read_commands_on_the_linux_backend_do_not_import_the_vm_runtime(tmp_pat
 def test_the_lazy_runtime_is_built_on_first_call_and_closes_cleanly() -> None:
     report = _python(_PROXY)
     assert report == {"before": False, "active": False, "after": True}
+
+
+def test_creating_a_vm_on_the_linux_backend_does_not_import_the_vm_runtime(
+    tmp_path: Path,
+) -> None:
+    """vm create's define-vm step asks the runtime, which a namespace answers
+    without being built (its VMs are iovctl's own records)."""
+    report = _python(_READ_ON_LINUX, str(tmp_path / "state"), "vm", "create", "lazy")
+    assert report["code"] == 0 and report["output"]["name"] == "lazy"
+    assert report["runtime"] is False

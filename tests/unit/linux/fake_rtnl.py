@@ -21,7 +21,7 @@ from typing import Any
 from pyroute2.iproute.ipmock import IPEngine
 from pyroute2.netlink import NLMSG_ERROR
 from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_NEWLINK
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP, ifinfmsg
 
 ETH_P_8021Q = 0x8100
 UNREPORTED = 0xFFFFFFFF
@@ -204,6 +204,8 @@ class Recorded:
     get_indexes: list[int] = field(default_factory=list)
     #: Each RTM_NEWLINK's VF attributes, as (name, fields) in message order.
     set_requests: list[list[tuple[str, dict[str, Any]]]] = field(default_factory=list)
+    #: (ifindex, up) of each RTM_NEWLINK that changed IFF_UP.
+    admin_changes: list[tuple[int, bool]] = field(default_factory=list)
 
 
 @dataclass
@@ -214,6 +216,8 @@ class FakeLink:
     vfs: list[FakeVf] = field(default_factory=list)
     #: The last reply's state and bytes (see FakeRtnl._get).
     reply: tuple[Any, bytes] | None = None
+    #: Administratively up (IFF_UP).
+    up: bool = True
 
 
 class FakeRtnl(IPEngine):  # type: ignore[misc]
@@ -333,6 +337,9 @@ class FakeRtnl(IPEngine):  # type: ignore[misc]
         if link is None:
             return self._ack(request, errno.ENODEV)
         code = 0
+        if request["change"] & IFF_UP:
+            link.up = bool(request["flags"] & IFF_UP)
+            self.recorded.admin_changes.append((request.get("index"), link.up))
         vflist = request.get_attr("IFLA_VFINFO_LIST")
         for entry in vflist.get_attrs("IFLA_VF_INFO") if vflist is not None else []:
             attrs = [(name, dict(value)) for name, value in _attrs(entry)]

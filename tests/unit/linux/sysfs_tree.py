@@ -91,6 +91,8 @@ class PfSpec:
     speed: str | None = "1000"
     #: None: unreadable (interface down).
     carrier: str | None = "1"
+    #: ``flags`` of the netdev: IFF_UP set or not; None: no flags file.
+    admin_up: bool | None = None
     mac: str = "52:54:00:12:34:56"
     #: None: no SR-IOV capability (no sriov_* files).
     total_vfs: int | None = 7
@@ -224,6 +226,10 @@ class Tree:
             _write(net / "carrier", carrier + "\n")
         _symlink(self.sys / "class" / "net" / name, net)
 
+    def set_admin_up(self, name: str, up: bool) -> None:
+        """``flags`` as the kernel shows them: IFF_BROADCAST|IFF_MULTICAST, IFF_UP."""
+        _write(self.sys / "class" / "net" / name / "flags", f"{0x1002 | int(up):#x}\n")
+
     def set_carrier(self, name: str, carrier: str) -> None:
         _write(self.sys / "class" / "net" / name / "carrier", carrier + "\n")
 
@@ -315,6 +321,8 @@ def build(root: Path, spec: HostSpec) -> Tree:
         if pf.netdev is not None:
             holder = path / pf.nested_netdev_parent if pf.nested_netdev_parent else path
             tree.add_netdev(holder, pf.netdev, pf.mac, pf.speed, pf.ifindex, pf.carrier)
+            if pf.admin_up is not None:
+                tree.set_admin_up(pf.netdev, pf.admin_up)
         if pf.total_vfs is not None:
             for name, value in (
                 ("sriov_totalvfs", pf.total_vfs),

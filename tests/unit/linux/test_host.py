@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import textwrap
 from pathlib import Path
 
 import pytest
 from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl import RTM_NEWLINK
 
 from helpers import fresh_python
 from iovctl.adapters.linux.host import LinuxHost
@@ -146,6 +148,61 @@ def test_set_num_vfs_then_virtual_functions(tmp_path: Path) -> None:
         settings=SCRUBBED.with_(mac="52:54:00:00:00:01", vlan=10, link_state=LinkState.DISABLE),
     )
     assert host.adapter("0000:01:00.0").num_vfs == 4  # by PCI address too
+
+
+def test_vfs_are_enabled_on_a_pf_that_is_up(tmp_path: Path) -> None:
+    """An igbvf that resets while its PF is down says "PF still in reset state" and
+    takes a random permanent MAC (measured on the testbed's igb): the PF comes up
+    first, and is up when the VFs appear."""
+    spec = igb_host()
+    spec.pfs[0].admin_up = False
+    fake = FakeRtnl(0)
+    fake.links[3].up = False
+    host, _, _ = make_host(tmp_path, spec, fake)
+    up_when_enabled: list[bool] = []
+    assert isinstance(host.sysfs, KernelSysfs)
+    host.sysfs.on_num_vfs = lambda pf, count: up_when_enabled.append(fake.links[pf.ifindex].up)
+
+    host.set_num_vfs("enp1s0", 2)
+
+    assert fake.recorded.admin_changes == [(3, True)]
+    assert up_when_enabled == [True]
+
+
+@pytest.mark.parametrize(("admin_up", "count"), [(True, 2), (None, 2), (False, 0)])
+def test_the_pf_link_is_left_alone_otherwise(
+    tmp_path: Path, admin_up: bool | None, count: int
+) -> None:
+    """Up already, flags unreadable, or VFs going away: no link change."""
+    before = 0 if count else 1
+    spec = igb_host(num_vfs=before)
+    spec.pfs[0].admin_up = admin_up
+    fake = FakeRtnl(before)
+    host, _, _ = make_host(tmp_path, spec, fake)
+
+    host.set_num_vfs("enp1s0", count)
+
+    assert fake.recorded.admin_changes == []
+    assert host.adapter("enp1s0").num_vfs == count
+
+
+def test_a_pf_that_cannot_come_up_is_an_error_and_no_vfs(tmp_path: Path) -> None:
+    spec = igb_host()
+    spec.pfs[0].admin_up = False
+    fake = FakeRtnl(0)
+    host, _, _ = make_host(tmp_path, spec, fake)
+
+    def refuse(request: object) -> None:
+        fake._ack(request, errno.EPERM)
+
+    fake.processors[RTM_NEWLINK] = refuse
+
+    with pytest.raises(HardwareError) as caught:
+        host.set_num_vfs("enp1s0", 2)
+
+    assert caught.value.code == "pf-up-failed"
+    assert "enp1s0" in str(caught.value) and "ip link set enp1s0 up" in (caught.value.hint or "")
+    assert host.adapter("enp1s0").num_vfs == 0
 
 
 def test_virtual_function(tmp_path: Path) -> None:

@@ -139,8 +139,20 @@ class LinuxHost:
         return self._adapter(self._pf(name))
 
     def set_num_vfs(self, adapter: str, count: int) -> None:
-        """See PciBus.set_num_vfs; errors come from SysfsPci.set_num_vfs. Needs root."""
-        address = self._pf(adapter).address
+        """See PciBus.set_num_vfs; errors come from SysfsPci.set_num_vfs. Needs root.
+
+        VFs are enabled on a PF that is administratively up: an Intel VF driver
+        (igbvf, ixgbevf) completes its reset only through the PF's mailbox, which the
+        PF driver serves only while its netdev is open (igb sets CTRL_EXT.PFRSTD in
+        igb_open; until then the VF's mailbox shows RSTI). A VF that resets while its
+        PF is down, at probe here or in a VM, says "PF still in reset state" and takes
+        a random MAC as its permanent address, so a VM's net_failover never teams it
+        with the NIC's virtio half. So a PF that is down is brought up first.
+        """
+        pf = self._pf(adapter)
+        address = pf.address
+        if count > 0 and pf.netdev and self.sysfs.admin_up(pf.netdev) is False:
+            self.netlink.set_up(self._ifindex(pf), pf.netdev)
         try:
             self.sysfs.set_num_vfs(address, count)
         finally:

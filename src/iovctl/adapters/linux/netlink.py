@@ -32,6 +32,7 @@ Must not import sysfs code, services, the CLI or anything outside the domain mod
 from __future__ import annotations
 
 import errno
+import os
 import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -752,6 +753,19 @@ class NetlinkVfs:
         if self._ipr is not None:
             ipr, self._ipr = self._ipr, None
             ipr.close()
+
+    def set_up(self, ifindex: int, adapter: str = "") -> None:
+        """Bring the netdev with ``ifindex`` administratively up (RTM_NEWLINK, IFF_UP)."""
+        try:
+            with self._socket() as ipr:
+                ipr.link("set", index=ifindex, state="up")
+        except NetlinkError as exc:
+            raise HardwareError(
+                "pf-up-failed",
+                f"cannot bring adapter {adapter or ifindex} up: {os.strerror(exc.code)}",
+                f"bring it up by hand (ip link set {adapter or 'PF'} up) and try again",
+                errno=exc.code,
+            ) from exc
 
     def read(self, ifindex: int, adapter: str = "") -> list[VfReport]:
         """Every VF of the PF with ``ifindex``, in one RTM_GETLINK; [] without VFs."""

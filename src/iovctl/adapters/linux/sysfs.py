@@ -28,6 +28,8 @@ StrPath = str | os.PathLike[str]
 NETWORK_CLASS = 0x02
 #: Drivers that take a VF away from the host network stack (no netdev expected).
 NON_NET_VF_DRIVERS = frozenset({"vfio-pci", "pci-stub", "uio_pci_generic", "igb_uio"})
+#: include/uapi/linux/if.h: the administrative "up" flag of a netdev.
+IFF_UP = 0x1
 #: resource file flags (include/linux/ioport.h).
 IORESOURCE_MEM = 0x00000200
 IORESOURCE_UNSET = 0x20000000
@@ -230,6 +232,15 @@ class SysfsPci:
         """``class/net/<if>/carrier``; None while the interface is down (EINVAL)."""
         value = self._read_int(self.class_net_dir / netdev / "carrier")
         return None if value is None else value == 1
+
+    def admin_up(self, netdev: str) -> bool | None:
+        """Whether ``netdev`` is administratively up (IFF_UP in ``class/net/<if>/flags``);
+        None when unreadable."""
+        text = self._read_text(self.class_net_dir / netdev / "flags")
+        try:
+            return bool(int(text or "", 16) & IFF_UP)
+        except ValueError:
+            return None
 
     def drivers_autoprobe(self, address: str) -> bool:
         return self._read_int(self.device_dir(address) / "sriov_drivers_autoprobe") != 0

@@ -253,6 +253,19 @@ def test_a_guest_on_the_switch_reaches_the_peer_and_virsh_changes_are_seen(
         ).interfaces[dx.pair_aliases("nic0")[0]].bridge
         assert PEER_ADDRESS  # the peer answered from its namespace
 
+        # A second NIC hot-plugged into the booted guest, and hot-unplugged: gone from
+        # the live domain once QEMU reported DEVICE_REMOVED (not a fixed sleep).
+        second = NicConfig(switch=libvirt_host.switch, mac="52:54:00:c7:77:02")
+        rt.plug_software_nic(vm, "nic1", second)
+        dom = rt._conn().get_domain(vm)
+        alias = dx.pair_aliases("nic1")[0]
+        assert alias in dx.parse_domain(dom.XMLDesc(0)).aliases
+        unplugging = time.monotonic()
+        rt.unplug_nic(vm, "nic1")
+        print(f"libvirt guest: virtio NIC hot-unplugged in {time.monotonic() - unplugging:.2f} s")
+        assert alias not in dx.parse_domain(dom.XMLDesc(0)).aliases
+        assert alias not in dx.parse_domain(dom.XMLDesc(2)).aliases
+
         subprocess.run(["virsh", "-c", URI, "destroy", vm], check=True, capture_output=True)
         subprocess.run(["virsh", "-c", URI, "start", vm], check=True, capture_output=True)
         deadline = time.monotonic() + 20

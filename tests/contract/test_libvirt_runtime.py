@@ -285,3 +285,33 @@ def test_a_guest_on_the_switch_reaches_the_peer_and_virsh_changes_are_seen(
         rt.remove_switch(libvirt_host.switch)
         rt.close()
     assert not watcher.is_alive()
+
+
+def test_vfs_of_active_hostdev_pools_and_foreign_hostdevs_are_held_elsewhere(
+    runtime: Any,
+) -> None:
+    conn = runtime._conn().conn
+    pool = conn.networkDefineXML(
+        "<network><name>lvt-pool</name><forward mode='hostdev' managed='yes'>"
+        "<address type='pci' domain='0x0000' bus='0x03' slot='0x10' function='0x1'/>"
+        "</forward></network>"
+    )
+    try:
+        assert runtime.vfs_held_elsewhere() == frozenset()  # a pool not started holds none
+        pool.create()
+        assert runtime.vfs_held_elsewhere() == {"0000:03:10.1"}
+        # A running domain that is not iovctl's, with a passed-through device.
+        conn.defineXML(
+            "<domain type='test'><name>lvt-hd</name><memory>131072</memory>"
+            "<os><type>hvm</type></os><devices>"
+            "<hostdev mode='subsystem' type='pci' managed='no'><source>"
+            "<address domain='0x0000' bus='0x04' slot='0x10' function='0x2'/>"
+            "</source></hostdev></devices></domain>"
+        )
+        runtime.names.append("lvt-hd")
+        runtime._conn().get_domain("lvt-hd").create()
+        assert runtime.vfs_held_elsewhere() == {"0000:03:10.1", "0000:04:10.2"}
+    finally:
+        if pool.isActive():
+            pool.destroy()
+        pool.undefine()

@@ -1,9 +1,10 @@
 """Wiring: builds a Context (store + hardware + VM runtime) from options.
 
 The only module that knows every adapter. Two choices, made apart: the hardware
-(``sim``, ``linux``, ``emulated``) and the VM runtime (``sim``, ``netns``; libvirt
-next). Each is fixed when a state directory is first used (``meta.backend``,
-``meta.runtime``): later commands see the same host and the same VMs. The runtime
+(``sim``, ``linux``, ``emulated``) and the VM runtime (``sim``, ``netns``,
+``libvirt``). Each is fixed when a state directory is first used (``meta.backend``,
+``meta.runtime``, and ``meta.libvirt_uri`` for libvirt): later commands see the same
+host and the same VMs. The runtime
 defaults to the hardware's natural partner: simulated VMs on a simulated host,
 namespaces on real and emulated hosts. Adapters are imported when chosen, never at
 module import.
@@ -32,7 +33,12 @@ if TYPE_CHECKING:
     from iovctl.domain.host_spec import HostSpec
 
 #: The VM runtimes, by name.
-RUNTIMES = ("sim", "netns")
+RUNTIMES = ("sim", "netns", "libvirt")
+#: Where the libvirt runtime finds libvirt unless told (IOVCTL_LIBVIRT_URI).
+DEFAULT_LIBVIRT_URI = "qemu:///system"
+#: libvirt domain types iovctl may define VMs as: ``kvm``, or ``qemu`` (TCG) where
+#: /dev/kvm cannot run guests (IOVCTL_LIBVIRT_DOMAIN_TYPE; default: kvm if offered).
+DOMAIN_TYPES = ("kvm", "qemu")
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,8 @@ class Options:
     #: VM runtime (one of RUNTIMES); None = what the state dir holds, else the
     #: hardware's partner.
     runtime: str | None = None
+    #: libvirt connection URI; None = what the state dir holds, else the default.
+    libvirt_uri: str | None = None
 
 
 def resolve_options(
@@ -54,6 +62,7 @@ def resolve_options(
     sim: str | None,
     emulate: str | None = None,
     runtime: str | None = None,
+    libvirt_uri: str | None = None,
 ) -> Options:
     """Options from flags, then the environment, then the defaults. ``sim`` and
     ``emulate`` are two kinds of host: both given (as flags, or both in the
@@ -78,7 +87,10 @@ def resolve_options(
         if sim is not None and emulate is not None:
             raise conflicting("IOVCTL_SIM", "IOVCTL_EMULATE", "unset one of them")
     runtime = runtime or os.environ.get("IOVCTL_RUNTIME") or None
-    return Options(state_dir=chosen, sim=sim, emulate=emulate, runtime=runtime)
+    libvirt_uri = libvirt_uri or os.environ.get("IOVCTL_LIBVIRT_URI") or None
+    return Options(
+        state_dir=chosen, sim=sim, emulate=emulate, runtime=runtime, libvirt_uri=libvirt_uri
+    )
 
 
 def open_context(options: Options) -> Context:
@@ -135,6 +147,8 @@ def _runtime(
         raise _mismatch(options, "VM runtime", stored, options.runtime)
     if stored == "sim":
         return _sim_runtime(options, hardware)
+    if stored == "libvirt":
+        return libvirt_runtime(store, options, hardware)
     return netns_runtime(store)
 
 
@@ -182,6 +196,40 @@ def netns_runtime(store: SqliteStore) -> VmRuntime:
             forget_vm=lambda vm: None,
         ),
     )
+
+
+def libvirt_runtime(store: SqliteStore, options: Options, hardware: HostHardware) -> VmRuntime:
+    """libvirt domains, over the URI the state dir was first used with; connected on
+    first use (without libvirt-python installed that use says how to install it)."""
+    uri = store.get_meta("libvirt_uri")
+    if uri is None:
+        with store.transaction():
+            uri = store.get_meta("libvirt_uri")
+            if uri is None:
+                uri = options.libvirt_uri or DEFAULT_LIBVIRT_URI
+                store.set_meta("libvirt_uri", uri)
+    if options.libvirt_uri is not None and options.libvirt_uri != uri:
+        raise _mismatch(options, "libvirt URI", uri, options.libvirt_uri)
+    domain_type = os.environ.get("IOVCTL_LIBVIRT_DOMAIN_TYPE") or None
+    if domain_type is not None and domain_type not in DOMAIN_TYPES:
+        raise InvalidInput(
+            "unknown-domain-type",
+            f"no libvirt domain type named {shown(domain_type)!r}",
+            f"choose one of: {', '.join(DOMAIN_TYPES)} (IOVCTL_LIBVIRT_DOMAIN_TYPE)",
+        )
+
+    def build() -> VmRuntime:
+        from iovctl.adapters.libvirt.runtime import LibvirtVmRuntime
+
+        return LibvirtVmRuntime(
+            uri,
+            lambda switch: store.get_switch(switch).uplink,
+            hardware=hardware,
+            domain_type=domain_type,
+            console_log_dir="/var/log/libvirt/qemu" if uri == DEFAULT_LIBVIRT_URI else None,
+        )
+
+    return cast(VmRuntime, Lazy(build, vf_driver=VfDriver.VFIO, follows_hypervisor=True))
 
 
 def traffic_lab() -> TrafficLab:

@@ -5,8 +5,9 @@ Hardware (``hardware``): by default the simulated igb host (in-memory SQLite). I
 backend and the guest's igb PF. Set ``IOVCTL_CONTRACT_BACKEND=sim`` there to force
 the simulator.
 
-VM runtimes (``under_test``): the simulated one, and the namespace runtime on an
-emulated NIC (privileged: root, under the shared lock).
+VM runtimes (``under_test``): the simulated one, the namespace runtime on an
+emulated NIC, and the libvirt runtime on a real libvirtd + QEMU (both privileged:
+root, under the shared lock).
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ import pytest
 
 from iovctl.ports import HostHardware
 
-from .runtimes import RuntimeUnderTest, netns_runtime, sim_runtime
+from .libvirt_host import libvirt_host
+from .runtimes import RuntimeUnderTest, libvirt_runtime, netns_runtime, sim_runtime
 
 # The namespace runtime's contract runs on the privileged suite's lab.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "privileged"))
 from netns_lab import make_lab
 
-__all__ = ["make_lab"]
+__all__ = ["libvirt_host", "make_lab"]
 
 
 def _sim() -> HostHardware:
@@ -74,12 +76,20 @@ def pf(hardware: HostHardware) -> str:
 
 
 @pytest.fixture(
-    params=["sim", pytest.param("netns", marks=pytest.mark.privileged)],
+    params=[
+        "sim",
+        pytest.param("netns", marks=pytest.mark.privileged),
+        pytest.param("libvirt", marks=pytest.mark.privileged),
+    ],
 )
 def under_test(request: pytest.FixtureRequest) -> Iterator[RuntimeUnderTest]:
     """Each VM runtime with hardware whose VFs it can take (see runtimes.py)."""
     if request.param == "netns":
         yield netns_runtime(request.getfixturevalue("make_lab"))
+        return
+    if request.param == "libvirt":
+        with libvirt_runtime(request.getfixturevalue("libvirt_host")) as built:
+            yield built
         return
     with sim_runtime() as built:
         yield built

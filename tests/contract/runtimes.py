@@ -6,7 +6,11 @@ up after the test). A runtime that follows a hypervisor also gives the contract 
 outside world's hands (:class:`Outside`: define a VM iovctl does not have, start
 and stop it behind iovctl's back, give a VF out by the hypervisor's own means). ``sim``: the simulated runtime beside a simulated igb host, in
 memory. ``netns``: namespaces over an emulated NIC (root; run it under the shared
-lock, see tests/privileged). A libvirt runtime joins by adding a builder here.
+lock, see tests/privileged). ``libvirt``: domains of a real libvirtd + QEMU (TCG)
+booting the minimal guest of tests/libvirt_guest, their virtio NICs on a switch bridge
+whose uplink is a veth to a namespace peer (root, shared lock; see libvirt_host.py).
+There are no VFs on that host: the tests that attach one skip, naming the igb
+testbed where they can run.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
+
+import pytest
 
 from iovctl.domain.model import NicConfig, VirtualFunction, VmTemplate
 from iovctl.ports import HostHardware, VmRuntime
@@ -46,13 +52,23 @@ class RuntimeUnderTest:
     #: What ``define_vm`` gets: a template the runtime can boot (a hypervisor needs a
     #: kernel or disk that exists; the others ignore it).
     template: VmTemplate = field(default_factory=VmTemplate)
+    #: Makes the hypervisor's VM for a new name (libvirt: define the domain).
+    prepare: Callable[[str], None] | None = None
+    #: Why this runtime has no VF to attach here (the test then skips).
+    no_vfs: str | None = None
 
-    def vm(self, suffix: str) -> str:
+    def vm(self, suffix: str, prepared: bool = True) -> str:
+        """A VM name for the test; ``prepared``: the hypervisor has it (defined by
+        iovctl), else the test makes it itself (``Outside.define``, or never)."""
         name = f"{self.tag}{suffix}"
         self.vms.append(name)
+        if prepared and self.prepare is not None:
+            self.prepare(name)
         return name
 
     def vf(self, index: int) -> VirtualFunction:
+        if self.no_vfs is not None:
+            pytest.skip(self.no_vfs)
         return self.hardware.virtual_function(self.adapter, index)
 
     def config(self, n: int = 1) -> NicConfig:
@@ -91,3 +107,36 @@ def netns_runtime(make_lab: Callable[..., Any]) -> RuntimeUnderTest:
     return RuntimeUnderTest(
         "netns", lab.runtime, lab.hardware, lab.adapter, lab.switch, lab.tag, lab.vms
     )
+
+
+@contextmanager
+def libvirt_runtime(host: Any) -> Iterator[RuntimeUnderTest]:
+    """The libvirt runtime on the session's libvirtd (``libvirt_host.LibvirtHost``):
+    each VM a domain defined from the minimal guest, forgotten (destroyed and
+    undefined) after the test."""
+    from iovctl.adapters.sim import simulated_machine
+    from iovctl.adapters.sim.spec import load_spec
+
+    hardware, _ = simulated_machine(load_spec("igb"))
+    runtime = host.runtime()
+    built = RuntimeUnderTest(
+        "libvirt",
+        runtime,
+        hardware,
+        hardware.adapters()[0].name,
+        host.switch,
+        "iovlvc",
+        prepare=lambda vm: runtime.define_vm(vm, host.template()),
+        no_vfs=(
+            "no SR-IOV VFs on this host: the libvirt runtime's VF half runs in the igb"
+            " testbed guest (nested libvirt, tests/testbed)"
+        ),
+    )
+    try:
+        yield built
+    finally:
+        for vm in built.vms:
+            runtime.forget_vm(vm)
+        runtime.remove_switch(host.switch)
+        runtime.close()
+        hardware.machine.close()

@@ -61,6 +61,7 @@ from iovctl.adapters.netns.kernel import (
     wait_until,
 )
 from iovctl.adapters.netns.nft import nft_delete_chain, nft_delete_table_if_empty, nft_rule_comments
+from iovctl.adapters.netns.switch_bridge import ensure_switch_bridge
 from iovctl.adapters.own_vms import OwnVms
 from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import NicConfig, NicTxBytes, VirtualFunction
@@ -409,33 +410,7 @@ class NetnsVmRuntime(OwnVms):
         return self._address_of(vm, nic, config)
 
     def _ensure_switch_bridge(self, switch: str) -> int:
-        links = self._links
-        name = bridge_name(switch)
-        links.add(f"creating the bridge of switch {switch}", ifname=name, kind="bridge")
-        index = links.index(name)
-        links.set(
-            f"starting the bridge of switch {switch}",
-            index=index,
-            state="up",
-            IFLA_AF_SPEC=NO_IPV6_ADDRESSES,
-        )
-        uplink = self._uplink_of(switch)
-        message = links.get(uplink)
-        if message is None:
-            raise HardwareError(
-                "uplink-missing",
-                f"the uplink {uplink} of switch {switch} has no netdev in this host",
-                "check the adapter: iovctl adapter show " + uplink,
-            )
-        if message.get("IFLA_MASTER") != index:
-            links.set(
-                f"attaching {uplink} to switch {switch}",
-                index=message["index"],
-                master=index,
-                state="up",
-            )
-        assert index is not None
-        return index
+        return ensure_switch_bridge(self._links, switch, self._uplink_of(switch))
 
     def _ensure_master(self, ns: str, vm: str, nic: str, config: NicConfig) -> int:
         links = self._links

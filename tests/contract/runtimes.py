@@ -126,6 +126,13 @@ def libvirt_runtime(host: Any) -> Iterator[RuntimeUnderTest]:
         hardware.adapters()[0].name,
         host.switch,
         "iovlvc",
+        template=host.template(),
+        outside=Outside(
+            define=host.define_outside,
+            start=lambda vm: host.virsh("start", vm),
+            stop=lambda vm: host.virsh("destroy", vm),
+            hold_vf=lambda pci: pytest.skip("no VFs on this host for a libvirt pool to hold"),
+        ),
         prepare=lambda vm: runtime.define_vm(vm, host.template()),
         no_vfs=(
             "no SR-IOV VFs on this host: the libvirt runtime's VF half runs in the igb"
@@ -137,6 +144,7 @@ def libvirt_runtime(host: Any) -> Iterator[RuntimeUnderTest]:
     finally:
         for vm in built.vms:
             runtime.forget_vm(vm)
+            host.remove_domain(vm)  # those the test defined from outside
         runtime.remove_switch(host.switch)
         runtime.close()
         hardware.machine.close()

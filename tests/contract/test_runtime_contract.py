@@ -302,7 +302,7 @@ def test_watch_returns_soon_after_stop(under_test: RuntimeUnderTest) -> None:
 
 
 def test_importing_what_the_hypervisor_lacks_is_refused(under_test: RuntimeUnderTest) -> None:
-    rt, vm = under_test.runtime, under_test.vm("nosuch")
+    rt, vm = under_test.runtime, under_test.vm("nosuch", prepared=False)
     expected: type[Exception] = NotFound if rt.follows_hypervisor else Conflict
     with pytest.raises(expected) as info:
         rt.adopt_vm(vm)
@@ -317,7 +317,7 @@ def test_a_vm_that_cannot_carry_a_pair_is_not_adopted(
     under_test: RuntimeUnderTest, q35: bool, slots: int, code: str
 ) -> None:
     outside = _outside(under_test)
-    rt, vm = under_test.runtime, under_test.vm(code[:6])
+    rt, vm = under_test.runtime, under_test.vm(code[:6], prepared=False)
     outside.define(vm, q35, slots, True)
     with pytest.raises(Conflict) as info:
         rt.adopt_vm(vm)
@@ -327,7 +327,7 @@ def test_a_vm_that_cannot_carry_a_pair_is_not_adopted(
 
 def test_a_vm_the_hypervisor_has_is_not_defined_again(under_test: RuntimeUnderTest) -> None:
     outside = _outside(under_test)
-    rt, vm = under_test.runtime, under_test.vm("dup")
+    rt, vm = under_test.runtime, under_test.vm("dup", prepared=False)
     outside.define(vm, True, 4, True)
     with pytest.raises(Conflict) as info:
         rt.define_vm(vm, under_test.template)
@@ -338,7 +338,7 @@ def test_an_adopted_vm_is_followed_through_outside_starts_and_stops(
     under_test: RuntimeUnderTest,
 ) -> None:
     outside = _outside(under_test)
-    rt, vm = under_test.runtime, under_test.vm("adopt")
+    rt, vm = under_test.runtime, under_test.vm("adopt", prepared=False)
     outside.define(vm, True, 4, True)
     rt.adopt_vm(vm)
     rt.adopt_vm(vm)
@@ -365,7 +365,7 @@ def test_an_adopted_vm_is_followed_through_outside_starts_and_stops(
 
 def test_a_guest_without_failover_never_carries_on_its_vf(under_test: RuntimeUnderTest) -> None:
     outside = _outside(under_test)
-    rt, vm = under_test.runtime, under_test.vm("nofo")
+    rt, vm = under_test.runtime, under_test.vm("nofo", prepared=False)
     outside.define(vm, True, 4, False)
     rt.adopt_vm(vm)
     rt.start_vm(vm)

@@ -59,6 +59,7 @@ def probe_igbvf(vf: str) -> str:
 @pytest.fixture
 def one_vf_unprobed() -> Iterator[str]:
     """One VF that no driver has probed yet (autoprobe off while it is created)."""
+    (PF_DEV / "sriov_numvfs").write_text("0")  # an earlier test may have left VFs
     (PF_DEV / "sriov_drivers_autoprobe").write_text("0")
     try:
         (PF_DEV / "sriov_numvfs").write_text("1")

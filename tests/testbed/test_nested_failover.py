@@ -285,6 +285,9 @@ class RemovalWatch:
 
 @pytest.fixture(scope="module")
 def libvirtd() -> Iterator[None]:
+    if run("pgrep", "-x", "libvirtd", check=False).strip():
+        yield  # started for the other nested module of this session
+        return
     run("modprobe", "-a", "tun", "bridge", "veth", "vfio-pci", "vfio_iommu_type1")
     # libvirt-daemon-system (systemd units, users, these folders) is not installed:
     # a root-only daemon without AppArmor, cgroups, mount namespaces or polkit.
@@ -350,6 +353,8 @@ def lab(libvirtd: None) -> Iterator[dict[str, Any]]:
     virsh("undefine", DOMAIN, check=False)
     virsh("net-destroy", "vfpool", check=False)
     (dev / "sriov_numvfs").write_text("0")
+    run("ip", "netns", "del", PEER_NS, check=False)
+    run("ip", "link", "del", BRIDGE, check=False)
 
 
 def test_nested_guest_keeps_tcp_across_vf_unplug_and_return(lab: dict[str, Any], tmp_path: Path) -> None:

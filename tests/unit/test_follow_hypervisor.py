@@ -199,3 +199,25 @@ def test_an_own_vms_change_is_not_the_hypervisors(ctx: Context) -> None:
     ctx.runtime.start_vm("own")
     assert journal.run(ctx, power.sync) == []  # not the hypervisor's: apply's business
     assert ctx.store.get_vm("own").state is VmState.OFF
+
+
+def _configured_nics(ctx: Context, vm: str) -> dict[str, str]:
+    rows = _machine(ctx).execute(  # type: ignore[attr-defined]
+        "SELECT nic, mac FROM sim_vm_nic WHERE vm = ?", (vm,)
+    )
+    return dict(rows.fetchall())
+
+
+def test_a_nic_added_to_a_stopped_domain_is_in_its_config_for_a_start_outside(
+    ctx: Context,
+) -> None:
+    """virsh start boots what the domain's config holds: the NIC must be there before
+    the daemon hears of the start (and its switch's bridge with it)."""
+    _domain(ctx, "web", 50)
+    assert ctx.store.get_vm("web").state is VmState.OFF
+    mac = ctx.store.get_nic("web", "nic0").config.mac
+    assert _configured_nics(ctx, "web") == {"nic0": mac}
+    api.nic_set(ctx, "web", "nic0", mac="52:54:00:aa:bb:cc")
+    assert _configured_nics(ctx, "web") == {"nic0": "52:54:00:aa:bb:cc"}
+    api.nic_remove(ctx, "web", "nic0")
+    assert _configured_nics(ctx, "web") == {}

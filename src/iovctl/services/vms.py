@@ -285,9 +285,12 @@ def add_nic(ctx: Context, vm_name: str, switch: str, name: str | None, changes: 
         f"Network adapter {vm_name}/{name} ({config.mac}) connected to {switch}, "
         f"IOV weight {config.iov_weight}",
     )
-    if vm.state is VmState.RUNNING:
+    if vm.state is VmState.RUNNING or ctx.runtime.follows_hypervisor:
+        # A hypervisor's VM carries the NIC in its config at once: it may be started
+        # outside iovctl (virsh start) with the NIC and its switch's bridge there.
         nic_id = ctx.store.get_nic(vm_name, name).id
         ctx.do(PlugNic(vm_name, name, nic_id, config))
+    if vm.state is VmState.RUNNING:
         rebalance(ctx, switch)
     return name
 
@@ -307,6 +310,8 @@ def set_nic(ctx: Context, vm_name: str, name: str, changes: NicChanges) -> None:
         EventLevel.INFO, "nic-changed", "nic", nic.label, f"Network adapter {nic.label} changed"
     )
     if vm.state is not VmState.RUNNING:
+        if ctx.runtime.follows_hypervisor:  # the config a start outside iovctl boots with
+            ctx.do(PlugNic(vm_name, name, nic.id, config, previous=nic.config))
         return
     ctx.do(PlugNic(vm_name, name, nic.id, config, previous=nic.config))
     a = nic.assignment

@@ -17,11 +17,8 @@ from typing import Any
 import pytest
 
 IOMMU = os.environ.get("IOVCTL_TESTBED_IOMMU") == "1"
-# A few minutes under TCG: once per guest configuration, not again after the reboot.
-pytestmark = [
-    pytest.mark.testbed,
-    pytest.mark.skipif(os.environ.get("IOVCTL_TESTBED_BOOT", "1") == "2", reason="ran in boot 1"),
-]
+# A few minutes under TCG: once per guest configuration (boot 2 runs only reboot tests).
+pytestmark = pytest.mark.testbed
 
 
 def igb_pf() -> str:

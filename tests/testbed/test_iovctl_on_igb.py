@@ -200,6 +200,7 @@ def test_snapshot_twin_has_the_same_inventory(state: Path, pf: Any, tmp_path: Pa
     assert js(twin, "host") | blank == js(state, "host") | blank
 
 
+@pytest.mark.reboot
 @pytest.mark.skipif(BOOT != 1 or BOOTS < 2, reason="only in the first boot of --reboot-check")
 def test_boot1_configures_vfs_for_apply() -> None:
     # Later tests of this boot may reset the kernel's VFs: only the state store and
@@ -215,6 +216,7 @@ def test_boot1_configures_vfs_for_apply() -> None:
     (state / "expected.json").write_text(json.dumps(kernel_vfs(name)))
 
 
+@pytest.mark.reboot
 @pytest.mark.skipif(BOOT != 2, reason="only in the second boot of --reboot-check")
 def test_boot2_apply_restores_and_then_changes_nothing() -> None:
     state = PERSISTENT

@@ -30,12 +30,14 @@ def igb_numvfs() -> list[int]:
     ]
 
 
+@pytest.mark.reboot
 @pytest.mark.skipif(BOOT != 1 or BOOTS < 2, reason="only in the first boot of --reboot-check")
 def test_first_boot_stores_state_on_disk() -> None:
     STATE.parent.mkdir(parents=True, exist_ok=True)
     STATE.write_text(json.dumps({"boot_id": boot_id()}))
 
 
+@pytest.mark.reboot
 @pytest.mark.skipif(BOOT != 2, reason="only in the second boot of --reboot-check")
 def test_second_boot_sees_disk_state_and_fresh_kernel() -> None:
     assert STATE.exists(), "state written in boot 1 is gone"

@@ -21,10 +21,7 @@ import pytest
 
 from iovctl.adapters.linux.host import LinuxHost
 
-pytestmark = [
-    pytest.mark.testbed,
-    pytest.mark.skipif(os.environ.get("IOVCTL_TESTBED_BOOT", "1") == "2", reason="ran in boot 1"),
-]
+pytestmark = pytest.mark.testbed
 
 PF_DEV = Path("/sys/bus/pci/devices/0000:01:00.0")
 MAC = "52:54:00:aa:bb:01"

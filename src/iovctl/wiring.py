@@ -103,7 +103,7 @@ def open_context(options: Options) -> Context:
         raise InvalidInput(
             "unknown-runtime",
             f"no VM runtime named {shown(options.runtime)!r}",
-            f"choose one of: {', '.join(RUNTIMES)} (IOVCTL_RUNTIME)",
+            f"choose one of: {', '.join(RUNTIMES)} (--runtime or IOVCTL_RUNTIME)",
         )
     wanted = _Wanted(
         sim=_load_sim(options.sim) if options.sim is not None else None,
@@ -306,7 +306,8 @@ def _mismatch(options: Options, kind: str, have: str, want: str) -> StateError:
     return StateError(
         "state-backend-mismatch",
         f"state directory {options.state_dir} holds {kind} {have!r}, not {want!r}",
-        "use another --state-dir (or IOVCTL_STATE_DIR) for another host",
+        f"it is fixed when the state directory is first used: leave the option out to use "
+        f"{have!r}, or use another --state-dir (or IOVCTL_STATE_DIR) for {want!r}",
     )
 
 

@@ -135,6 +135,50 @@ def test_another_host_on_the_same_state_dir_is_refused(make_cli):
     )
 
 
+def test_the_runtime_flag_chooses_the_runtime_once(tmp_path):
+    """``--runtime`` (like IOVCTL_RUNTIME) is fixed when a state directory is first
+    used: later commands need no flag, and another runtime is refused, naming both."""
+    state = str(tmp_path / "rt")
+    first = run_in_process(
+        ["--state-dir", state, "--sim", "demo", "--runtime", "sim", "vm", "create", "a"]
+    )
+    assert first.code == 0, first.err
+    assert (
+        json.loads(run_in_process(["--state-dir", state, "vm", "list", "-o", "json"]).out)[0][
+            "name"
+        ]
+        == "a"
+    )
+    other = run_in_process(["--state-dir", state, "--runtime", "netns", "vm", "list"])
+    assert_clean_error(other, "state-backend-mismatch", 6)
+    assert "'sim'" in other.err and "'netns'" in other.err and "leave the option out" in other.err
+
+
+def test_an_unknown_runtime_is_refused_before_the_state_dir_is_made(tmp_path):
+    state = tmp_path / "never"
+    result = run_in_process(["--state-dir", str(state), "--runtime", "xen", "vm", "list"])
+    assert_clean_error(result, "unknown-runtime", 2)
+    assert "--runtime" in result.err
+    assert not state.exists()
+
+
+@pytest.mark.parametrize("flag", [("--runtime", "sim"), ("--libvirt-uri", "test:///default")])
+def test_runtime_flags_and_connect_are_refused_together(flag):
+    result = run_in_process(["--connect", "unix:///nonexistent.sock", *flag, "vm", "list"])
+    assert_clean_error(result, "conflicting-options", 2)
+    assert flag[0] in result.err
+
+
+def test_the_libvirt_uri_flag_is_fixed_with_the_runtime(tmp_path):
+    pytest.importorskip("libvirt", reason="libvirt-python is not installed (extra: libvirt)")
+    state = str(tmp_path / "lv")
+    uri = ("--runtime", "libvirt", "--libvirt-uri", "test:///default")
+    assert run_in_process(["--state-dir", state, "--sim", "demo", *uri, "vm", "list"]).code == 0
+    again = run_in_process(["--state-dir", state, "--libvirt-uri", "qemu:///session", "vm", "list"])
+    assert_clean_error(again, "state-backend-mismatch", 6)
+    assert "test:///default" in again.err
+
+
 def test_unknown_and_malformed_host_specs(make_cli, tmp_path):
     assert_clean_error(make_cli("nope").run("host"), "unknown-host-spec", 3)
     broken = tmp_path / "broken.yaml"

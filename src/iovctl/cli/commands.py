@@ -206,9 +206,9 @@ def _install_service(args: argparse.Namespace, run: Runner) -> int:
     from pathlib import Path
 
     from iovctl.adapters.systemd import DAEMON_UNIT_NAME, UNIT_NAME, install_unit
-    from iovctl.wiring import resolve_options
+    from iovctl.cli.parser import local_options
 
-    options = resolve_options(args.state_dir, args.sim, args.emulate)
+    options = local_options(args)
     command = shutil.which("iovctl") or f"{sys.executable} -m iovctl"
     assert options.state_dir is not None
     done = install_unit(

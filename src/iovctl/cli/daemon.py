@@ -23,9 +23,9 @@ READ_SOCKET = "/run/iovctl/iovctl-ro.sock"
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
-    from iovctl.wiring import resolve_options
+    from iovctl.cli.parser import local_options
 
-    options = resolve_options(args.state_dir, args.sim, args.emulate)
+    options = local_options(args)
     assert options.state_dir is not None
     return options.state_dir
 
@@ -41,9 +41,9 @@ def _daemon(args: argparse.Namespace, run: Runner) -> int:
             f"the daemon needs FastAPI and uvicorn: {exc}",
             "pip install 'iovctl[daemon]'",
         ) from exc
-    from iovctl.wiring import resolve_options
+    from iovctl.cli.parser import local_options
 
-    options = resolve_options(args.state_dir, args.sim, args.emulate)
+    options = local_options(args)
     return serve(
         DaemonConfig(
             options,

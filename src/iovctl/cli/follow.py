@@ -39,11 +39,12 @@ def event_line(e: dict[str, Any]) -> str:
 def follow_events(args: argparse.Namespace, execute: Callable[..., Any]) -> int:
     """Poll until SIGINT/SIGTERM; ``execute(ctx, call, writes=False)`` runs each poll
     (``cli.main.execute``: the CLI's one way into the store)."""
+    from iovctl.cli.parser import local_options
     from iovctl.services import api
     from iovctl.services.views import to_json
-    from iovctl.wiring import open_context, resolve_options
+    from iovctl.wiring import open_context
 
-    ctx = open_context(resolve_options(args.state_dir, args.sim, args.emulate))
+    ctx = open_context(local_options(args))
     filters = {"level": args.level, "kind": args.kind, "object_name": args.object_name}
     since = args.since
     limit = args.limit

@@ -140,11 +140,12 @@ def run(args: argparse.Namespace) -> int:
     call = command.call
     options = {a.dest: getattr(args, a.dest) for a in command.args if a.to_service}
 
+    from iovctl.cli.parser import local_options
     from iovctl.services.journal import OperationInterrupted
-    from iovctl.wiring import open_context, resolve_options
+    from iovctl.wiring import open_context
 
     committed = False
-    local = resolve_options(args.state_dir, args.sim, args.emulate)
+    local = local_options(args)
     if command.writes and local.state_dir is not None:
         from iovctl.adapters.daemon_lock import single_writer
 
@@ -166,11 +167,13 @@ def run(args: argparse.Namespace) -> int:
 
 def connect_url(args: argparse.Namespace) -> str | None:
     """The daemon to run a command through: ``--connect``, else ``IOVCTL_CONNECT``.
-    ``--connect`` with ``--state-dir``/``--sim``/``--emulate`` is refused: the state
-    is the daemon's."""
+    ``--connect`` with ``--state-dir``/``--sim``/``--emulate``/``--runtime``/
+    ``--libvirt-uri`` is refused: the state is the daemon's."""
+    from iovctl.cli.parser import LOCAL_STATE_OPTIONS
+
     flag = getattr(args, "connect", None)
     if flag is not None:
-        for option in ("state_dir", "sim", "emulate"):
+        for option in LOCAL_STATE_OPTIONS:
             if getattr(args, option, None) is not None:
                 from iovctl.domain.validation import conflicting
 
@@ -180,7 +183,7 @@ def connect_url(args: argparse.Namespace) -> str | None:
                     "the daemon's state, or a local one",
                 )
         return str(flag)
-    if any(getattr(args, o, None) is not None for o in ("state_dir", "sim", "emulate")):
+    if any(getattr(args, o, None) is not None for o in LOCAL_STATE_OPTIONS):
         return None  # a local state named on the command line wins over the environment
     return os.environ.get("IOVCTL_CONNECT") or None
 

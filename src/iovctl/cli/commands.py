@@ -206,7 +206,7 @@ def _install_service(args: argparse.Namespace, run: Runner) -> int:
     from pathlib import Path
 
     from iovctl.adapters.systemd import DAEMON_UNIT_NAME, UNIT_NAME, install_unit
-    from iovctl.cli.parser import local_options
+    from iovctl.cli.local import local_options
 
     options = local_options(args)
     command = shutil.which("iovctl") or f"{sys.executable} -m iovctl"

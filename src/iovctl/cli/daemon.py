@@ -23,7 +23,7 @@ READ_SOCKET = "/run/iovctl/iovctl-ro.sock"
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
-    from iovctl.cli.parser import local_options
+    from iovctl.cli.local import local_options
 
     options = local_options(args)
     assert options.state_dir is not None
@@ -41,7 +41,7 @@ def _daemon(args: argparse.Namespace, run: Runner) -> int:
             f"the daemon needs FastAPI and uvicorn: {exc}",
             "pip install 'iovctl[daemon]'",
         ) from exc
-    from iovctl.cli.parser import local_options
+    from iovctl.cli.local import local_options
 
     options = local_options(args)
     return serve(

@@ -39,7 +39,7 @@ def event_line(e: dict[str, Any]) -> str:
 def follow_events(args: argparse.Namespace, execute: Callable[..., Any]) -> int:
     """Poll until SIGINT/SIGTERM; ``execute(ctx, call, writes=False)`` runs each poll
     (``cli.main.execute``: the CLI's one way into the store)."""
-    from iovctl.cli.parser import local_options
+    from iovctl.cli.local import local_options
     from iovctl.services import api
     from iovctl.services.views import to_json
     from iovctl.wiring import open_context

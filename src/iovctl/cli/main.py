@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     call = command.call
     options = {a.dest: getattr(args, a.dest) for a in command.args if a.to_service}
 
-    from iovctl.cli.parser import local_options
+    from iovctl.cli.local import local_options
     from iovctl.services.journal import OperationInterrupted
     from iovctl.wiring import open_context
 
@@ -169,7 +169,7 @@ def connect_url(args: argparse.Namespace) -> str | None:
     """The daemon to run a command through: ``--connect``, else ``IOVCTL_CONNECT``.
     ``--connect`` with ``--state-dir``/``--sim``/``--emulate``/``--runtime``/
     ``--libvirt-uri`` is refused: the state is the daemon's."""
-    from iovctl.cli.parser import LOCAL_STATE_OPTIONS
+    from iovctl.cli.local import LOCAL_STATE_OPTIONS
 
     flag = getattr(args, "connect", None)
     if flag is not None:

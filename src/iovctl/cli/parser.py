@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from iovctl import __version__
 from iovctl.cli.commands import INT, Command
@@ -16,9 +16,6 @@ from iovctl.cli.table import COMMANDS, GROUPS
 from iovctl.domain.text import shown
 from iovctl.domain.validation import parse_integer
 from iovctl.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from iovctl.wiring import Options
 
 PROG = "iovctl"
 DESCRIPTION = "SR-IOV network I/O virtualization for Linux/KVM hosts, the Hyper-V way."
@@ -54,8 +51,7 @@ def _output_option(p: argparse.ArgumentParser) -> None:
 GLOBAL_WITH_VALUE = frozenset(
     {"--sim", "--emulate", "--state-dir", "--runtime", "--libvirt-uri", "--connect", "-o", "--output"}
 )
-#: The global options that choose a local state (refused together with --connect).
-LOCAL_STATE_OPTIONS = ("state_dir", "sim", "emulate", "runtime", "libvirt_uri")
+
 
 
 def command_word(argv: list[str]) -> str | None:
@@ -168,16 +164,3 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def words_of(args: argparse.Namespace) -> tuple[str, ...]:
     verb = getattr(args, "verb", None)
     return (args.group,) if verb is None else (args.group, verb)
-
-
-def local_options(args: argparse.Namespace) -> Options:
-    """The local state a command line names: flags first, then the environment."""
-    from iovctl.wiring import resolve_options
-
-    return resolve_options(
-        args.state_dir,
-        args.sim,
-        args.emulate,
-        getattr(args, "runtime", None),
-        getattr(args, "libvirt_uri", None),
-    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -61,6 +61,24 @@ def hardware() -> Iterator[HostHardware]:
     hw.set_num_vfs(pf, 0)
     yield hw
     hw.set_num_vfs(pf, 0)
+
+
+@pytest.fixture
+def set_pf_up(hardware: HostHardware, pf: str) -> Iterator[Callable[[bool], None]]:
+    """The outside world's ``ip link set PF up`` / ``down``; the PF is up afterwards."""
+    if backend_name() == "linux":
+
+        def set_up(up: bool) -> None:
+            subprocess.run(["ip", "link", "set", pf, "up" if up else "down"], check=True)
+
+    else:
+        from iovctl.adapters.sim.host import set_pf_admin_up
+
+        def set_up(up: bool) -> None:
+            set_pf_admin_up(hardware.machine, pf, up)  # type: ignore[attr-defined]
+
+    yield set_up
+    set_up(True)
 
 
 def _first_pf(hw: HostHardware) -> str:

@@ -7,9 +7,11 @@ QEMU testbed. A difference is a simulator bug: fix the simulator, never the test
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 
 import pytest
 
+from iovctl.domain.drivers import VF_RESET_NEEDS_PF_UP, VfDriver
 from iovctl.domain.model import SCRUBBED, HostFacts, VfSetting, VfSettings
 from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
 from iovctl.ports import HostHardware
@@ -152,3 +154,30 @@ def test_vf_index_out_of_range(hardware: HostHardware, pf: str) -> None:
     assert info.value.code == "vf-not-found"
     with pytest.raises(HardwareError):
         hardware.virtual_function(pf, 5)
+
+
+def test_a_vf_of_a_pf_that_is_down_is_not_bound(
+    hardware: HostHardware, pf: str, set_pf_up: Callable[[bool], None]
+) -> None:
+    """igb answers a VF's reset only while its PF is up: a VF bound to its driver (or
+    to vfio-pci for a guest) with the PF down would take a random MAC. Refused with
+    the reason, and bound once the PF is up."""
+    hardware.set_num_vfs(pf, 1)
+    driver = hardware.adapter(pf).driver
+    assert driver in VF_RESET_NEEDS_PF_UP  # igb on both backends
+    set_pf_up(False)
+    with pytest.raises(HardwareError) as info:
+        hardware.bind_vf_driver(pf, 0, VfDriver.NET)
+    assert info.value.code == "pf-down" and info.value.errno == errno.ENETDOWN
+    assert pf in info.value.message and driver in info.value.message
+    assert f"ip link set {pf} up" in info.value.hint
+    set_pf_up(True)
+    assert hardware.bind_vf_driver(pf, 0, VfDriver.NET) is not None
+
+
+def test_enabling_vfs_brings_a_pf_that_is_down_up(
+    hardware: HostHardware, pf: str, set_pf_up: Callable[[bool], None]
+) -> None:
+    set_pf_up(False)
+    hardware.set_num_vfs(pf, 1)
+    assert hardware.bind_vf_driver(pf, 0, VfDriver.NET) is not None

@@ -6,9 +6,11 @@ assumed to support everything and their refusals are learnt from the kernel's er
 
 from __future__ import annotations
 
+import errno
 from enum import Enum
 
 from iovctl.domain.model import VfSetting
+from iovctl.errors import HardwareError
 
 V = VfSetting
 
@@ -34,8 +36,28 @@ VF_DRIVER = {
 }
 
 
+#: PF drivers that complete a VF's reset over the PF/VF mailbox only while the PF's
+#: netdev is up: igb and ixgbe set CTRL_EXT.PFRSTD when the PF opens, and until then
+#: igbvf/ixgbevf say "PF still in reset state. Is the PF interface up?" and take a
+#: random MAC as their permanent address. A VF that resets so (bound to its driver
+#: here, or in a guest behind vfio-pci) ignores the MAC set on the PF, and a VM's
+#: net_failover never teams it with the NIC's virtio half.
+VF_RESET_NEEDS_PF_UP = frozenset({"igb", "ixgbe"})
+
+
 def unsupported_settings(driver: str | None) -> frozenset[VfSetting]:
     return UNSUPPORTED_BY_DRIVER.get(driver or "", frozenset())
+
+
+def pf_down(adapter: str, driver: str, vf: str) -> HardwareError:
+    """The refusal to hand out VF ``vf`` of a PF that is administratively down."""
+    return HardwareError(
+        "pf-down",
+        f"adapter {adapter} is down, and {driver} completes a VF's reset only while its PF "
+        f"is up: VF {vf} would come up with a random MAC and no failover pair",
+        f"bring it up (ip link set {adapter} up), then iovctl apply",
+        errno.ENETDOWN,
+    )
 
 
 class VfDriver(Enum):

@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING
 from iovctl.adapters.linux.pciids import PciIds
 from iovctl.adapters.linux.readiness import HostProbe
 from iovctl.adapters.linux.sysfs import PciFunction, SysfsPci, VfFunction
-from iovctl.domain.drivers import UNSUPPORTED_BY_DRIVER, VF_DRIVER, VfDriver
+from iovctl.domain.drivers import (
+    UNSUPPORTED_BY_DRIVER,
+    VF_DRIVER,
+    VF_RESET_NEEDS_PF_UP,
+    VfDriver,
+    pf_down,
+)
 from iovctl.domain.model import (
     Adapter,
     HostFacts,
@@ -253,7 +259,18 @@ class LinuxHost:
 
     def bind_vf_driver(self, adapter: str, index: int, driver: VfDriver) -> str | None:
         """See VfDrivers.bind_vf_driver: ``driver_override`` + ``unbind`` +
-        ``drivers_probe`` (SysfsPci.bind_vfio / bind_default_driver). Needs root."""
+        ``drivers_probe`` (SysfsPci.bind_vfio / bind_default_driver). Needs root.
+
+        Refused (``pf-down``) while a PF whose driver answers VF resets only when up
+        (``VF_RESET_NEEDS_PF_UP``) is administratively down: the VF resets on its way
+        to its user (its driver's probe here, the guest's behind vfio-pci)."""
+        pf = self._pf(adapter)
+        if (
+            pf.driver in VF_RESET_NEEDS_PF_UP
+            and pf.netdev
+            and self.sysfs.admin_up(pf.netdev) is False
+        ):
+            raise pf_down(pf.netdev, pf.driver, self.virtual_function(adapter, index).pci_address)
         if driver is VfDriver.VFIO:
             self.bind_vf_to_vfio(adapter, index)
             return "vfio-pci"

@@ -16,7 +16,7 @@ from typing import Any
 
 from iovctl.adapters.sim.machine import atomic
 from iovctl.adapters.sim.spec import AdapterSpec, HostSpec
-from iovctl.domain.drivers import VF_DRIVER, VfDriver
+from iovctl.domain.drivers import VF_DRIVER, VF_RESET_NEEDS_PF_UP, VfDriver, pf_down
 from iovctl.domain.model import (
     Adapter,
     HostFacts,
@@ -35,7 +35,9 @@ from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sim_adapter (
     name TEXT PRIMARY KEY,
-    num_vfs INTEGER NOT NULL
+    num_vfs INTEGER NOT NULL,
+    -- the PF's netdev is administratively up (ip link set PF up / down)
+    admin_up INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE IF NOT EXISTS sim_vf (
     adapter TEXT NOT NULL,
@@ -106,6 +108,11 @@ class SimulatedHost:
             if "pvlan" not in columns:  # a machine from before VFs had private VLANs
                 self._conn.execute("ALTER TABLE sim_vf ADD COLUMN pvlan TEXT NOT NULL DEFAULT '-'")
             self._add_stats_columns(columns)
+            adapter_columns = {r[1] for r in self._conn.execute("PRAGMA table_info(sim_adapter)")}
+            if "admin_up" not in adapter_columns:  # a machine from before PFs went down
+                self._conn.execute(
+                    "ALTER TABLE sim_adapter ADD COLUMN admin_up INTEGER NOT NULL DEFAULT 1"
+                )
             for a in self.spec.adapters:
                 cur = self._conn.execute(
                     "INSERT OR IGNORE INTO sim_adapter (name, num_vfs) VALUES (?, ?)",
@@ -117,8 +124,12 @@ class SimulatedHost:
     def bind_vf_driver(self, adapter: str, index: int, driver: VfDriver) -> str | None:
         """See VfDrivers.bind_vf_driver; recorded for this instance (the simulated
         kernel's driver links), with the kernel's refusals: vfio-pci needs an IOMMU
-        group (vfio_iommu_group_get: EINVAL)."""
+        group (vfio_iommu_group_get: EINVAL); a VF of a PF that is down and whose
+        driver answers VF resets only when up is refused, as LinuxHost refuses it."""
         vf = self.virtual_function(adapter, index)
+        pf = self._spec(adapter).adapter
+        if pf.driver in VF_RESET_NEEDS_PF_UP and not self._admin_up(adapter):
+            raise pf_down(adapter, pf.driver, vf.pci_address)
         if driver is VfDriver.VFIO:
             if vf.iommu_group is None:
                 raise HardwareError(
@@ -151,7 +162,7 @@ class SimulatedHost:
                 self._conn.execute("DELETE FROM sim_vm_nic")
             for a in self.spec.adapters:
                 self._conn.execute(
-                    "UPDATE sim_adapter SET num_vfs = ? WHERE name = ?",
+                    "UPDATE sim_adapter SET num_vfs = ?, admin_up = 1 WHERE name = ?",
                     (a.adapter.num_vfs, a.adapter.name),
                 )
                 self._conn.execute("DELETE FROM sim_vf WHERE adapter = ?", (a.adapter.name,))
@@ -176,6 +187,10 @@ class SimulatedHost:
     def set_num_vfs(self, adapter: str, count: int) -> None:
         spec = self._spec(adapter)
         pf = spec.adapter
+        if count > 0:
+            # A PF that is down is brought up first, as LinuxHost does (before the
+            # kernel's sriov_numvfs checks, which it does not change).
+            self._conn.execute("UPDATE sim_adapter SET admin_up = 1 WHERE name = ?", (adapter,))
         cap = pf.sriov
         facts = self.spec.facts
         if cap is None or not facts.kernel_pci_iov:
@@ -236,6 +251,11 @@ class SimulatedHost:
             )
             self._conn.execute("DELETE FROM sim_vf WHERE adapter = ?", (adapter,))
             self._create_vfs(adapter, count)
+
+    def _admin_up(self, adapter: str) -> bool:
+        row = self._conn.execute("SELECT admin_up FROM sim_adapter WHERE name = ?", (adapter,))
+        found = row.fetchone()
+        return found is None or bool(found[0])
 
     def virtual_functions(self, adapter: str) -> list[VirtualFunction]:
         spec = self._spec(adapter)
@@ -423,3 +443,12 @@ _REFUSAL_ERRNO = {
 
 def _with_count(adapter: Adapter, num_vfs: int) -> Adapter:
     return replace(adapter, num_vfs=num_vfs)
+
+
+def set_pf_admin_up(conn: sqlite3.Connection, adapter: str, up: bool) -> None:
+    """``ip link set PF up`` / ``down`` behind iovctl's back (the outside world's hands:
+    tests); iovctl brings a PF up only when it enables VFs."""
+    if not conn.execute(
+        "UPDATE sim_adapter SET admin_up = ? WHERE name = ?", (int(up), adapter)
+    ).rowcount:
+        raise ValueError(f"no adapter {adapter}")

@@ -190,6 +190,7 @@ def netns_runtime(store: SqliteStore) -> VmRuntime:
             follows_hypervisor=False,
             vfs_held_elsewhere=frozenset,
             power_states=dict,
+            lost_vms=lambda vms: frozenset(),
             facts=lambda: RuntimeFacts(kind="netns"),
             # vm create and vm delete: nothing to define or forget in a namespace
             define_vm=lambda vm, template: None,

@@ -28,12 +28,13 @@ from iovctl.ports import HostHardware, VmRuntime
 
 @dataclass
 class Outside:
-    """What happens to a hypervisor without iovctl (``virsh define/start/destroy``,
-    a hostdev network pool). ``define(name, q35, slots, failover)``."""
+    """What happens to a hypervisor without iovctl (``virsh define/start/destroy/
+    undefine``, a hostdev network pool). ``define(name, q35, slots, failover)``."""
 
     define: Callable[[str, bool, int, bool], None]
     start: Callable[[str], None]
     stop: Callable[[str], None]
+    undefine: Callable[[str], None]
     #: Gives the VF of that PCI address out by the hypervisor's own means.
     hold_vf: Callable[[str], None]
 
@@ -95,6 +96,7 @@ def sim_runtime() -> Iterator[RuntimeUnderTest]:
         ),
         start=lambda name: sim.start_domain(machine, name),
         stop=lambda name: sim.stop_domain(machine, name),
+        undefine=lambda name: sim.undefine_domain(machine, name),
         hold_vf=lambda pci: sim.hold_pool_vf(machine, pci, "network pool hostnet"),
     )
     yield RuntimeUnderTest("sim", runtime, hardware, adapter, "swc", "c", outside=outside)
@@ -131,6 +133,7 @@ def libvirt_runtime(host: Any) -> Iterator[RuntimeUnderTest]:
             define=host.define_outside,
             start=lambda vm: host.virsh("start", vm),
             stop=lambda vm: host.virsh("destroy", vm),
+            undefine=lambda vm: host.virsh("undefine", vm),
             hold_vf=lambda pci: pytest.skip("no VFs on this host for a libvirt pool to hold"),
         ),
         prepare=lambda vm: runtime.define_vm(vm, host.template()),

@@ -363,6 +363,43 @@ def test_an_adopted_vm_is_followed_through_outside_starts_and_stops(
     rt.forget_vm(vm)
 
 
+def test_a_domain_undefined_outside_is_lost_once_it_stops(under_test: RuntimeUnderTest) -> None:
+    """``virsh undefine`` of a running domain leaves it running (transient) until it
+    stops; then it is gone, its stop is still reported, and ``lost_vms`` names it."""
+    outside = _outside(under_test)
+    rt, vm = under_test.runtime, under_test.vm("undef", prepared=False)
+    outside.define(vm, True, 4, True)
+    rt.adopt_vm(vm)
+    assert rt.lost_vms([vm]) == frozenset()
+    with _Watching(under_test) as watching:
+        outside.start(vm)
+        watching.wait_for(vm, True)
+        outside.undefine(vm)
+        assert rt.is_running(vm) and rt.power_states()[vm] is True
+        assert rt.lost_vms([vm]) == frozenset()  # still there while it runs
+        outside.stop(vm)
+        watching.wait_for(vm, False)
+    assert not rt.is_running(vm) and vm not in rt.power_states()
+    assert rt.lost_vms([vm]) == {vm}
+    with pytest.raises(NotFound) as info:
+        rt.start_vm(vm)
+    assert info.value.code == "unknown-domain"
+    rt.forget_vm(vm)  # iovctl vm delete of a lost VM: nothing left to forget
+
+
+def test_a_stopped_domain_undefined_outside_is_lost_at_once(under_test: RuntimeUnderTest) -> None:
+    outside = _outside(under_test)
+    rt, vm = under_test.runtime, under_test.vm("undef2", prepared=False)
+    outside.define(vm, True, 4, True)
+    rt.adopt_vm(vm)
+    outside.undefine(vm)
+    assert rt.lost_vms([vm]) == {vm} and vm not in rt.power_states()
+    outside.define(vm, True, 4, True)  # defined again: not iovctl's until imported
+    rt.adopt_vm(vm)
+    assert rt.lost_vms([vm]) == frozenset()
+    rt.forget_vm(vm)
+
+
 def test_a_guest_without_failover_never_carries_on_its_vf(under_test: RuntimeUnderTest) -> None:
     outside = _outside(under_test)
     rt, vm = under_test.runtime, under_test.vm("nofo", prepared=False)

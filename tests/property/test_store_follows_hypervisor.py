@@ -1,7 +1,7 @@
 """Stateful property test: the store follows a hypervisor (issue 12, items 2 and 6).
 
-Any sequence of outside starts and stops of imported domains (``virsh start``,
-``virsh destroy``, crashes), iovctl's own commands on them and on its own VMs,
+Any sequence of outside starts, stops and undefines of imported domains (``virsh
+start``, ``virsh destroy``, crashes, ``virsh undefine``), iovctl's own commands on them and on its own VMs,
 weight changes, ``apply``, and VFs the hypervisor gives out by its own means (a
 libvirt hostdev pool). Each outside change reaches the store as the daemon brings
 it: one reported change (``power.follow``), or a full sync (daemon start, apply).
@@ -93,6 +93,23 @@ class FollowMachine(RuleBasedStateMachine):
             sim.stop_domain(self.machine, vm, how)
         self._bring(vm, False, how, full)
 
+    @rule(vm=st.sampled_from(DOMAINS), full=st.booleans())
+    def outside_undefine(self, vm: str, full: bool) -> None:
+        """``virsh undefine``: a running domain stays, transient, until it stops."""
+        with contextlib.suppress(ValueError):  # undefined already
+            sim.undefine_domain(self.machine, vm)
+        self._bring(vm, self.ctx.runtime.is_running(vm), "undefined", full)
+
+    @rule(vm=st.sampled_from(DOMAINS))
+    def delete_and_import_again(self, vm: str) -> None:
+        """What the event of a lost VM says: vm delete, define again, vm import."""
+        if vm not in self.ctx.runtime.lost_vms([vm]):
+            return
+        self._do(vms.delete_vm, vm)
+        sim.define_domain(self.machine, vm)
+        self._do(vms.import_vm, vm)
+        self._do(vms.add_nic, vm, "sw", None, NicChanges(iov_weight=50))
+
     @rule(vm=st.sampled_from(DOMAINS + OWN))
     def start(self, vm: str) -> None:
         self._do(vms.start_vm, vm)
@@ -136,6 +153,9 @@ class FollowMachine(RuleBasedStateMachine):
         held = [n.assignment.pci_address for n in holders if n.assignment]
         assert len(held) == len(set(held)), "a VF held twice"
         assert not set(held) & elsewhere, "a VF the hypervisor gave out is granted"
+        names = [vm.name for vm in ctx.store.list_vms()]
+        for name in ctx.runtime.lost_vms(names):
+            assert ctx.store.get_vm(name).state is VmState.OFF, f"lost {name} runs in the store"
         states = ctx.runtime.power_states()
         for vm in ctx.store.list_vms():
             if vm.name in states:

@@ -12,6 +12,7 @@ import pytest
 from iovctl.adapters.sim import runtime as sim
 from iovctl.domain.model import RuntimeFacts, VmState
 from iovctl.domain.readiness import runtime_reasons, unverified_runtime_facts
+from iovctl.errors import NotFound
 from iovctl.services import api, journal, power, vms
 from iovctl.services.context import Context
 from iovctl.services.failover_watch import FailoverWatch, give_up
@@ -119,6 +120,34 @@ def test_own_vms_are_never_given_up(ctx: Context) -> None:
     assert [vm for vm, _, _ in overdue] == ["own"]  # idle: apply's business (it reattaches)
     assert api.apply(ctx).changed == 1
     assert watch.look(ctx, 10.0) == []
+
+
+def test_a_domain_undefined_and_stopped_behind_the_daemons_back_frees_its_vf(
+    ctx: Context,
+) -> None:
+    """``virsh undefine`` of a running domain, then its stop, with no daemon to hear
+    it: the next sync (the daemon's start or resync, ``apply``) stops the VM in the
+    store and hands its VF, scrubbed, to the next waiter; the record stays."""
+    _domain(ctx, "web", 50)
+    _domain(ctx, "next", 10)
+    sim.start_domain(_machine(ctx), "web")  # type: ignore[arg-type]
+    sim.start_domain(_machine(ctx), "next")  # type: ignore[arg-type]
+    journal.run(ctx, power.sync)
+    assert ctx.store.get_nic("web", "nic0").assignment is not None  # the one VF
+    assert ctx.store.get_nic("next", "nic0").assignment is None
+    sim.undefine_domain(_machine(ctx), "web")  # type: ignore[arg-type]
+    assert journal.run(ctx, power.sync) == []  # still running, transient
+    sim.stop_domain(_machine(ctx), "web")  # type: ignore[arg-type]
+    assert journal.run(ctx, power.sync) == [("web", False)]
+    assert ctx.store.get_vm("web").state is VmState.OFF
+    assert ctx.store.get_nic("next", "nic0").assignment is not None  # handed on
+    [event] = [e for e in api.events(ctx, object_name="web") if e.code == "vm-stopped"]
+    assert "gone from the hypervisor" in event.message
+    assert "iovctl vm delete web" in event.message
+    with pytest.raises(NotFound):
+        api.vm_start(ctx, "web")
+    api.vm_delete(ctx, "web")
+    assert journal.run(ctx, power.sync) == []
 
 
 def test_a_vf_the_hypervisor_holds_is_shown_and_never_handed_out(ctx: Context) -> None:

@@ -6,7 +6,7 @@ hands out VFs."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from iovctl.domain.model import RuntimeFacts, VmPowerChange, VmTemplate
 from iovctl.errors import Conflict
@@ -33,6 +33,9 @@ class OwnVms:
 
     def power_states(self) -> dict[str, bool]:
         return {}
+
+    def lost_vms(self, vms: Iterable[str]) -> frozenset[str]:
+        return frozenset()
 
     def watch(self, on_change: Callable[[VmPowerChange], None], stop: threading.Event) -> None:
         stop.wait()

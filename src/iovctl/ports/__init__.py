@@ -241,11 +241,20 @@ class VmRuntime(Protocol):
         adopted ({} for runtimes whose VMs only iovctl starts)."""
         ...
 
+    def lost_vms(self, vms: Iterable[str]) -> frozenset[str]:
+        """Of ``vms`` (VMs the store has), those the hypervisor had for iovctl and has
+        no more: undefined behind iovctl's back (``virsh undefine``, virt-manager's
+        Delete) or defined again without iovctl's record. A running domain that is
+        undefined is not lost until it stops (libvirt keeps it, transient, until
+        then). frozenset() for runtimes whose VMs are iovctl's own records."""
+        ...
+
     def watch(self, on_change: Callable[[VmPowerChange], None], stop: threading.Event) -> None:
         """Report VM starts and stops as they happen, until ``stop`` is set (then
         return within a second). Blocks; runs in the daemon's own thread. A runtime
         without outside changes just waits for ``stop``. ``on_change`` may be called
-        for a change iovctl itself made: callers compare with the store."""
+        for a change iovctl itself made: callers compare with the store. The stop of
+        a domain that is gone with it (a transient one) is reported too."""
         ...
 
     def vfs_held_elsewhere(self) -> frozenset[str]:

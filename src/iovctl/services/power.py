@@ -32,10 +32,23 @@ def follow(ctx: Context, change: VmPowerChange) -> bool:
 
 def sync(ctx: Context) -> list[tuple[str, bool]]:
     """Make the store agree with every VM the hypervisor owns (the daemon's start,
-    ``apply``); returns (VM, running) of each VM whose state changed."""
+    ``apply``); returns (VM, running) of each VM whose state changed. A running VM
+    whose domain is gone (undefined behind iovctl's back, then stopped) is stopped
+    too: its VFs go to the next waiters, and its record stays for ``vm delete``."""
     if not ctx.runtime.follows_hypervisor:
         return []
     changed = []
+    in_store = [vm.name for vm in ctx.store.list_vms() if vm.state is VmState.RUNNING]
+    for name in sorted(ctx.runtime.lost_vms(in_store)):
+        why = f"VM {name} is gone from the hypervisor (undefined outside iovctl)"
+        vms.stopped(
+            ctx,
+            name,
+            why,
+            f"{why}: its VFs were released; iovctl vm delete {name} removes its record "
+            f"(then iovctl vm import {name} takes over a domain defined again by that name)",
+        )
+        changed.append((name, False))
     for name, running in sorted(ctx.runtime.power_states().items()):
         vm = ctx.store.find_vm(name)
         if vm is not None and _agree(ctx, name, vm.state, running, ""):

@@ -285,6 +285,11 @@ class LibvirtVmRuntime:
                 continue  # undefined while we looked
         return states
 
+    def lost_vms(self, vms: Iterable[str]) -> frozenset[str]:
+        """Every iovctl VM is a domain here: one without a domain that carries iovctl's
+        record is lost."""
+        return frozenset(vm for vm in vms if not self._owned(vm))
+
     def watch(self, on_change: Callable[[VmPowerChange], None], stop: threading.Event) -> None:
         """LIFECYCLE events of iovctl's domains, as power changes. The event loop
         thread only queues them; ownership is checked here, off that thread."""
@@ -302,7 +307,11 @@ class LibvirtVmRuntime:
                 except Empty:
                     continue
                 change = power_change(name, event, detail)
-                if change is not None and self._owned(name):
+                # A transient domain (one undefined while it ran) is gone once it
+                # stopped: its stop is reported all the same (the store decides).
+                if change is not None and (
+                    self._owned(name) or self._conn().domain(name) is None
+                ):
                     on_change(change)
         finally:
             with contextlib.suppress(conn.error):

@@ -155,11 +155,12 @@ class SimulatedHost:
         no VM running (the simulated runtime's tables are part of the machine)."""
         with atomic(self._conn):
             if self._has_runtime():
-                from iovctl.adapters.sim.runtime import power_off_domains
+                from iovctl.adapters.sim.runtime import drop_transients, power_off_domains
 
                 power_off_domains(self._conn, "host rebooted")
                 self._conn.execute("DELETE FROM sim_vm")
                 self._conn.execute("DELETE FROM sim_vm_nic")
+                drop_transients(self._conn)
             for a in self.spec.adapters:
                 self._conn.execute(
                     "UPDATE sim_adapter SET num_vfs = ?, admin_up = 1 WHERE name = ?",

@@ -10,8 +10,10 @@ have *domains* that exist outside iovctl (:func:`define_domain`), that start and
 stop behind iovctl's back (:func:`start_domain`, :func:`stop_domain`: ``virsh
 start``, ``virsh destroy``, a crash), that ``vm import`` adopts with libvirt's
 refusals (not q35, no free hot-plug slot), whose guests may lack failover support
-(the VF is plugged but never carries traffic, as QEMU holds it back), and a VF pool
-of its own (:func:`hold_pool_vf`: libvirt's hostdev networks). VMs made by ``vm
+(the VF is plugged but never carries traffic, as QEMU holds it back), that are
+undefined behind iovctl's back (:func:`undefine_domain`: a running one stays,
+transient, until it stops), and a VF pool of its own (:func:`hold_pool_vf`:
+libvirt's hostdev networks). VMs made by ``vm
 create`` stay iovctl's own records: only adopted domains are reported by
 ``power_states`` and ``watch``. The module functions are the outside world's
 hands (tests); iovctl never calls them.
@@ -59,8 +61,12 @@ CREATE TABLE IF NOT EXISTS sim_domain (
     hotplug_slots INTEGER NOT NULL,
     failover INTEGER NOT NULL,
     -- 1: adopted by iovctl (vm import), its power state reported
-    managed INTEGER NOT NULL DEFAULT 0
+    managed INTEGER NOT NULL DEFAULT 0,
+    -- 1: undefined while it ran: gone when it stops
+    transient INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
+-- adopted domains undefined behind iovctl's back (lost_vms), until defined again
+CREATE TABLE IF NOT EXISTS sim_lost (name TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS sim_power_event (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     vm TEXT NOT NULL,
@@ -107,21 +113,29 @@ class SimulatedVmRuntime:
         """Give a machine from before the simulated hypervisor its tables (one read
         when they exist)."""
         found = self._conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sim_pool_vf'"
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sim_lost'"
         ).fetchone()
         if found is None:
             self.ensure_schema()
+            columns = {r[1] for r in self._conn.execute("PRAGMA table_info(sim_domain)")}
+            if "transient" not in columns:  # a machine from before undefine
+                self._conn.execute(
+                    "ALTER TABLE sim_domain ADD COLUMN transient INTEGER NOT NULL DEFAULT 0"
+                )
 
     def start_vm(self, vm: str) -> None:
         """One statement, as before domains (VM start is benchmarked): iovctl's own
         starts are not logged for ``watch``, which the port allows (callers compare
-        with the store; the store already says it runs)."""
-        _start(self._conn, vm)
+        with the store; the store already says it runs). A lost domain does not
+        start: libvirt has no such domain."""
+        if not _start(self._conn, vm) and not self.is_running(vm):
+            raise _unknown_domain(vm)
 
     def stop_vm(self, vm: str) -> None:
         with atomic(self._conn):
             if _stop(self._conn, vm):
                 _power_event(self._conn, vm, False, "stopped by iovctl")
+                _drop_stopped_transients(self._conn)
 
     def is_running(self, vm: str) -> bool:
         return (
@@ -236,11 +250,7 @@ class SimulatedVmRuntime:
     def adopt_vm(self, vm: str) -> None:
         row = self._domain(vm)
         if row is None:
-            raise NotFound(
-                "unknown-domain",
-                f"the hypervisor has no VM named {vm!r}",
-                "list its VMs (virsh list --all) and give one of their names",
-            )
+            raise _unknown_domain(vm)
         machine, slots, _, managed = row
         if managed:
             return
@@ -275,15 +285,21 @@ class SimulatedVmRuntime:
         )
         return {name: bool(running) for name, running in rows}
 
+    def lost_vms(self, vms: Iterable[str]) -> frozenset[str]:
+        lost = {r[0] for r in self._conn.execute("SELECT name FROM sim_lost")}
+        return frozenset(vm for vm in vms if vm in lost)
+
     def watch(self, on_change: Callable[[VmPowerChange], None], stop: threading.Event) -> None:
         """Polls the machine's power event log (the simulated hypervisor's event
-        stream); reports adopted domains' changes after the moment it began."""
+        stream); reports adopted domains' changes after the moment it began, and
+        the stops of those gone with them (transient)."""
         (last,) = self._conn.execute("SELECT coalesce(max(seq), 0) FROM sim_power_event").fetchone()
         while not stop.is_set():
             rows = self._conn.execute(
                 "SELECT e.seq, e.vm, e.running, e.detail FROM sim_power_event AS e"
-                " JOIN sim_domain AS d ON d.name = e.vm AND d.managed = 1"
-                " WHERE e.seq > ? ORDER BY e.seq",
+                " LEFT JOIN sim_domain AS d ON d.name = e.vm"
+                " WHERE e.seq > ? AND (d.managed = 1 OR e.vm IN (SELECT name FROM sim_lost))"
+                " ORDER BY e.seq",
                 (last,),
             ).fetchall()
             (last,) = self._conn.execute(
@@ -321,7 +337,31 @@ class SimulatedVmRuntime:
 
 
 def _start(conn: sqlite3.Connection, vm: str) -> bool:
-    return bool(conn.execute("INSERT OR IGNORE INTO sim_vm (name) VALUES (?)", (vm,)).rowcount)
+    """False when it runs already, or its domain is lost."""
+    return bool(
+        conn.execute(
+            "INSERT OR IGNORE INTO sim_vm (name)"
+            " SELECT ? WHERE NOT EXISTS (SELECT 1 FROM sim_lost WHERE name = ?)",
+            (vm, vm),
+        ).rowcount
+    )
+
+
+def _unknown_domain(vm: str) -> NotFound:
+    return NotFound(
+        "unknown-domain",
+        f"the hypervisor has no VM named {vm!r}",
+        "list its VMs (virsh list --all) and give one of their names",
+    )
+
+
+def _drop_stopped_transients(conn: sqlite3.Connection) -> None:
+    """Transient domains that stopped are gone; iovctl's adopted ones are lost."""
+    gone = "transient = 1 AND name NOT IN (SELECT name FROM sim_vm)"
+    conn.execute(
+        f"INSERT OR IGNORE INTO sim_lost SELECT name FROM sim_domain WHERE {gone} AND managed = 1"
+    )
+    conn.execute(f"DELETE FROM sim_domain WHERE {gone}")
 
 
 def _stop(conn: sqlite3.Connection, vm: str) -> bool:
@@ -350,6 +390,11 @@ def power_off_domains(conn: sqlite3.Connection, detail: str) -> None:
     )
 
 
+def drop_transients(conn: sqlite3.Connection) -> None:
+    """After a power-off (every VM stopped): transient domains are gone."""
+    _drop_stopped_transients(conn)
+
+
 def define_domain(
     conn: sqlite3.Connection,
     name: str,
@@ -362,10 +407,23 @@ def define_domain(
     False: its guest's virtio_net lacks failover (Linux < 4.18, or built without)."""
     if conn.execute("SELECT 1 FROM sim_domain WHERE name = ?", (name,)).fetchone():
         raise ValueError(f"domain {name} exists")
-    conn.execute(
-        "INSERT INTO sim_domain (name, machine, hotplug_slots, failover) VALUES (?, ?, ?, ?)",
-        (name, machine, hotplug_slots, int(failover)),
-    )
+    with atomic(conn):
+        conn.execute(
+            "INSERT INTO sim_domain (name, machine, hotplug_slots, failover) VALUES (?, ?, ?, ?)",
+            (name, machine, hotplug_slots, int(failover)),
+        )
+        conn.execute("DELETE FROM sim_lost WHERE name = ?", (name,))  # a new definition
+
+
+def undefine_domain(conn: sqlite3.Connection, name: str) -> None:
+    """``virsh undefine`` behind iovctl's back: a domain that runs stays, transient,
+    until it stops; one that does not is gone now. Either way iovctl's record in it
+    goes with it: an adopted domain is lost (``lost_vms``) once it is gone."""
+    if conn.execute("SELECT 1 FROM sim_domain WHERE name = ?", (name,)).fetchone() is None:
+        raise ValueError(f"no domain {name}")
+    with atomic(conn):
+        conn.execute("UPDATE sim_domain SET transient = 1 WHERE name = ?", (name,))
+        _drop_stopped_transients(conn)
 
 
 def start_domain(conn: sqlite3.Connection, name: str, detail: str = "virsh start") -> None:
@@ -384,6 +442,7 @@ def stop_domain(conn: sqlite3.Connection, name: str, detail: str = "virsh destro
         if not _stop(conn, name):
             raise ValueError(f"domain {name} is not running")
         _power_event(conn, name, False, detail)
+        _drop_stopped_transients(conn)
 
 
 def hold_pool_vf(conn: sqlite3.Connection, pci_address: str, holder: str) -> None:

@@ -191,6 +191,7 @@ def netns_runtime(store: SqliteStore) -> VmRuntime:
             vfs_held_elsewhere=frozenset,
             power_states=dict,
             lost_vms=lambda vms: frozenset(),
+            shut_down_guest=lambda vm, timeout: True,
             facts=lambda: RuntimeFacts(kind="netns"),
             # vm create and vm delete: nothing to define or forget in a namespace
             define_vm=lambda vm, template: None,

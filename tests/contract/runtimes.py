@@ -57,6 +57,12 @@ class RuntimeUnderTest:
     prepare: Callable[[str], None] | None = None
     #: Why this runtime has no VF to attach here (the test then skips).
     no_vfs: str | None = None
+    #: Its VMs have a guest OS that powers off when asked (``shut_down_guest``).
+    guest_os: bool = False
+    #: Waits until a started VM's guest OS listens (libvirt: its init said so).
+    guest_up: Callable[[str], None] = lambda vm: None
+    #: Makes a VM whose guest ignores a shutdown request; None: no guest OS here.
+    deaf: Callable[[str], None] | None = None
 
     def vm(self, suffix: str, prepared: bool = True) -> str:
         """A VM name for the test; ``prepared``: the hypervisor has it (defined by
@@ -99,7 +105,14 @@ def sim_runtime() -> Iterator[RuntimeUnderTest]:
         undefine=lambda name: sim.undefine_domain(machine, name),
         hold_vf=lambda pci: sim.hold_pool_vf(machine, pci, "network pool hostnet"),
     )
-    yield RuntimeUnderTest("sim", runtime, hardware, adapter, "swc", "c", outside=outside)
+
+    def deaf(name: str) -> None:
+        sim.define_domain(machine, name, acpi=False)
+        runtime.adopt_vm(name)
+
+    yield RuntimeUnderTest(
+        "sim", runtime, hardware, adapter, "swc", "c", outside=outside, deaf=deaf
+    )
     machine.close()
 
 
@@ -109,6 +122,10 @@ def netns_runtime(make_lab: Callable[..., Any]) -> RuntimeUnderTest:
     return RuntimeUnderTest(
         "netns", lab.runtime, lab.hardware, lab.adapter, lab.switch, lab.tag, lab.vms
     )
+
+
+#: Longest wait for the minimal guest's init to listen (6-9 s here under TCG).
+GUEST_UP_S = 120.0
 
 
 @contextmanager
@@ -141,6 +158,9 @@ def libvirt_runtime(host: Any) -> Iterator[RuntimeUnderTest]:
             "no SR-IOV VFs on this host: the libvirt runtime's VF half runs in the igb"
             " testbed guest (nested libvirt, tests/testbed)"
         ),
+        guest_os=True,
+        guest_up=lambda vm: host.wait_console(vm, "iovctl-guest: up", GUEST_UP_S),
+        deaf=lambda vm: runtime.define_vm(vm, host.template("iovctl.acpi=ignore")),
     )
     try:
         yield built

@@ -363,6 +363,36 @@ def test_an_adopted_vm_is_followed_through_outside_starts_and_stops(
     rt.forget_vm(vm)
 
 
+#: Longest wait for a guest to power off when asked (a few seconds here under TCG).
+SHUTDOWN_BOUND_S = 120.0
+
+
+def test_a_guest_asked_to_shut_down_powers_off(under_test: RuntimeUnderTest) -> None:
+    """``vm stop`` without ``--turn-off``: a guest OS powers itself off; a VM without
+    one is left to ``stop_vm``."""
+    rt, vm = under_test.runtime, under_test.vm("shut")
+    rt.start_vm(vm)
+    under_test.guest_up(vm)
+    assert rt.shut_down_guest(vm, SHUTDOWN_BOUND_S) is True
+    assert rt.is_running(vm) is not under_test.guest_os
+    rt.stop_vm(vm)
+    assert not rt.is_running(vm)
+    assert rt.shut_down_guest(vm, 1.0) is True  # off: nothing to ask
+
+
+def test_a_guest_that_ignores_a_shutdown_keeps_running(under_test: RuntimeUnderTest) -> None:
+    if under_test.deaf is None:
+        pytest.skip("no guest OS here to ignore a shutdown request")
+    rt, vm = under_test.runtime, under_test.vm("deaf", prepared=False)
+    under_test.deaf(vm)
+    rt.start_vm(vm)
+    under_test.guest_up(vm)
+    assert rt.shut_down_guest(vm, 3.0) is False
+    assert rt.is_running(vm)
+    rt.stop_vm(vm)  # what --turn-off does
+    assert not rt.is_running(vm)
+
+
 def test_a_domain_undefined_outside_is_lost_once_it_stops(under_test: RuntimeUnderTest) -> None:
     """``virsh undefine`` of a running domain leaves it running (transient) until it
     stops; then it is gone, its stop is still reported, and ``lost_vms`` names it."""

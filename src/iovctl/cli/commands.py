@@ -459,8 +459,21 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command(
         ("vm", "stop"),
-        "stop: VFs are scrubbed and handed on",
-        (_existing("VM"),),
+        "stop: the guest OS shuts down (or --turn-off); VFs are scrubbed and handed on",
+        (
+            _existing("VM"),
+            arg(
+                "--turn-off",
+                action="store_true",
+                help="power it off at once (virsh destroy; Stop-VM -TurnOff)",
+            ),
+            arg(
+                "--timeout",
+                type=INT,
+                metavar="S",
+                help="seconds to wait for the guest to power off (default 120)",
+            ),
+        ),
         call=api.vm_stop,
         writes=True,
         render=render.vm,

@@ -62,6 +62,21 @@ def check_weight(weight: int) -> int:
     return weight
 
 
+#: Longest wait for a guest to shut down that ``vm stop --timeout`` takes (an hour).
+MAX_SHUTDOWN_TIMEOUT_S = 3600
+
+
+def check_shutdown_timeout(seconds: int) -> int:
+    if not 1 <= seconds <= MAX_SHUTDOWN_TIMEOUT_S:
+        raise InvalidInput(
+            "invalid-timeout",
+            f"shutdown timeout {seconds} s is outside 1-{MAX_SHUTDOWN_TIMEOUT_S}",
+            "give the seconds to wait for the guest to power off, e.g. --timeout 120, "
+            "or --turn-off to power it off at once",
+        )
+    return seconds
+
+
 def check_queue_pairs(count: int) -> int:
     if not 1 <= count <= 4096:
         raise InvalidInput(

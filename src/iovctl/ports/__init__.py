@@ -150,7 +150,18 @@ class VmRuntime(Protocol):
 
     def start_vm(self, vm: str) -> None: ...
 
-    def stop_vm(self, vm: str) -> None: ...
+    def stop_vm(self, vm: str) -> None:
+        """Power the VM off at once (``virsh destroy``); nothing when it does not run."""
+        ...
+
+    def shut_down_guest(self, vm: str, timeout: float) -> bool:
+        """Ask the VM's guest OS to power off (the ACPI power button, ``virsh
+        shutdown``) and wait up to ``timeout`` seconds for it. True when it is off, or
+        when there is no guest OS to ask (namespaces, simulated VMs: ``stop_vm`` ends
+        them); False when it still runs (the guest ignored the request or is slow;
+        it may still power off later, as a stop outside iovctl). Not journaled: the
+        guest powering itself off is what a hypervisor reports like any stop."""
+        ...
 
     def is_running(self, vm: str) -> bool:
         """The hypervisor has the VM (what the store's VM state is checked against)."""

@@ -21,6 +21,7 @@ from iovctl.domain.validation import (
     check_event_window,
     check_integer,
     check_rate,
+    check_shutdown_timeout,
     check_vlan,
     conflicting,
 )
@@ -187,8 +188,21 @@ def vm_start(ctx: Context, name: str) -> VmDetailView:
     return _read(ctx, vms.show_vm, name)
 
 
-def vm_stop(ctx: Context, name: str) -> VmDetailView:
-    journal.run(ctx, vms.stop_vm, name)
+def vm_stop(
+    ctx: Context, name: str, turn_off: bool = False, timeout: int | None = None
+) -> VmDetailView:
+    """``Stop-VM``: the guest OS shuts down (waited for up to ``timeout`` seconds), or
+    with ``turn_off`` the VM is powered off at once (``Stop-VM -TurnOff``)."""
+    if turn_off:
+        if timeout is not None:
+            raise conflicting("--turn-off", "--timeout", "power off at once, or wait for the guest")
+        journal.run(ctx, vms.stop_vm, name)
+    else:
+        seconds = vms.SHUTDOWN_TIMEOUT_S
+        if timeout is not None:
+            seconds = check_shutdown_timeout(check_integer("--timeout", timeout))
+        vms.shut_down(ctx, name, seconds)
+        journal.run(ctx, vms.shut_down_done, name)
     return _read(ctx, vms.show_vm, name)
 
 

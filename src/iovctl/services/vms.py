@@ -125,12 +125,45 @@ def started(ctx: Context, name: str, message: str) -> None:
         rebalance(ctx, switch)
 
 
+#: How long ``vm stop`` waits for a guest to shut down unless told (``--timeout``).
+SHUTDOWN_TIMEOUT_S = 120
+
+
+def shut_down(ctx: Context, name: str, timeout: int) -> None:
+    """``vm stop`` without ``--turn-off``: the guest OS is asked to power off, and
+    waited for, before the VM's operation (:func:`shut_down_done`) is planned; no
+    lock is held meanwhile. Refused (``shutdown-timeout``) when it still runs after
+    ``timeout`` seconds: nothing changed, though the guest may still power off later
+    (then the store follows, as for any stop outside iovctl)."""
+    vm = ctx.store.get_vm(name)
+    if vm.state is VmState.OFF:
+        raise Conflict("vm-not-running", f"VM {name} is not running", f"iovctl vm start {name}")
+    if not ctx.runtime.shut_down_guest(name, timeout):
+        raise Conflict(
+            "shutdown-timeout",
+            f"VM {name} did not power off within {timeout} s of the shutdown request "
+            "(ACPI power button); it keeps its VFs, and may still be shutting down",
+            f"wait longer (--timeout), or power it off at once: iovctl vm stop {name} --turn-off",
+        )
+
+
 def stop_vm(ctx: Context, name: str) -> None:
-    """Stop the VM; its VFs are scrubbed, then go to the best waiting NICs."""
+    """Power the VM off at once (``--turn-off``); its VFs are scrubbed, then go to the best
+    waiting NICs."""
     vm = ctx.store.get_vm(name)
     if vm.state is VmState.OFF:
         raise Conflict("vm-not-running", f"VM {name} is not running", f"iovctl vm start {name}")
     stopped(ctx, name, f"VM {name} stopped", f"VM {name} stopped")
+
+
+def shut_down_done(ctx: Context, name: str) -> None:
+    """The store after :func:`shut_down`: the VM is off (``StopVm`` finds it so, or
+    ends a VM without a guest OS), its VFs handed on. Nothing when the daemon's
+    follower already heard of the power-off."""
+    if ctx.store.get_vm(name).state is VmState.RUNNING:
+        # Still running: a VM without a guest OS to ask, which StopVm ends.
+        how = "stopped" if ctx.runtime.is_running(name) else "shut down"
+        stopped(ctx, name, f"VM {name} {how}", f"VM {name} {how}")
 
 
 def stopped(ctx: Context, name: str, why: str, message: str) -> None:

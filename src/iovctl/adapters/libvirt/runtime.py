@@ -261,6 +261,25 @@ class LibvirtVmRuntime:
             if self._running(dom):
                 raise self._fail(exc, f"stopping domain {vm}") from exc
 
+    def shut_down_guest(self, vm: str, timeout: float) -> bool:
+        """``virsh shutdown``: libvirt's default method (the guest agent if the domain
+        has one, else the ACPI power button), then wait for the domain to stop."""
+        dom = self._conn().domain(vm)
+        if dom is None or not self._running(dom):
+            return True
+        try:
+            dom.shutdown()
+        except self._conn().error as exc:
+            if not self._running(dom):
+                return True
+            raise self._fail(exc, f"asking domain {vm} to shut down") from exc
+        deadline = time.monotonic() + timeout
+        while self.is_running(vm):  # by name: a transient domain is gone once off
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
     def is_running(self, vm: str) -> bool:
         dom = self._conn().domain(vm)
         return dom is not None and self._running(dom)

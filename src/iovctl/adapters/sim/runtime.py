@@ -63,7 +63,9 @@ CREATE TABLE IF NOT EXISTS sim_domain (
     -- 1: adopted by iovctl (vm import), its power state reported
     managed INTEGER NOT NULL DEFAULT 0,
     -- 1: undefined while it ran: gone when it stops
-    transient INTEGER NOT NULL DEFAULT 0
+    transient INTEGER NOT NULL DEFAULT 0,
+    -- 1: its guest powers off at the ACPI power button (virsh shutdown)
+    acpi INTEGER NOT NULL DEFAULT 1
 ) WITHOUT ROWID;
 -- adopted domains undefined behind iovctl's back (lost_vms), until defined again
 CREATE TABLE IF NOT EXISTS sim_lost (name TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -118,10 +120,12 @@ class SimulatedVmRuntime:
         if found is None:
             self.ensure_schema()
             columns = {r[1] for r in self._conn.execute("PRAGMA table_info(sim_domain)")}
-            if "transient" not in columns:  # a machine from before undefine
-                self._conn.execute(
-                    "ALTER TABLE sim_domain ADD COLUMN transient INTEGER NOT NULL DEFAULT 0"
-                )
+            for column in (
+                "transient INTEGER NOT NULL DEFAULT 0",
+                "acpi INTEGER NOT NULL DEFAULT 1",
+            ):
+                if column.split()[0] not in columns:  # a machine from before undefine
+                    self._conn.execute(f"ALTER TABLE sim_domain ADD COLUMN {column}")
 
     def start_vm(self, vm: str) -> None:
         """One statement, as before domains (VM start is benchmarked): iovctl's own
@@ -136,6 +140,21 @@ class SimulatedVmRuntime:
             if _stop(self._conn, vm):
                 _power_event(self._conn, vm, False, "stopped by iovctl")
                 _drop_stopped_transients(self._conn)
+
+    def shut_down_guest(self, vm: str, timeout: float) -> bool:
+        """A domain's guest powers off at once, or ignores the request (defined with
+        ``acpi=False``: False without waiting out ``timeout``, simulated time). iovctl's
+        own VMs have no guest OS to ask."""
+        row = self._conn.execute("SELECT acpi FROM sim_domain WHERE name = ?", (vm,)).fetchone()
+        if row is None or not self.is_running(vm):
+            return True
+        if not row[0]:
+            return False
+        with atomic(self._conn):
+            _stop(self._conn, vm)
+            _power_event(self._conn, vm, False, "shut down")
+            _drop_stopped_transients(self._conn)
+        return True
 
     def is_running(self, vm: str) -> bool:
         return (
@@ -402,15 +421,18 @@ def define_domain(
     machine: str = "pc-q35-7.2",
     hotplug_slots: int = 4,
     failover: bool = True,
+    acpi: bool = True,
 ) -> None:
     """``virsh define``: a VM the hypervisor has and iovctl does not (yet). ``failover``
-    False: its guest's virtio_net lacks failover (Linux < 4.18, or built without)."""
+    False: its guest's virtio_net lacks failover (Linux < 4.18, or built without);
+    ``acpi`` False: its guest ignores the power button (``virsh shutdown``)."""
     if conn.execute("SELECT 1 FROM sim_domain WHERE name = ?", (name,)).fetchone():
         raise ValueError(f"domain {name} exists")
     with atomic(conn):
         conn.execute(
-            "INSERT INTO sim_domain (name, machine, hotplug_slots, failover) VALUES (?, ?, ?, ?)",
-            (name, machine, hotplug_slots, int(failover)),
+            "INSERT INTO sim_domain (name, machine, hotplug_slots, failover, acpi)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (name, machine, hotplug_slots, int(failover), int(acpi)),
         )
         conn.execute("DELETE FROM sim_lost WHERE name = ?", (name,))  # a new definition
 

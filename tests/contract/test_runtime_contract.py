@@ -26,6 +26,7 @@ import pytest
 from iovctl.domain.drivers import VfDriver
 from iovctl.domain.model import NicTxBytes, RuntimeFacts, VmPowerChange
 from iovctl.errors import Conflict, HardwareError, NotFound
+from iovctl.ports import VmRuntime
 
 from .runtimes import Outside, RuntimeUnderTest
 
@@ -363,6 +364,15 @@ def test_an_adopted_vm_is_followed_through_outside_starts_and_stops(
     rt.forget_vm(vm)
 
 
+def _adopted(under_test: RuntimeUnderTest, suffix: str) -> tuple[Outside, VmRuntime, str]:
+    """A domain defined outside iovctl (q35, 4 root ports, failover) and adopted."""
+    outside = _outside(under_test)
+    rt, vm = under_test.runtime, under_test.vm(suffix, prepared=False)
+    outside.define(vm, True, 4, True)
+    rt.adopt_vm(vm)
+    return outside, rt, vm
+
+
 #: Longest wait for a guest to power off when asked (a few seconds here under TCG).
 SHUTDOWN_BOUND_S = 120.0
 
@@ -396,10 +406,7 @@ def test_a_guest_that_ignores_a_shutdown_keeps_running(under_test: RuntimeUnderT
 def test_a_domain_undefined_outside_is_lost_once_it_stops(under_test: RuntimeUnderTest) -> None:
     """``virsh undefine`` of a running domain leaves it running (transient) until it
     stops; then it is gone, its stop is still reported, and ``lost_vms`` names it."""
-    outside = _outside(under_test)
-    rt, vm = under_test.runtime, under_test.vm("undef", prepared=False)
-    outside.define(vm, True, 4, True)
-    rt.adopt_vm(vm)
+    outside, rt, vm = _adopted(under_test, "undef")
     assert rt.lost_vms([vm]) == frozenset()
     with _Watching(under_test) as watching:
         outside.start(vm)
@@ -418,10 +425,7 @@ def test_a_domain_undefined_outside_is_lost_once_it_stops(under_test: RuntimeUnd
 
 
 def test_a_stopped_domain_undefined_outside_is_lost_at_once(under_test: RuntimeUnderTest) -> None:
-    outside = _outside(under_test)
-    rt, vm = under_test.runtime, under_test.vm("undef2", prepared=False)
-    outside.define(vm, True, 4, True)
-    rt.adopt_vm(vm)
+    outside, rt, vm = _adopted(under_test, "undef2")
     outside.undefine(vm)
     assert rt.lost_vms([vm]) == {vm} and vm not in rt.power_states()
     outside.define(vm, True, 4, True)  # defined again: not iovctl's until imported

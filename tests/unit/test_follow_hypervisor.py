@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sim_domains import adopt_domain, one_vf_host
 
 from iovctl.adapters.sim import runtime as sim
 from iovctl.domain.model import RuntimeFacts, VmState
@@ -17,22 +18,15 @@ from iovctl.services import api, journal, power, vms
 from iovctl.services.context import Context
 from iovctl.services.failover_watch import FailoverWatch, give_up
 from iovctl.services.vms import NicChanges
-from iovctl.wiring import Options, open_context
 
 
 @pytest.fixture
 def ctx() -> Iterator[Context]:
-    context = open_context(Options(sim="demo", in_memory=True))
-    api.adapter_enable(context, "enp1s0", num_vfs=1)
-    api.switch_create(context, "sw", "enp1s0", iov=True)
-    yield context
-    context.store.close()
+    with one_vf_host() as context:
+        yield context
 
 
-def _domain(ctx: Context, name: str, weight: int, *, failover: bool = True) -> None:
-    sim.define_domain(ctx.runtime.machine, name, failover=failover)  # type: ignore[attr-defined]
-    api.vm_import(ctx, name)
-    api.nic_add(ctx, name, "sw", iov_weight=weight)
+_domain = adopt_domain
 
 
 def _machine(ctx: Context) -> object:

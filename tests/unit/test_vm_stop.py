@@ -8,28 +8,22 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sim_domains import adopt_domain, one_vf_host
 
-from iovctl.adapters.sim import runtime as sim
 from iovctl.domain.model import VmState
 from iovctl.errors import Conflict, InvalidInput
 from iovctl.services import api
 from iovctl.services.context import Context
-from iovctl.wiring import Options, open_context
 
 
 @pytest.fixture
 def ctx() -> Iterator[Context]:
-    context = open_context(Options(sim="demo", in_memory=True))
-    api.adapter_enable(context, "enp1s0", num_vfs=1)
-    api.switch_create(context, "sw", "enp1s0", iov=True)
-    yield context
-    context.store.close()
+    with one_vf_host() as context:
+        yield context
 
 
 def _domain(ctx: Context, name: str, weight: int, *, acpi: bool = True) -> None:
-    sim.define_domain(ctx.runtime.machine, name, acpi=acpi)  # type: ignore[attr-defined]
-    api.vm_import(ctx, name)
-    api.nic_add(ctx, name, "sw", iov_weight=weight)
+    adopt_domain(ctx, name, weight, acpi=acpi)
     api.vm_start(ctx, name)
 
 

@@ -29,21 +29,21 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_nested_failover import (  # the nested lab's helpers and libvirtd
+from nested_lab import (  # this folder is on sys.path
     BOOT_BOUND_S,
     CONSOLE,
-    NESTED,
+    NESTED_ONLY,
     PEER_MAC,
     PLUG_BOUND_S,
-    REMOVE_BOUND_S,
     SERVER,
     TCP_LOG,
     URI,
+    RemovalWatch,
+    domain_xml,
     libvirtd,  # noqa: F401 (a fixture)
     metric,
     pf_vf_mac,
@@ -57,13 +57,7 @@ from test_nested_failover import (  # the nested lab's helpers and libvirtd
     wait_for,
 )
 
-pytestmark = [
-    pytest.mark.testbed,
-    pytest.mark.skipif(
-        os.environ.get("IOVCTL_TESTBED_NESTED") != "1",
-        reason="needs the image with libvirt (tests/testbed/run --nested)",
-    ),
-]
+pytestmark = NESTED_ONLY
 
 L2 = "l2"
 WAITER = "waiter"
@@ -141,55 +135,6 @@ def first(events: list[dict[str, Any]], code: str, name: str) -> dict[str, Any]:
     found = [e for e in events if e["code"] == code and e["object_name"] == name]
     assert found, f"no {code} event for {name} in {events}"
     return found[0]
-
-
-def domain_xml(name: str, console: Path) -> str:
-    """q35, spare pcie-root-ports, kernel + initrd; no NIC (iovctl adds the pair)."""
-    ports = "".join("<controller type='pci' model='pcie-root-port'/>" for _ in range(4))
-    return f"""
-<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>256</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
-    <kernel>{NESTED}/vmlinuz</kernel>
-    <initrd>{NESTED}/initrd.img</initrd>
-    <cmdline>console=ttyS0 panic=-1 nohz=off highres=off loglevel=4</cmdline>
-  </os>
-  <features><acpi/></features>
-  <on_poweroff>destroy</on_poweroff>
-  <on_reboot>destroy</on_reboot>
-  <on_crash>destroy</on_crash>
-  <devices>
-    <emulator>/usr/bin/qemu-system-x86_64</emulator>
-    <controller type='pci' model='pcie-root'/>
-    {ports}
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>
-    <memballoon model='none'/>
-  </devices>
-</domain>"""
-
-
-class RemovalWatch:
-    """``virsh event DOMAIN --event device-removed``, registered before the request."""
-
-    def __init__(self, domain: str) -> None:
-        self.proc = subprocess.Popen(
-            ["virsh", "-c", URI, "event", domain, "--event", "device-removed", "--timestamp",
-             "--timeout", str(int(REMOVE_BOUND_S))],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
-        time.sleep(1.0)  # virsh connects and registers
-
-    def wait(self) -> tuple[str, float]:
-        """virsh's output and the event's wall-clock time (its ``--timestamp``)."""
-        out, _ = self.proc.communicate(timeout=REMOVE_BOUND_S + 30)
-        m = re.search(
-            r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+[+-]\d{4}): event 'device-removed'", out
-        )
-        assert m, out
-        return out, datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S.%f%z").timestamp()
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ Must not import anything but the standard library.
 
 from __future__ import annotations
 
+import errno as _errno
+
 
 class IovctlError(Exception):
     """Base: ``error[code]: message`` + ``hint``."""
@@ -119,4 +121,17 @@ def not_simulated(backend: str) -> Conflict:
         "not-simulated",
         f"the {backend} host cannot be power-cycled by iovctl",
         "reboot the machine itself; iovctl-apply.service restores the VFs at boot",
+    )
+
+
+def pf_down(adapter: str, driver: str, vf: str) -> HardwareError:
+    """What a host answers when asked for VF ``vf`` of a PF that is administratively
+    down and whose driver finishes a VF's reset only while it is up
+    (``domain.drivers.VF_RESET_NEEDS_PF_UP``)."""
+    return HardwareError(
+        "pf-down",
+        f"adapter {adapter} is down, and {driver} completes a VF's reset only while its PF "
+        f"is up: VF {vf} would come up with a random MAC and no failover pair",
+        f"bring it up (ip link set {adapter} up), then iovctl apply",
+        _errno.ENETDOWN,
     )

@@ -49,9 +49,17 @@ def _output_option(p: argparse.ArgumentParser) -> None:
 
 #: Global options that take a value (the command word is found without parsing).
 GLOBAL_WITH_VALUE = frozenset(
-    {"--sim", "--emulate", "--state-dir", "--runtime", "--libvirt-uri", "--connect", "-o", "--output"}
+    {
+        "--sim",
+        "--emulate",
+        "--state-dir",
+        "--runtime",
+        "--libvirt-uri",
+        "--connect",
+        "-o",
+        "--output",
+    }
 )
-
 
 
 def command_word(argv: list[str]) -> str | None:

@@ -6,11 +6,9 @@ assumed to support everything and their refusals are learnt from the kernel's er
 
 from __future__ import annotations
 
-import errno
 from enum import Enum
 
 from iovctl.domain.model import VfSetting
-from iovctl.errors import HardwareError
 
 V = VfSetting
 
@@ -47,17 +45,6 @@ VF_RESET_NEEDS_PF_UP = frozenset({"igb", "ixgbe"})
 
 def unsupported_settings(driver: str | None) -> frozenset[VfSetting]:
     return UNSUPPORTED_BY_DRIVER.get(driver or "", frozenset())
-
-
-def pf_down(adapter: str, driver: str, vf: str) -> HardwareError:
-    """The refusal to hand out VF ``vf`` of a PF that is administratively down."""
-    return HardwareError(
-        "pf-down",
-        f"adapter {adapter} is down, and {driver} completes a VF's reset only while its PF "
-        f"is up: VF {vf} would come up with a random MAC and no failover pair",
-        f"bring it up (ip link set {adapter} up), then iovctl apply",
-        errno.ENETDOWN,
-    )
 
 
 class VfDriver(Enum):

@@ -37,7 +37,6 @@ from iovctl.domain.drivers import (
     VF_DRIVER,
     VF_RESET_NEEDS_PF_UP,
     VfDriver,
-    pf_down,
 )
 from iovctl.domain.model import (
     Adapter,
@@ -48,7 +47,13 @@ from iovctl.domain.model import (
     VfStats,
     VirtualFunction,
 )
-from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting, not_simulated
+from iovctl.errors import (
+    HardwareError,
+    NotFound,
+    UnsupportedVfSetting,
+    not_simulated,
+    pf_down,
+)
 
 if TYPE_CHECKING:
     from iovctl.adapters.linux.netlink import NetlinkVfs, VfInfoList, VfReport

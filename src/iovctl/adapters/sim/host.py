@@ -16,7 +16,7 @@ from typing import Any
 
 from iovctl.adapters.sim.machine import atomic
 from iovctl.adapters.sim.spec import AdapterSpec, HostSpec
-from iovctl.domain.drivers import VF_DRIVER, VF_RESET_NEEDS_PF_UP, VfDriver, pf_down
+from iovctl.domain.drivers import VF_DRIVER, VF_RESET_NEEDS_PF_UP, VfDriver
 from iovctl.domain.model import (
     Adapter,
     HostFacts,
@@ -30,7 +30,7 @@ from iovctl.domain.model import (
 from iovctl.domain.pvlan import as_text as pvlan_text
 from iovctl.domain.pvlan import from_text as pvlan_from_text
 from iovctl.domain.readiness import iommu_usable
-from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting
+from iovctl.errors import HardwareError, NotFound, UnsupportedVfSetting, pf_down
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sim_adapter (
@@ -155,12 +155,12 @@ class SimulatedHost:
         no VM running (the simulated runtime's tables are part of the machine)."""
         with atomic(self._conn):
             if self._has_runtime():
-                from iovctl.adapters.sim.runtime import drop_transients, power_off_domains
+                from iovctl.adapters.sim.runtime import drop_stopped_transients, power_off_domains
 
                 power_off_domains(self._conn, "host rebooted")
                 self._conn.execute("DELETE FROM sim_vm")
                 self._conn.execute("DELETE FROM sim_vm_nic")
-                drop_transients(self._conn)
+                drop_stopped_transients(self._conn)
             for a in self.spec.adapters:
                 self._conn.execute(
                     "UPDATE sim_adapter SET num_vfs = ?, admin_up = 1 WHERE name = ?",

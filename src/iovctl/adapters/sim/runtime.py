@@ -139,7 +139,7 @@ class SimulatedVmRuntime:
         with atomic(self._conn):
             if _stop(self._conn, vm):
                 _power_event(self._conn, vm, False, "stopped by iovctl")
-                _drop_stopped_transients(self._conn)
+                drop_stopped_transients(self._conn)
 
     def shut_down_guest(self, vm: str, timeout: float) -> bool:
         """A domain's guest powers off at once, or ignores the request (defined with
@@ -153,7 +153,7 @@ class SimulatedVmRuntime:
         with atomic(self._conn):
             _stop(self._conn, vm)
             _power_event(self._conn, vm, False, "shut down")
-            _drop_stopped_transients(self._conn)
+            drop_stopped_transients(self._conn)
         return True
 
     def is_running(self, vm: str) -> bool:
@@ -374,7 +374,7 @@ def _unknown_domain(vm: str) -> NotFound:
     )
 
 
-def _drop_stopped_transients(conn: sqlite3.Connection) -> None:
+def drop_stopped_transients(conn: sqlite3.Connection) -> None:
     """Transient domains that stopped are gone; iovctl's adopted ones are lost."""
     gone = "transient = 1 AND name NOT IN (SELECT name FROM sim_vm)"
     conn.execute(
@@ -409,11 +409,6 @@ def power_off_domains(conn: sqlite3.Connection, detail: str) -> None:
     )
 
 
-def drop_transients(conn: sqlite3.Connection) -> None:
-    """After a power-off (every VM stopped): transient domains are gone."""
-    _drop_stopped_transients(conn)
-
-
 def define_domain(
     conn: sqlite3.Connection,
     name: str,
@@ -445,7 +440,7 @@ def undefine_domain(conn: sqlite3.Connection, name: str) -> None:
         raise ValueError(f"no domain {name}")
     with atomic(conn):
         conn.execute("UPDATE sim_domain SET transient = 1 WHERE name = ?", (name,))
-        _drop_stopped_transients(conn)
+        drop_stopped_transients(conn)
 
 
 def start_domain(conn: sqlite3.Connection, name: str, detail: str = "virsh start") -> None:
@@ -464,7 +459,7 @@ def stop_domain(conn: sqlite3.Connection, name: str, detail: str = "virsh destro
         if not _stop(conn, name):
             raise ValueError(f"domain {name} is not running")
         _power_event(conn, name, False, detail)
-        _drop_stopped_transients(conn)
+        drop_stopped_transients(conn)
 
 
 def hold_pool_vf(conn: sqlite3.Connection, pci_address: str, holder: str) -> None:
